@@ -1,0 +1,1 @@
+"""Commands: audit (registered on engine.cli.app.main)."""

@@ -1,0 +1,1 @@
+"""Commands: definitions (registered on engine.cli.app.main)."""

@@ -1,0 +1,1 @@
+"""Commands: inbox (registered on engine.cli.app.main)."""

@@ -1,0 +1,1 @@
+"""Commands: runs (registered on engine.cli.app.main)."""

@@ -1,0 +1,1 @@
+"""Commands: supervision (registered on engine.cli.app.main)."""

@@ -1,0 +1,200 @@
+"""Journal record types: one msgspec tagged union, one JSON object per line.
+
+Every record carries `type` (the tag), `seq` (1-based, equal to its line number),
+`ts` (UTC ISO 8601) and `prev` (sha256 hex of the previous line's bytes, without its
+newline; GENESIS, 64 zeros, on the first line). The rest is what the engine needs to rebuild a run
+and what an auditor needs to read its story.
+
+Schema evolution follows msgspec's rules: new fields get defaults, fields are never
+reordered or retyped, record types are never renamed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import msgspec
+
+
+GENESIS = "0" * 64
+
+
+class Record(msgspec.Struct, tag_field="type", omit_defaults=True):
+    """Fields common to every record. `seq` and `prev` are filled in by the writer."""
+
+    seq: int = 0
+    ts: str = ""
+    prev: str = ""
+
+
+def _tag(name: str) -> dict:
+    # kw_only lets each type's required fields follow the common defaults, while the
+    # common fields stay first on every line: {"type":…,"seq":…,"ts":…,"prev":…,…}
+    return {"tag": name, "kw_only": True}
+
+
+class RunStarted(Record, **_tag("run_started")):
+    """First record of a run: the pinned definition it will follow to the end."""
+
+    run_id: str
+    machine: str
+    version: int | str
+    definition: dict[str, Any]
+    definition_hash: str
+    input: dict[str, Any] = {}
+    source: str | None = None  # where the definition was loaded from; actions resolve beside it
+    by: str | None = None
+
+
+class StepStarted(Record, **_tag("step_started")):
+    """Written (and fsync'd) before an action is called."""
+
+    state: str
+    attempt: int
+    idempotency_key: str
+
+
+class StepSucceeded(Record, **_tag("step_succeeded")):
+    state: str
+    attempt: int
+    trigger: str
+    data: dict[str, Any] = {}
+    duration_ms: float | None = None
+
+
+class StepFailed(Record, **_tag("step_failed")):
+    state: str
+    attempt: int
+    error: str
+    error_type: str = ""
+    retryable: bool = True
+    duration_ms: float | None = None
+
+
+class StepAbandoned(Record, **_tag("step_abandoned")):
+    """An in-flight step whose worker died, hung past its timeout, or was stopped."""
+
+    state: str
+    attempt: int
+    reason: str
+
+
+class RetryScheduled(Record, **_tag("retry_scheduled")):
+    """A durable backoff: the next attempt is due at `due`, whoever is running then."""
+
+    state: str
+    attempt: int  # the attempt that will run next
+    due: str
+    delay_s: float
+
+
+class Transition(Record, **_tag("transition")):
+    trigger: str
+    source: str
+    dest: str
+
+
+class Waiting(Record, **_tag("waiting")):
+    """The run waits for a trigger from outside; `deadline` None means forever (declared)."""
+
+    state: str
+    triggers: list[str]
+    approvers: list[str] | None = None
+    deadline: str | None = None
+
+
+class TriggerReceived(Record, **_tag("trigger_received")):
+    """A trigger from outside, accepted: who sent it and from which inbox file."""
+
+    trigger: str
+    state: str
+    by: str
+    source_file: str | None = None
+    comment: str | None = None
+    data: dict[str, Any] = {}
+
+
+class TriggerRefused(Record, **_tag("trigger_refused")):
+    """A trigger for this run that was refused (wrong state, not an approver): kept for audit."""
+
+    trigger: str
+    state: str
+    by: str
+    reason: str
+    source_file: str | None = None
+
+
+class TimeoutFired(Record, **_tag("timeout_fired")):
+    state: str
+    deadline: str
+
+
+class Escalated(Record, **_tag("escalated")):
+    """The run is parked for a human; `ticket` is the escalation file's path."""
+
+    state: str
+    reason: str
+    detail: str = ""
+    ticket: str | None = None
+
+
+class Resolved(Record, **_tag("resolved")):
+    """A human's answer to an escalation: retry, skip (fire `trigger`) or abort."""
+
+    action: str
+    by: str
+    trigger: str | None = None
+    comment: str | None = None
+    source_file: str | None = None
+
+
+class RunFinished(Record, **_tag("run_finished")):
+    state: str
+    outcome: str | None = None
+
+
+class Cancelled(Record, **_tag("cancelled")):
+    by: str
+    reason: str = ""
+
+
+AnyRecord = Union[
+    RunStarted,
+    StepStarted,
+    StepSucceeded,
+    StepFailed,
+    StepAbandoned,
+    RetryScheduled,
+    Transition,
+    Waiting,
+    TriggerReceived,
+    TriggerRefused,
+    TimeoutFired,
+    Escalated,
+    Resolved,
+    RunFinished,
+    Cancelled,
+]
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    cls.__struct_config__.tag: cls for cls in AnyRecord.__args__  # type: ignore[attr-defined]
+}
+
+# One encoder and one decoder for the whole process: building them is the slow part.
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyRecord)
+
+
+def encode(record: Record) -> bytes:
+    """The record's line, without the trailing newline."""
+    return _encoder.encode(record)
+
+
+def decode(line: bytes) -> AnyRecord:
+    """Parse one line (newline optional). Raises msgspec.DecodeError / ValidationError."""
+    return _decoder.decode(line)
+
+
+def to_builtins(record: Record) -> dict[str, Any]:
+    """The record as plain JSON-able data, exactly as it is on disk."""
+    return msgspec.to_builtins(record)
