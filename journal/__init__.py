@@ -5,6 +5,7 @@ See FORMAT.md beside this file for the on-disk format and how recovery works.
 """
 
 from journal.errors import CorruptJournalError, JournalError, JournalLockedError, JournalWriteError
+from journal.follow import follow, follow_lines
 from journal.reader import Contents, line_hash, read
 from journal.records import (
     GENESIS,
@@ -30,6 +31,7 @@ from journal.records import (
     to_builtins,
 )
 from journal.store import FileStore, InvalidRunIdError, Store, check_run_id
+from journal.verify import VerifyResult, verify
 from journal.writer import JournalWriter, fsync_dir, utc_now
 
 __all__ = [name for name in dir() if not name.startswith("_")]

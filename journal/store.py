@@ -16,7 +16,7 @@ from typing import Protocol
 
 from journal.errors import JournalError
 from journal.reader import Contents, read
-from journal.writer import Durability, JournalWriter
+from journal.writer import Durability, JournalWriter, fsync_dir
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 SUFFIX = ".jsonl"
@@ -69,8 +69,9 @@ class FileStore:
 
     def writer(self, run_id: str, *, create: bool = False) -> JournalWriter:
         """The run's single writer (raises JournalLockedError if another process holds it)."""
-        if create:
+        if create and not self.runs_dir.is_dir():
             self.runs_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.runs_dir.parent)  # the new folder's own entry must be durable too
         return JournalWriter(self.path(run_id), run_id, create=create, durability=self.durability)
 
     def read(self, run_id: str) -> Contents:

@@ -108,6 +108,8 @@ class JournalWriter:
         """
         if self._broken:
             raise JournalWriteError(f"{self.path}: writer unusable after an earlier error ({self._broken}); reopen the journal")
+        if not records:
+            return records  # an empty batch must not write a bare newline (an empty line is corrupt)
         seq, prev = self.last_seq, self.last_hash
         lines = []
         for record in records:

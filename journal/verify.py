@@ -1,0 +1,123 @@
+"""Check a whole journal: record structure, seq continuity and the hash chain.
+
+`verify` reads every line and stops at the first problem, naming its line. A torn last
+line (no trailing newline) is not a problem: it is what a crash mid-write leaves, it
+never counted, and the next writer cuts it off. It is reported in `torn_bytes`, apart
+from damage, so a crash is never mistaken for tampering (nor the reverse).
+
+What the chain proves: every line but the last is exactly what was written after the
+first line, given the last. Editing the last line, or cutting whole lines off the end,
+leaves a valid chain; pass `head` (the last hash, kept somewhere else) to catch that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import msgspec
+
+from journal.records import GENESIS, AnyRecord, RunStarted, decode
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The verdict on one journal. `line`/`problem` name the first problem, if any."""
+
+    path: Path
+    ok: bool
+    records: int  # complete, valid records (before the problem, if any)
+    line: int | None = None
+    problem: str | None = None
+    torn_bytes: int = 0  # bytes after the last newline: a crash mid-write, not damage
+    last_hash: str = GENESIS  # hash of the last valid line: the chain's head, to anchor
+
+    @property
+    def torn(self) -> bool:
+        return self.torn_bytes > 0
+
+    def __str__(self) -> str:
+        if not self.ok:
+            return f"{self.path}:{self.line}: {self.problem}"
+        text = f"ok ({self.records} records)"
+        if self.torn:
+            text += f"; {torn_note(self.torn_bytes)}"
+        return text
+
+
+def torn_note(size: int) -> str:
+    return f"torn tail ({size} bytes, a crash mid-write; cut on next open)"
+
+
+def verify(path: Path, *, run_id: str | None = None, head: str | None = None) -> VerifyResult:
+    """Check the journal at `path`.
+
+    `run_id`: the run the journal must belong to (its first record names it).
+    `head`: the expected hash of the last line, kept elsewhere; catches an edited last line
+    or lines cut off the end, which the chain alone cannot see.
+    Raises OSError if the file cannot be read.
+    """
+    path = Path(path)
+    prev = GENESIS
+    number = 0
+    torn = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.endswith(b"\n"):
+                torn = len(raw)  # only the last line can lack its newline
+                break
+            number += 1
+            line = raw[:-1]
+            problem = _check(line, number, prev, run_id)
+            if problem:
+                return VerifyResult(path, False, number - 1, number, problem, last_hash=prev)
+            prev = hashlib.sha256(line).hexdigest()
+    if head is not None and head != prev:
+        where = number or 1
+        problem = f"the chain's head is {prev[:12]}…, not the expected {head[:12]}…"
+        problem += " (the last line was changed, or lines were cut off the end)"
+        return VerifyResult(path, False, max(number - 1, 0), where, problem, torn, prev)
+    return VerifyResult(path, True, number, torn_bytes=torn, last_hash=prev)
+
+
+def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | None:
+    """The problem with one complete line, or None."""
+    if not line.strip():
+        return "empty line (a journal line is one JSON record)"
+    try:
+        record: AnyRecord = decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return f"not a valid record ({exc})"
+    if record.seq != number:
+        return f"seq {record.seq} where {number} was expected (a line was removed, inserted or moved)"
+    if number == 1:
+        if not isinstance(record, RunStarted):
+            return f"first record is '{_type(record)}', not 'run_started'"
+        if record.prev != GENESIS:
+            return "prev of line 1 is not GENESIS (64 zeros): lines were cut off the start"
+        if run_id is not None and record.run_id != run_id:
+            return f"journal of run '{record.run_id}' where run '{run_id}' was expected"
+    elif isinstance(record, RunStarted):
+        return "a second run_started (only line 1 starts the run)"
+    elif record.prev != prev:
+        return (
+            f"hash chain broken (prev does not match line {number - 1}: "
+            f"line {number - 1} or this prev was changed)"
+        )
+    return _check_ts(record.ts)
+
+
+def _check_ts(ts: str) -> str | None:
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return f"ts {ts!r} is not an ISO 8601 time"
+    if moment.utcoffset() != timedelta(0):
+        return f"ts {ts!r} is not UTC"
+    return None
+
+
+def _type(record: AnyRecord) -> str:
+    return type(record).__struct_config__.tag  # type: ignore[attr-defined]

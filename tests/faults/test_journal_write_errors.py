@@ -1,0 +1,94 @@
+"""A failed write poisons the writer; the directory entry of a new journal is fsync'd.
+
+The write failure is real: a child process lowers RLIMIT_FSIZE so the kernel stops the
+write part-way (a short write, then EFBIG), as a full disk would (ENOSPC).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from journal import FileStore, Transition, read, verify
+
+FILLER = """
+import json, resource, signal, sys
+from journal import FileStore, JournalWriteError, RunStarted, StepStarted, StepSucceeded, Transition
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+w = FileStore(sys.argv[1]).writer("r1", create=True)
+w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+w.append(StepStarted(state="s", attempt=1, idempotency_key="r1/s/1"))
+room = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (w.size + room, resource.RLIM_INFINITY))
+out = {"size_before": w.size}
+try:
+    w.append(StepSucceeded(state="s", attempt=1, trigger="ok", data={"blob": "x" * 500}))
+except JournalWriteError as exc:
+    out["first"] = str(exc)
+    out["errno"] = exc.__cause__.errno
+try:
+    w.append(Transition(trigger="ok", source="s", dest="t"))  # tiny: it would fit, yet must be refused
+except JournalWriteError as exc:
+    out["second"] = str(exc)
+print(json.dumps(out))
+"""
+
+
+def test_a_write_error_makes_the_writer_refuse_further_appends(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    room = 40
+    proc = subprocess.run([sys.executable, "-c", FILLER, str(runs), str(room)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["errno"] == errno.EFBIG and "append failed" in out["first"]
+    assert "writer unusable after an earlier error" in out["second"] and "reopen" in out["second"]
+
+    path = FileStore(runs).path("r1")
+    assert path.stat().st_size == out["size_before"] + room  # the kernel wrote a partial line
+    result = verify(path)
+    assert result.ok and result.records == 2 and result.torn_bytes == room
+
+    with FileStore(runs).writer("r1") as w:  # reopening from disk: the partial line is cut
+        assert w.recovered_bytes == room and w.last_seq == 2
+        w.append(Transition(trigger="ok", source="s", dest="t"))
+    assert verify(path).ok and [r.seq for r in read(path).records] == [1, 2, 3]
+
+
+CREATE = """
+import sys
+from journal import FileStore, RunStarted
+with FileStore(sys.argv[1]).writer("r1", create=True) as w:
+    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+"""
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to watch the real syscalls")
+def test_creating_a_journal_fsyncs_its_directory_and_each_append_syncs_before_returning(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    log = tmp_path / "trace"
+    cmd = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,write,fsync,fdatasync", sys.executable, "-c", CREATE, str(runs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0 and "ptrace" in proc.stderr:
+        pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    calls = [line.split(None, 1)[1] for line in log.read_text().splitlines() if " " in line]
+
+    def index(pattern: str, start: int = 0) -> tuple[int, re.Match]:
+        for i in range(start, len(calls)):
+            if m := re.search(pattern, calls[i]):
+                return i, m
+        raise AssertionError(f"no syscall matching {pattern!r} after #{start}:\n" + "\n".join(calls[start:][-40:]))
+
+    created, m = index(rf'openat\(AT_FDCWD, "{re.escape(str(runs))}/r1\.jsonl", [^)]*O_CREAT\|O_EXCL[^)]*\) = (\d+)')
+    journal_fd = m.group(1)
+    opened_dir, m = index(rf'openat\(AT_FDCWD, "{re.escape(str(runs))}", [^)]*O_DIRECTORY[^)]*\) = (\d+)', created)
+    synced_dir, _ = index(rf"^fsync\({m.group(1)}\)", opened_dir)
+    wrote, _ = index(rf"^write\({journal_fd}, .*run_started", synced_dir)
+    index(rf"^fdatasync\({journal_fd}\)\s+= 0", wrote)

@@ -1,0 +1,145 @@
+"""Reading a journal back: complete records, a torn tail reported, damage named by line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from journal import (
+    GENESIS,
+    CorruptJournalError,
+    FileStore,
+    JournalError,
+    RunStarted,
+    StepStarted,
+    StepSucceeded,
+    Transition,
+    line_hash,
+    read,
+    to_builtins,
+    verify,
+)
+
+
+def run_records(steps: int = 3, run_id: str = "r1") -> list:
+    out = [RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00")]
+    for i in range(steps):
+        out.append(StepStarted(state=f"s{i}", attempt=1, idempotency_key=f"{run_id}/s{i}/1"))
+        out.append(StepSucceeded(state=f"s{i}", attempt=1, trigger="ok", data={"i": i}, duration_ms=1.5))
+        out.append(Transition(trigger="ok", source=f"s{i}", dest=f"s{i + 1}"))
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path / "runs")
+
+
+@pytest.fixture
+def journal(store: FileStore) -> Path:
+    with store.writer("r1", create=True) as w:
+        w.append_many(run_records())
+    return store.path("r1")
+
+
+def test_read_returns_every_record_in_order(journal: Path) -> None:
+    contents = read(journal)
+    data = journal.read_bytes()
+    assert [r.seq for r in contents.records] == list(range(1, 11))
+    assert contents.end_offset == len(data) and contents.torn_bytes == 0
+    assert contents.last_seq == 10
+    assert contents.last_hash == line_hash(data.splitlines()[-1])
+    assert contents.records[0].prev == GENESIS
+
+
+def test_incremental_read_continues_from_an_offset(store: FileStore, journal: Path) -> None:
+    first = read(journal)
+    with store.writer("r1") as w:
+        w.append(Transition(trigger="go", source="a", dest="b"))
+    more = read(journal, offset=first.end_offset, last_seq=first.last_seq, last_hash=first.last_hash)
+    assert [r.seq for r in more.records] == [11]
+    assert more.records[0].prev == first.last_hash
+    assert more.end_offset == journal.stat().st_size
+
+
+def test_torn_tail_is_reported_then_cut_by_the_next_writer(store: FileStore, journal: Path) -> None:
+    whole = journal.read_bytes()
+    torn = b'{"type":"step_started","seq":11,"ts":"2026'
+    with open(journal, "ab") as f:
+        f.write(torn)
+    contents = read(journal)
+    assert len(contents.records) == 10 and contents.torn_bytes == len(torn)
+    assert contents.end_offset == len(whole)
+
+    with store.writer("r1") as w:
+        assert w.recovered_bytes == len(torn) and w.last_seq == 10
+        w.append(Transition(trigger="go", source="a", dest="b"))
+    assert journal.read_bytes().startswith(whole)
+    result = verify(journal)
+    assert result.ok and result.records == 11 and not result.torn
+
+
+@pytest.mark.parametrize("tail", [b"\0" * 4096, b"\xff\xfe garbage \x00\x01", b"{"])
+def test_power_loss_tail_without_newline_is_torn(store: FileStore, journal: Path, tail: bytes) -> None:
+    with open(journal, "ab") as f:
+        f.write(tail)
+    assert read(journal).torn_bytes == len(tail)
+    with store.writer("r1") as w:
+        assert w.recovered_bytes == len(tail)
+    assert verify(journal).ok and journal.read_bytes().endswith(b"}\n")
+
+
+@pytest.mark.parametrize(
+    "damage, line",
+    [
+        (lambda lines: lines.insert(4, b""), 5),  # a blank line
+        (lambda lines: lines.insert(4, b"   "), 5),  # whitespace only
+        (lambda lines: lines.__setitem__(3, lines[3] + lines[4]), 4),  # two records on one line
+        (lambda lines: lines.__setitem__(6, lines[6][:-9]), 7),  # a line cut short
+        (lambda lines: lines.__setitem__(2, b"\0" * 50), 3),  # zeros inside the file
+        (lambda lines: lines.pop(5), 6),  # a missing line: seq jumps
+        (lambda lines: lines.insert(8, lines[7]), 9),  # a duplicated line
+        (lambda lines: lines.__setitem__(1, lines[1].replace(b'"attempt":1', b'"attempt":"1"')), 2),
+    ],
+    ids=["blank", "whitespace", "two-on-a-line", "cut-short", "zeros", "missing", "duplicate", "wrong-type"],
+)
+def test_damage_before_the_tail_is_an_error_naming_file_and_line(journal: Path, damage, line: int) -> None:
+    lines = journal.read_bytes().split(b"\n")[:-1]
+    damage(lines)
+    journal.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(CorruptJournalError) as info:
+        read(journal)
+    assert info.value.line == line and info.value.path == journal
+    assert str(info.value).startswith(f"{journal}:{line}: ")
+
+
+def test_garbage_with_a_newline_at_the_tail_is_corruption_not_a_torn_tail(store: FileStore, journal: Path) -> None:
+    with open(journal, "ab") as f:
+        f.write(b"\0\0\0\n\0\0")
+    with pytest.raises(CorruptJournalError) as info:
+        read(journal)
+    assert info.value.line == 11
+    with pytest.raises(CorruptJournalError):
+        store.writer("r1")  # a writer refuses to append after damage it cannot cut
+
+
+def test_fast_and_exact_decoding_agree(journal: Path) -> None:
+    from journal.reader import _decode_exact, _decode_fast
+
+    body = journal.read_bytes()
+    fast = _decode_fast(body)
+    assert fast is not None
+    assert [to_builtins(r) for r in fast] == [to_builtins(r) for r in _decode_exact(journal, body, 0)]
+
+
+def test_empty_journal_has_no_records(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    path.write_bytes(b"")
+    contents = read(path)
+    assert contents.records == [] and contents.last_hash == GENESIS and contents.torn_bytes == 0
+
+
+def test_store_read_of_an_unknown_run_is_a_journal_error(store: FileStore) -> None:
+    with pytest.raises(JournalError, match="no journal for run 'nope'"):
+        store.read("nope")
