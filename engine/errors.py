@@ -38,3 +38,58 @@ class DefinitionError(EngineError):
         self.problems = list(problems)
         errors = [p for p in self.problems if p.severity == "error"]
         super().__init__("\n".join(str(p) for p in errors or self.problems))
+
+
+class NotAMachineError(DefinitionError):
+    """A Python file given as a machine defines no module attribute `machine`."""
+
+
+class ImportPathError(EngineError):
+    """A `module:attribute` import path (action, predicate, exception) does not resolve."""
+
+    def __init__(self, import_path: str, reason: str) -> None:
+        self.import_path = import_path
+        self.reason = reason
+        super().__init__(f"{import_path}: {reason}")
+
+
+# --- Runtime errors (engine.runner) ----------------------------------------------------
+
+
+class UnknownRunError(EngineError):
+    """No journal exists for this run id."""
+
+    def __init__(self, run_id: str, where: str = "") -> None:
+        self.run_id = run_id
+        super().__init__(f"{where or 'runs'}: no run '{run_id}'; list runs with 'ratchet status'")
+
+
+class RunLockedError(EngineError):
+    """Another process is advancing this run (it holds the journal's lock)."""
+
+    def __init__(self, run_id: str, path: str = "") -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"{path or run_id}: run '{run_id}' is being advanced by another process; "
+            "wait for it to finish or stop it"
+        )
+
+
+class RunExistsError(EngineError):
+    """`start --id` named a run that exists with another machine."""
+
+    def __init__(self, run_id: str, machine: str, wanted: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run '{run_id}' already exists with machine '{machine}', not '{wanted}'; "
+            "choose another --id"
+        )
+
+
+class RunNotWaitingError(EngineError):
+    """A trigger was sent to a run that is not waiting for one."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run '{run_id}': {reason}")

@@ -1,1 +1,120 @@
-"""Commands: definitions (registered on engine.cli.app.main)."""
+"""Commands: validate and graph (registered on engine.cli.app.main)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from engine.cli.app import UserError, home_of, main
+from engine.errors import DefinitionError, NotAMachineError
+from engine.loader import SUFFIXES, load_file, load_machine, machine_from_definition
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def validate(paths: tuple[Path, ...]) -> None:
+    """Check machine definitions before any run starts.
+
+    PATHS are .yaml/.yml/.py machine files or folders of them. Every problem is printed
+    as `file:line: message` (Python files: `file: object.path: message`), all of them,
+    not just the first. Warnings do not fail. Python modules without a `machine`
+    attribute (action modules beside the machines) are skipped, so `machines/*` works.
+    Exit 0 if all are valid, 1 otherwise.
+
+    \b
+    Example:
+      ratchet validate machines/*
+    """
+    files, invalid, checked = _machine_files(paths), 0, 0
+    for path in files:
+        if not path.exists():
+            click.echo(f"{path}: no such file or folder")
+            invalid += 1
+            continue
+        try:
+            machine = load_file(path)
+        except NotAMachineError:
+            click.echo(f"{path}: skipped (a Python module without a 'machine' attribute)", err=True)
+            continue
+        except DefinitionError as exc:
+            checked += 1
+            invalid += 1
+            for problem in exc.problems:
+                click.echo(str(problem))
+            continue
+        checked += 1
+        for warning in machine.warnings:
+            click.echo(str(warning))
+        click.echo(f"{path}: ok ({machine.name} v{machine.spec.version}, {machine.hash[:19]}…)")
+    if not checked and not invalid:
+        raise UserError(f"no machine definitions (.yaml, .yml, .py) in {' '.join(map(str, paths))}")
+    if invalid:
+        raise click.exceptions.Exit(1)
+
+
+def _machine_files(paths: tuple[Path, ...]) -> list[Path]:
+    """The files to check: each file as given, each folder's machine files (not nested)."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+        elif path.suffix in SUFFIXES or not path.exists():
+            files.append(path)
+        else:
+            click.echo(f"{path}: skipped (not a .yaml, .yml or .py file)", err=True)
+    return files
+
+
+@main.command()
+@click.argument("machine")
+@click.option("--run", "run_id", metavar="ID", help="Mark the state this run is in now.")
+@click.pass_context
+def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
+    """Print MACHINE as a Mermaid state diagram (stateDiagram-v2).
+
+    MACHINE is a .yaml/.yml/.py path or a name found in ./machines. With --run, the
+    diagram is of the definition that run pinned, with its current state highlighted
+    (red if the run is escalated there).
+
+    \b
+    Example:
+      ratchet graph machines/renewal_review.yaml > renewal.mmd
+      ratchet graph renewal_review --run 01JD3Q...
+    """
+    from engine.graph import to_mermaid
+
+    loaded = load_machine(machine)
+    if run_id is None:
+        click.echo(to_mermaid(loaded.spec), nl=False)
+        return
+    pinned, current, escalated = _run_position(home_of(ctx), run_id)
+    if pinned.name != loaded.name:
+        raise UserError(f"run '{run_id}' follows machine '{pinned.name}', not '{loaded.name}'")
+    comment = None
+    if pinned.hash != loaded.hash:
+        comment = f"run {run_id} follows its pinned definition; {machine} has changed since"
+    click.echo(to_mermaid(pinned.spec, current=current, escalated=escalated, comment=comment), nl=False)
+
+
+def _run_position(home: Path, run_id: str):
+    """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
+    from journal import Escalated, FileStore, Resolved, RunFinished, RunStarted, Transition
+
+    records = FileStore(home / "runs").read(run_id).records
+    if not records or not isinstance(records[0], RunStarted):
+        raise UserError(f"run '{run_id}': journal does not start with run_started; run 'ratchet verify'")
+    started = records[0]
+    base_dir = Path(started.source).parent if started.source else None
+    pinned = machine_from_definition(started.definition, base_dir, check_imports=False)
+    state, escalated = pinned.spec.initial, False
+    for record in records[1:]:
+        if isinstance(record, Transition):
+            state, escalated = record.dest, False
+        elif isinstance(record, RunFinished):
+            state = record.state
+        elif isinstance(record, Escalated):
+            state, escalated = record.state, True
+        elif isinstance(record, Resolved):
+            escalated = False
+    return pinned, state, escalated

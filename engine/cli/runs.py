@@ -1,1 +1,111 @@
-"""Commands: runs (registered on engine.cli.app.main)."""
+"""Commands that create and drive runs: `ratchet start` and `ratchet run`.
+
+`start` only journals a run's pinned definition (the supervisor, or `run`, drives it).
+`run` drives a run in this process, printing each record as it becomes durable, until
+the run waits for someone, ends or escalates; it sleeps through retry back-offs.
+Both are idempotent on `--id`: `ratchet run M --id X` after a crash continues run X.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from engine.cli.app import UserError, home_of, main
+from engine.cli.audit import timeline_line
+
+MACHINES_DIR = Path("machines")
+
+
+def parse_inputs(pairs: tuple[str, ...]) -> dict:
+    """`k=v` pairs; a value is JSON when it parses as JSON (`n=3`, `ok=true`), else a string."""
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--input {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
+
+
+def _runner(ctx: click.Context, *, echo: bool = False):
+    from engine.home import Home  # lazy: keeps `ratchet --help` fast
+    from engine.runner import Runner
+
+    on_record = (lambda record: click.echo(timeline_line(record))) if echo else None
+    return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR, on_record=on_record)
+
+
+_input = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
+                      help="Run input (repeatable); VALUE is read as JSON if it is valid JSON.")
+_id = click.option("--id", "run_id", metavar="ID", help="The run's id (default: a new ULID). Same id twice: one run.")
+_by = click.option("--by", metavar="NAME", help="Who starts the run (kept in the journal).")
+
+
+@main.command()
+@click.argument("machine", metavar="MACHINE")
+@_input
+@_id
+@_by
+@click.pass_context
+def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str | None, by: str | None) -> None:
+    """Create a run of MACHINE and print its id (it does not run any step).
+
+    MACHINE is a .yaml/.yml/.py path or a name in ./machines. The supervisor (or
+    `ratchet run --id ID`) drives the run.
+
+    \b
+    Example:
+      ratchet start renewal_review --input customer=acme --input seats=40 --id renewal-acme
+    """
+    click.echo(_runner(ctx).start(machine, parse_inputs(inputs), run_id=run_id, by=by))
+
+
+@main.command()
+@click.argument("machine", metavar="MACHINE")
+@_input
+@_id
+@_by
+@click.pass_context
+def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str | None, by: str | None) -> None:
+    """Start a run of MACHINE (or continue run --id) and drive it in the foreground.
+
+    Prints each journal record as it becomes durable, then one summary line. Stops
+    when the run waits for a trigger, finishes, is cancelled or escalates; sleeps
+    through retry back-offs. Exit 0 in every one of those cases.
+
+    \b
+    Example:
+      ratchet run machines/renewal_review.yaml --input customer=acme
+      ratchet run renewal_review --id renewal-acme     # continue after a crash
+    """
+    runner = _runner(ctx, echo=True)
+    rid = runner.start(machine, parse_inputs(inputs), run_id=run_id, by=by)
+    click.echo(summary(runner.run(rid)))
+
+
+def summary(rs) -> str:
+    """One line: where the run stands. `run ID: waiting in 'review' for approve|reject ...`."""
+    head = f"run {rs.run_id}:"
+    if rs.status == "waiting":
+        who = f" from {', '.join(rs.approvers)}" if rs.approvers else ""
+        until = f" until {_short_time(rs.deadline)}" if rs.deadline else " (no deadline)"
+        return f"{head} waiting in '{rs.state}' for {'|'.join(rs.triggers)}{who}{until}"
+    if rs.status == "finished":
+        return f"{head} finished in '{rs.state}'" + (f" (outcome: {rs.outcome})" if rs.outcome else "")
+    if rs.status == "escalated":
+        e = rs.escalation
+        return f"{head} escalated in '{rs.state}': {e.reason}; ticket {e.ticket}"
+    if rs.status == "retrying":
+        return f"{head} retrying '{rs.state}' (attempt {rs.todo[1]}) at {_short_time(rs.deadline)}"
+    return f"{head} {rs.status} in '{rs.state}'"
+
+
+def _short_time(dt: datetime) -> str:
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") + "Z"

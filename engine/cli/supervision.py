@@ -1,1 +1,104 @@
-"""Commands: supervision (registered on engine.cli.app.main)."""
+"""Commands that keep runs moving and show them: `ratchet supervise` and `ratchet status`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from engine.cli.app import UserError, home_of, main
+from engine.cli.runs import MACHINES_DIR
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Do everything due now, then exit (for cron and tests).")
+@click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Worker processes that run actions (one run each at a time).")
+@click.option("--rescan", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+              metavar="SECONDS", help="Full rescan of runs/ and inbox/ (covers missed file events).")
+@click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
+              metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish before they are killed.")
+@click.option("--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.pass_context
+def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace: float, quiet: bool) -> None:
+    """Drive every run: resume stalled ones, apply inbox files, fire deadlines.
+
+    On start it reads every journal and resumes what should be moving. It watches
+    HOME/inbox for trigger files (applied ones go to inbox/done/, refused ones to
+    inbox/rejected/ beside NAME.error.txt) and runs actions in worker processes,
+    killing and replacing a worker whose step exceeds its state's timeout.
+    SIGTERM or SIGINT stops it cleanly (exit 0); a step killed then is resumed
+    by the next start.
+
+    \b
+    Example:
+      ratchet supervise --workers 4
+      ratchet supervise --once        # from cron
+    """
+    from engine.home import Home  # lazy: keeps `ratchet --help` fast
+    from engine.supervisor import Supervisor
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s ratchet supervise: %(message)s")
+    supervisor = Supervisor(Home(home_of(ctx)), workers=workers, machines_dir=MACHINES_DIR,
+                            rescan=rescan, grace=grace)
+    supervisor.install_signal_handlers()
+    ctx.exit(supervisor.run(once=once))
+
+
+COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEMPT", "ESCALATION")
+
+
+@main.command()
+@click.argument("run_id", required=False, metavar="[ID]")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list of runs).")
+@click.option("--state", "state_filter", metavar="STATE", help="Only runs in this state.")
+@click.option("--status", "status_filter", metavar="STATUS",
+              help="Only runs with this status (running, waiting, retrying, escalated, finished, cancelled).")
+@click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
+@click.pass_context
+def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
+           status_filter: str | None, machine_filter: str | None) -> None:
+    """Show every run: state, what and whom it waits on, deadline, attempts, escalations.
+
+    \b
+    Example:
+      ratchet status
+      ratchet status --status escalated
+      ratchet status renewal-acme --json | jq .[0].deadline
+    """
+    from engine.home import Home
+    from engine.status import status_rows
+
+    home = Home(home_of(ctx))
+    if run_id is not None:
+        home.store.path(run_id)  # a bad id is a user error (InvalidRunIdError)
+        if not home.store.exists(run_id):
+            raise UserError(f"no run '{run_id}' in {home.runs}; see 'ratchet status'")
+    rows = status_rows(home, [run_id] if run_id else None)
+    rows = [r for r in rows if (not state_filter or r.state == state_filter)
+            and (not status_filter or r.status == status_filter)
+            and (not machine_filter or r.machine == machine_filter)]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo(f"no runs in {home.runs}", err=True)
+        return
+    table = [COLUMNS] + [_cells(r) for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def _cells(row) -> tuple[str, ...]:
+    waiting = ""
+    if row.waiting_on is not None:
+        waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")
+    escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
+                               else row.escalation or "")
+    return (row.run_id, row.machine, row.state, row.status + (" (in flight)" if row.in_flight else ""),
+            waiting, row.deadline or ("forever" if row.status == "waiting" else ""),
+            str(row.attempt or ""), escalation[:80])

@@ -1,0 +1,411 @@
+"""Peer engines for the runner benchmark: Ratchet's N runs x K steps workload on DBOS and LangGraph.
+
+Each peer runs in a fresh interpreter (`measure_peer`), so its imports and background
+threads cannot disturb Ratchet's measurement and a crash of one peer cannot end the
+benchmark. The child prints exactly one JSON line on stdout:
+
+    python bench/peers.py dbos      --runs 2000 --steps 5 --workdir DIR
+    python bench/peers.py langgraph --runs 2000 --steps 5 --workdir DIR
+    python bench/peers.py fsync     --workdir DIR [--seconds 2]
+    python bench/peers.py all       --runs 2000 --steps 5 [--peer-runs N] [--fsyncs]
+
+`measure_peer(name, n, k)` runs one child and returns its dict (or {"error": ...});
+`fsync_rate(workdir)` probes the disk; `count_fsyncs(name, n, k)` counts a peer's
+fsync-family calls per step with strace (`count_syncs(cmd)` does it for any command).
+
+The workload is the one Ratchet runs: N workflows run one after another in one process,
+each of K trivial steps returning `{"step_i": i}` merged into the workflow's data, every
+step durably recorded before the next one starts. Each peer keeps its own durability
+defaults; the SQLite settings it actually used (`PRAGMA synchronous`, `journal_mode`)
+are read back from its own connection and reported, so a peer that is not fully
+durable shows it. Set-up (DBOS.launch, graph compile, schema creation) is timed apart
+from the workload (`setup_seconds`); `seconds` covers the N workflows only.
+
+Runs are sequential for every engine (as Ratchet drives them): DBOS is launched once and
+its workflows are called directly, not through a queue; LangGraph invokes one thread
+after another on one SqliteSaver. Each peer's workload is bracketed by a 0.5 s fsync
+probe (`disk_fsyncs_per_s_before_after`): a drop there means something else was using
+the disk, and the numbers are not comparable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PEERS = ("dbos", "langgraph")
+PROBE_SECONDS = 0.5  # fsync probe before and after each peer's workload
+SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+
+
+def _run_id(j: int) -> str:
+    return f"run-{j:06d}"
+
+
+def _result(engine: str, n_runs: int, k_steps: int, seconds: float, **extra) -> dict:
+    steps = n_runs * k_steps
+    return {
+        "engine": engine,
+        "runs": n_runs,
+        "steps_per_run": k_steps,
+        "steps": steps,
+        "seconds": round(seconds, 4),
+        "steps_per_s": round(steps / seconds, 1) if seconds > 0 else None,
+        **extra,
+    }
+
+
+def _pragmas(execute) -> dict:
+    """`synchronous` and `journal_mode` as seen by the connection the engine writes with."""
+    sync = int(execute("PRAGMA synchronous"))
+    return {
+        "sqlite_synchronous": SYNCHRONOUS.get(sync, str(sync)),
+        "sqlite_journal_mode": str(execute("PRAGMA journal_mode")).upper(),
+        "sqlite_version": sqlite3.sqlite_version,
+    }
+
+
+def _durable(pragmas: dict) -> bool:
+    """Is every commit on disk when it returns? NORMAL is not: in WAL mode a commit then
+    survives a process crash but not a power loss (the WAL is synced at checkpoints only)."""
+    return pragmas["sqlite_synchronous"] in ("FULL", "EXTRA")
+
+
+def _durability_note(pragmas: dict) -> str:
+    mode, sync = pragmas["sqlite_journal_mode"], pragmas["sqlite_synchronous"]
+    if mode == "WAL":
+        return f"WAL + synchronous={sync}: " + (
+            "each commit fsyncs the WAL" if _durable(pragmas)
+            else "commits are not fsync'd (a power loss can lose the last ones)")
+    if sync == "FULL":
+        return (f"rollback journal ({mode}) + synchronous=FULL: each commit fsyncs the journal "
+                "and the database, but the journal's unlink (the commit point) is not "
+                "dir-synced (that is EXTRA): a power loss right after a commit may roll it back")
+    return f"rollback journal ({mode}) + synchronous={sync}"
+
+
+def run_dbos(n_runs: int, k_steps: int, workdir: Path) -> dict:
+    """N DBOS workflows of K `@DBOS.step()` calls, one after another, SQLite system database."""
+    import sqlalchemy as sa
+    from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "dbos.sqlite"
+
+    @DBOS.step()
+    def step(i: int) -> dict:
+        return {f"step_{i}": i}
+
+    @DBOS.workflow()
+    def chain(input: dict, k: int) -> dict:
+        data: dict = {}
+        for i in range(k):
+            data.update(step(i))
+        return data
+
+    t0 = time.perf_counter()
+    config: DBOSConfig = {
+        "name": "ratchet-bench",
+        "system_database_url": f"sqlite:///{db_path}",
+        "log_level": "WARNING",
+    }
+    dbos = DBOS(config=config)
+    DBOS.launch()
+    setup = time.perf_counter() - t0
+    try:
+        engine = dbos._sys_db.engine  # the engine DBOS itself writes with
+        with engine.connect() as conn:
+            pragmas = _pragmas(lambda sql: conn.execute(sa.text(sql)).scalar())
+
+        expected = {f"step_{i}": i for i in range(k_steps)}
+        t0 = time.perf_counter()
+        for j in range(n_runs):
+            with SetWorkflowID(_run_id(j)):
+                out = chain({"run": j}, k_steps)
+            if out != expected:
+                raise RuntimeError(f"dbos: workflow {_run_id(j)} returned {out!r}")
+        seconds = time.perf_counter() - t0
+
+        with engine.connect() as conn:
+            recorded = conn.execute(sa.text("SELECT count(*) FROM operation_outputs")).scalar()
+    finally:
+        DBOS.destroy(destroy_registry=True)
+    from importlib.metadata import version
+
+    return _result(
+        "dbos",
+        n_runs,
+        k_steps,
+        seconds,
+        setup_seconds=round(setup, 3),
+        version=version("dbos"),
+        step_records=recorded,
+        verified=recorded == n_runs * k_steps,
+        durable_commits=_durable(pragmas),
+        durability_note=_durability_note(pragmas),
+        **pragmas,
+    )
+
+
+def run_langgraph(n_runs: int, k_steps: int, workdir: Path) -> dict:
+    """N LangGraph threads through a chain of K nodes, SqliteSaver, `durability="sync"`."""
+    from typing import TypedDict
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import END, START, StateGraph
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    db_path = workdir / "langgraph.sqlite"
+
+    fields = {"run": int, **{f"step_{i}": int for i in range(k_steps)}}
+    State = TypedDict("State", fields, total=False)  # type: ignore[misc]
+
+    def node(i: int):
+        def step(state: dict) -> dict:
+            return {f"step_{i}": i}
+
+        return step
+
+    t0 = time.perf_counter()
+    builder = StateGraph(State)
+    prev = START
+    for i in range(k_steps):
+        builder.add_node(f"step_{i}_node", node(i))
+        builder.add_edge(prev, f"step_{i}_node")
+        prev = f"step_{i}_node"
+    builder.add_edge(prev, END)
+
+    # What `SqliteSaver.from_conn_string` does, keeping the connection to read its pragmas.
+    conn = sqlite3.connect(str(db_path), check_same_thread=False)
+    try:
+        saver = SqliteSaver(conn)
+        saver.setup()
+        graph = builder.compile(checkpointer=saver)
+        setup = time.perf_counter() - t0
+        with saver.lock:
+            pragmas = _pragmas(lambda sql: conn.execute(sql).fetchone()[0])
+
+        t0 = time.perf_counter()
+        for j in range(n_runs):
+            config = {"configurable": {"thread_id": _run_id(j)}}
+            out = graph.invoke({"run": j}, config=config, durability="sync")
+            if any(out.get(f"step_{i}") != i for i in range(k_steps)):
+                raise RuntimeError(f"langgraph: thread {_run_id(j)} ended with {out!r}")
+        seconds = time.perf_counter() - t0
+
+        with saver.lock:
+            checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
+            writes = conn.execute("SELECT count(*) FROM writes").fetchone()[0]
+    finally:
+        conn.close()
+    from importlib.metadata import version
+
+    return _result(
+        "langgraph",
+        n_runs,
+        k_steps,
+        seconds,
+        setup_seconds=round(setup, 3),
+        version=version("langgraph"),
+        checkpoint_sqlite_version=version("langgraph-checkpoint-sqlite"),
+        durability="sync",
+        checkpoints=checkpoints,
+        writes=writes,
+        # input checkpoint + one per node; `sync` puts each before the next node runs
+        verified=checkpoints >= n_runs * (k_steps + 1),
+        durable_commits=_durable(pragmas),
+        durability_note=_durability_note(pragmas),
+        **pragmas,
+    )
+
+
+def fsync_rate(workdir: Path, seconds: float = 2.0, line: bytes = b"x" * 150 + b"\n") -> dict:
+    """The disk's rate of durable appends in `workdir`: write one line, fdatasync, repeat.
+
+    Same pattern as Ratchet's journal writer (O_APPEND file, the size grows, fdatasync),
+    so `fsyncs_per_s / fsyncs_per_step` bounds Ratchet's steps/s on this disk.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "fsync-probe.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        for _ in range(20):  # warm up: allocate, settle the journal
+            os.write(fd, line)
+            os.fdatasync(fd)
+        count = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while True:
+            os.write(fd, line)
+            os.fdatasync(fd)
+            count += 1
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        elapsed = now - t0
+    finally:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+    return {
+        "engine": "fsync",
+        "fsyncs": count,
+        "seconds": round(elapsed, 4),
+        "fsyncs_per_s": round(count / elapsed, 1),
+        "mean_fsync_ms": round(1000 * elapsed / count, 4),
+        "line_bytes": len(line),
+    }
+
+
+# --- the parent side: fresh interpreters --------------------------------------------
+
+
+def _child_cmd(name: str, n: int, k: int, workdir: Path) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), name,
+            "--runs", str(n), "--steps", str(k), "--workdir", str(workdir)]
+
+
+def _last_json_line(stdout: str) -> dict:
+    for line in reversed(stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError("no JSON line on stdout")
+
+
+def measure_peer(name: str, n: int, k: int, *, workdir: Path | None = None,
+                 timeout: float = 1800.0, requested_runs: int | None = None) -> dict:
+    """Run one peer (or "fsync") in a fresh interpreter and return its JSON result.
+
+    Never raises for a peer failure: returns {"engine": name, "error": ...} instead.
+    `requested_runs` > n marks the result as measured on fewer runs than Ratchet.
+    """
+    own = workdir is None
+    workdir = Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{name}-")) if own else Path(workdir)
+    try:
+        proc = subprocess.run(_child_cmd(name, n, k, workdir), capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-3:]
+            return {"engine": name, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
+        result = _last_json_line(proc.stdout)
+    except subprocess.TimeoutExpired:
+        return {"engine": name, "error": f"timed out after {timeout:.0f}s"}
+    except ValueError as exc:
+        return {"engine": name, "error": f"unreadable output: {exc}"}
+    finally:
+        if own:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if requested_runs is not None and requested_runs > n:
+        result["scaled_from_runs"] = requested_runs  # rate measured on fewer runs
+    return result
+
+
+def count_syncs(cmd: list[str]) -> dict[str, int]:
+    """Run `cmd` under `strace -f -c` and return how many fsync-family calls it made, by name."""
+    if shutil.which("strace") is None:
+        raise RuntimeError("strace not installed")
+    with tempfile.TemporaryDirectory(prefix="ratchet-strace-") as tmp:
+        summary = Path(tmp) / "strace.txt"
+        proc = subprocess.run(["strace", "-f", "-c", "-o", str(summary),
+                               "-e", "trace=fsync,fdatasync,msync,sync_file_range", *cmd],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"exit {proc.returncode}: {proc.stderr[-300:]}")
+        rows = re.findall(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                          summary.read_text(), re.MULTILINE)
+    return {name: int(calls) for calls, name in rows if name != "total"}
+
+
+def count_fsyncs(name: str, n: int, k: int) -> dict:
+    """fsync-family calls a peer spends per step: strace of n runs minus strace of 0 runs."""
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"ratchet-strace-{name}-") as tmp:
+            full = count_syncs([*_child_cmd(name, n, k, Path(tmp) / "n"), "--no-probe"])
+            idle = count_syncs([*_child_cmd(name, 0, k, Path(tmp) / "0"), "--no-probe"])
+    except RuntimeError as exc:
+        return {"engine": name, "error": f"strace: {exc}"}
+    spent = {s: full.get(s, 0) - idle.get(s, 0) for s in sorted(set(full) | set(idle))}
+    total = sum(spent.values())
+    return {"engine": name, "runs": n, "steps_per_run": k, "syncs": spent,
+            "fsyncs_per_step": round(total / (n * k), 3), "fsyncs_per_run": round(total / n, 2)}
+
+
+# --- the command line --------------------------------------------------------------
+
+
+def _summary(results: list[dict]) -> str:
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append(f"{r['engine']:<10} ERROR {r['error']}")
+        elif r["engine"] == "fsync":
+            rows.append(f"{'disk':<10} {r['fsyncs_per_s']:>10.1f} fsyncs/s "
+                        f"(append + fdatasync, {r['mean_fsync_ms']} ms each)")
+        else:
+            note = (f"  [rate from {r['runs']} runs, not {r['scaled_from_runs']}]"
+                    if "scaled_from_runs" in r else "")
+            if "disk_fsyncs_per_s_before_after" in r:
+                note += "  disk fsyncs/s before/after: %s/%s" % tuple(
+                    r["disk_fsyncs_per_s_before_after"])
+            rows.append(f"{r['engine']:<10} {r['steps_per_s']:>10.1f} steps/s  "
+                        f"{r['runs']}x{r['steps_per_run']} in {r['seconds']:.2f}s  "
+                        f"sqlite synchronous={r['sqlite_synchronous']} "
+                        f"journal_mode={r['sqlite_journal_mode']}"
+                        f"{'' if r['durable_commits'] else '  NOT DURABLE PER COMMIT'}{note}")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=(*PEERS, "fsync", "all"))
+    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--peer-runs", type=int, default=None,
+                        help="(all) run the peers on fewer runs; steps/s is what compares")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seconds", type=float, default=2.0, help="(fsync) probe length")
+    parser.add_argument("--no-probe", action="store_true",
+                        help="(dbos, langgraph) skip the disk probe around the workload")
+    parser.add_argument("--fsyncs", action="store_true",
+                        help="(all) also count each peer's fsyncs per step with strace")
+    args = parser.parse_args(argv)
+
+    if args.what != "all":
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{args.what}-"))
+        if args.what == "fsync":
+            result = fsync_rate(workdir, args.seconds)
+        else:
+            run = run_dbos if args.what == "dbos" else run_langgraph
+            probe = args.runs > 0 and not args.no_probe
+            before = fsync_rate(workdir, PROBE_SECONDS)["fsyncs_per_s"] if probe else None
+            result = run(args.runs, args.steps, workdir)
+            if before is not None:
+                # the disk around the workload: a drop means something else shared it
+                after = fsync_rate(workdir, PROBE_SECONDS)["fsyncs_per_s"]
+                result["disk_fsyncs_per_s_before_after"] = [before, after]
+        print(json.dumps(result), flush=True)
+        return 0
+
+    peer_runs = args.peer_runs or args.runs
+    results = [measure_peer("fsync", 0, 0, workdir=args.workdir)]
+    for name in PEERS:
+        results.append(measure_peer(name, peer_runs, args.steps, requested_runs=args.runs,
+                                    workdir=args.workdir and args.workdir / name))
+    if args.fsyncs:
+        results += [count_fsyncs(name, 200, args.steps) for name in PEERS]
+    for r in results:
+        print(json.dumps(r))
+    print(_summary([r for r in results if "fsyncs_per_step" not in r]), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

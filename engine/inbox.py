@@ -1,0 +1,437 @@
+"""The inbox: trigger files people and tools drop in `inbox/`, in the Maildir pattern.
+
+Writers write into `inbox/.tmp`, fsync and rename into `inbox/` (`write_message` does
+this for the CLI). The supervisor *claims* a file by renaming it into `inbox/.claimed`
+under a unique name (exactly one racer wins a rename), reads and validates it there, and
+finally moves it to `inbox/done/` or to `inbox/rejected/` beside `<name>.error.txt`.
+A file is never lost: every path ends in `done/` or `rejected/`, and whatever is left in
+`.claimed` after a crash is handled again at start (delivery is idempotent on the
+claimed name, which is the `source_file` the journal records).
+
+Hostile input is expected: files are read with O_NOFOLLOW|O_NONBLOCK and checked to be
+regular (no symlinks, FIFOs or directories), at most MAX_BYTES, UTF-8 JSON or YAML
+(YAML without aliases: an alias bomb fits in a few bytes), a mapping validated by the
+pydantic `Message` model. A file still open for writing is left alone (a read lease
+probe tells); where leases are unavailable, a file must be unchanged for `settle` s.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import EngineError
+from journal import check_run_id, fsync_dir
+from journal.store import InvalidRunIdError
+
+MAX_BYTES = 64 * 1024
+MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message
+SUFFIXES = (".json", ".yaml", ".yml")
+SPECIAL_DIRS = {"done", "rejected"}
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
+TRIGGER_PATTERN = r"^[a-z][a-z0-9_]*$"
+SENDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
+log = logging.getLogger("ratchet.supervisor")
+_CLAIM_SEP = "~"  # claimed name: <ns hex>-<pid>~<original name>; valid names hold no "~"
+_UNSAFE = "!unsafe-"
+
+
+class InboxHome(Protocol):
+    """What the inbox needs of `engine.home.Home`."""
+
+    inbox: Path
+    inbox_tmp: Path
+    inbox_claimed: Path
+    inbox_done: Path
+    inbox_rejected: Path
+
+
+class InvalidMessageError(EngineError):
+    """An inbox file refused before delivery. `reason` is one short line, `detail` more."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class Message(BaseModel):
+    """One inbox file: a trigger for a run, or a human's resolution of an escalation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    run: str
+    trigger: str | None = Field(default=None, pattern=TRIGGER_PATTERN, max_length=64)
+    by: str = Field(pattern=SENDER_PATTERN)
+    comment: str | None = Field(default=None, max_length=4000)
+    data: dict[str, Any] = Field(default_factory=dict)
+    resolve: Literal["retry", "skip", "abort"] | None = None
+
+    @field_validator("run")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        try:
+            return check_run_id(value)
+        except InvalidRunIdError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("data")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, 1)
+        return value
+
+    @model_validator(mode="after")
+    def _trigger_matches_resolve(self) -> Message:
+        if self.resolve in (None, "skip") and self.trigger is None:
+            raise ValueError("'trigger' is required" + (" for resolve: skip" if self.resolve else ""))
+        if self.resolve in ("retry", "abort") and self.trigger is not None:
+            raise ValueError(f"resolve: {self.resolve} takes no 'trigger'")
+        return self
+
+
+def _check_json(value: Any, depth: int) -> None:
+    # YAML yields dates, sets and non-string keys; the journal would store them as
+    # something else than what replay reads back, so only plain JSON values pass.
+    if depth > MAX_DEPTH:
+        raise ValueError(f"data nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"data keys must be strings, not {key!r}")
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("data holds NaN or infinity")
+    elif not isinstance(value, (str, int, bool)) and value is not None:
+        raise ValueError(f"data holds a {type(value).__name__}; only JSON values are allowed")
+
+
+# --- Writing (the CLI and any tool) ---------------------------------------------------
+
+
+def message_name(message: Message) -> str:
+    """A unique, sortable, readable file name for `message`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    what = message.trigger if message.resolve in (None, "skip") else message.resolve
+    return f"{stamp}-{message.run}-{what}-{secrets.token_hex(3)}.json"
+
+
+def write_message(home: InboxHome, message: Message) -> Path:
+    """Drop `message` into the inbox atomically: write in .tmp, fsync, rename, fsync dir."""
+    for folder in (home.inbox, home.inbox_tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    name = message_name(message)
+    tmp = home.inbox_tmp / name
+    payload = message.model_dump_json(exclude_defaults=True).encode() + b"\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    target = home.inbox / name
+    os.rename(tmp, target)
+    fsync_dir(home.inbox)
+    return target
+
+
+# --- Finding and claiming -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A file this process (or its crashed predecessor) took out of the inbox."""
+
+    path: Path  # inbox/.claimed/<box>/<key>
+    key: str  # the unique claimed name: the `source_file` recorded in the journal
+    name: str  # the name it was dropped under (or a stand-in for an unsafe one)
+    original: str | None = None  # an unsafe name as dropped (kept in memory only)
+
+    @property
+    def safe_name(self) -> bool:
+        return not self.name.startswith(_UNSAFE)
+
+
+def pending(home: InboxHome) -> list[str]:
+    """Names dropped in the inbox, oldest name first (hidden names and our folders skipped)."""
+    try:
+        names = os.listdir(home.inbox)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if not n.startswith(".") and n not in SPECIAL_DIRS)
+
+
+def is_complete(path: Path, *, settle: float = 1.0) -> bool:
+    """True unless `path` looks still being written (open for writing, or just modified).
+
+    Non-regular files count as complete: they are claimed and rejected like any other.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return True  # a symlink (ELOOP), vanished, unreadable: claiming decides
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return True
+        try:
+            # A read lease is refused (EAGAIN) while anyone holds the file open for writing.
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as exc:
+            if exc.errno == errno.EAGAIN:
+                return False
+            return time.time() - st.st_mtime >= settle  # no leases here: go by age
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return True
+    finally:
+        os.close(fd)
+
+
+class ClaimBox:
+    """This process's private folder under inbox/.claimed, flock'd for as long as it lives.
+
+    Two supervisors on one home must not handle each other's claimed files; a crashed
+    one's files must still be handled. So each claims into its own folder and holds a
+    lock on it (the kernel drops the lock when the process dies): a folder whose lock
+    can be taken belongs to a dead process, and `adopt_orphans` takes its files over.
+    """
+
+    def __init__(self, home: InboxHome) -> None:
+        self.home = home
+        home.inbox_claimed.mkdir(parents=True, exist_ok=True)
+        self.path = home.inbox_claimed / f"{time.time_ns():016x}-{os.getpid()}"
+        self.path.mkdir()
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fsync_dir(home.inbox_claimed)
+
+    def adopt_orphans(self) -> list[Claimed]:
+        """Move the files of dead claimers into this box; every file this box then holds."""
+        for entry in os.scandir(self.home.inbox_claimed):
+            if entry.path == str(self.path):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                self._adopt_folder(Path(entry.path))
+            elif _CLAIM_SEP in entry.name:  # a flat claim (no owner folder): ownerless
+                os.rename(entry.path, self.path / entry.name)
+        fsync_dir(self.path)
+        return [self._item(k) for k in sorted(os.listdir(self.path))]
+
+    def _adopt_folder(self, folder: Path) -> None:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return  # its owner is alive: its files are its own
+        try:
+            for name in os.listdir(folder):
+                os.rename(folder / name, self.path / name)
+            os.rmdir(folder)
+        except OSError:
+            log.warning("could not adopt %s; trying again at the next start", folder, exc_info=True)
+        finally:
+            os.close(fd)
+
+    def _item(self, key: str) -> Claimed:
+        return Claimed(self.path / key, key, key.partition(_CLAIM_SEP)[2] or key)
+
+    def claim(self, name: str) -> Claimed | None:
+        """Take `name` out of the inbox; None if another process claimed it first."""
+        shown = name if _is_safe(name) else _UNSAFE + hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+        key = f"{time.time_ns():016x}-{os.getpid()}{_CLAIM_SEP}{shown}"
+        try:
+            os.rename(self.home.inbox / name, self.path / key)
+        except FileNotFoundError:
+            return None
+        # The claimed name is the delivery's idempotency key: it must survive a crash.
+        fsync_dir(self.path)
+        return Claimed(self.path / key, key, shown, None if shown == name else name)
+
+    def holding(self) -> list[Claimed]:
+        return [self._item(k) for k in sorted(os.listdir(self.path))]
+
+    def close(self) -> None:
+        """Release the box; removed if empty (else the next start adopts what is left)."""
+        if self._fd < 0:
+            return
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+        os.close(self._fd)
+        self._fd = -1
+
+
+def unclaim(home: InboxHome, item: Claimed) -> None:
+    """Put a file back under its name (it was still being written); never replaces one."""
+    _move(item.path, home.inbox, item.name)
+
+
+def _is_safe(name: str) -> bool:
+    return bool(NAME_PATTERN.match(name)) and ".." not in name
+
+
+# --- Reading and validating -----------------------------------------------------------
+
+
+def read_message(item: Claimed, *, max_bytes: int = MAX_BYTES) -> Message:
+    """Open, check and parse a claimed file; InvalidMessageError says why it is refused."""
+    if not item.safe_name:
+        raise InvalidMessageError("unsafe file name", "use letters, digits and _ . @ + = - only, not starting with '.'")
+    if not item.name.endswith(SUFFIXES):
+        raise InvalidMessageError("unsupported file type", f"{item.name!r}: only .json, .yaml and .yml files are read")
+    try:
+        fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InvalidMessageError("symlink refused", "drop the file itself, not a link to it") from exc
+        raise InvalidMessageError("unreadable file", f"{exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InvalidMessageError("not a regular file", _kind(st.st_mode))
+        if st.st_size > max_bytes:
+            raise InvalidMessageError("file too large", f"{st.st_size} bytes; the limit is {max_bytes}")
+        data = _read_at_most(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:  # grew after fstat
+        raise InvalidMessageError("file too large", f"more than {max_bytes} bytes")
+    return parse_message(data, Path(item.name).suffix)
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _kind(mode: int) -> str:
+    for test, label in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return label
+    return "a device or special file"
+
+
+def parse_message(data: bytes, suffix: str) -> Message:
+    """Parse JSON or YAML bytes into a Message; InvalidMessageError on any mistake."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessageError("not UTF-8 text", str(exc)) from exc
+    if not text.strip():
+        raise InvalidMessageError("empty file")
+    try:
+        raw = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        kind = "JSON" if suffix == ".json" else "YAML"
+        raise InvalidMessageError(f"invalid {kind}", " ".join(str(exc).split())[:300]) from exc
+    if not isinstance(raw, dict):
+        raise InvalidMessageError("not a mapping", f"the file holds a {type(raw).__name__}; write {{run, trigger, by}}")
+    try:
+        return Message.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()[:10])
+        raise InvalidMessageError("invalid message", problems) from exc
+    except RecursionError as exc:
+        raise InvalidMessageError("invalid message", "nested too deeply") from exc
+
+
+def _load_json(text: str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate key in {keys}")
+        return dict(pairs)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases (a 'billion laughs' file is a few bytes)."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+# --- Filing ---------------------------------------------------------------------------
+
+
+def mark_done(home: InboxHome, item: Claimed) -> Path:
+    """Move an applied file to inbox/done/ under its name (made unique if taken)."""
+    return _move(item.path, home.inbox_done, item.name)
+
+
+def reject(home: InboxHome, item: Claimed, reason: str, detail: str = "") -> Path:
+    """Move a refused file to inbox/rejected/ beside `<name>.error.txt` saying why."""
+    home.inbox_rejected.mkdir(parents=True, exist_ok=True)
+    target = _move(item.path, home.inbox_rejected, item.name)
+    lines = [" ".join(reason.split()), " ".join(detail.split()), f"claimed as: {item.key}"]
+    if item.original is not None:
+        lines.append(f"dropped as: {item.original!r}")
+    lines.append("")
+    note = target.with_name(target.name + ".error.txt")
+    tmp = home.inbox_rejected / f".{note.name}.{os.getpid()}.tmp"
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, note)
+    fsync_dir(home.inbox_rejected)
+    return target
+
+
+def _move(src: Path, folder: Path, name: str) -> Path:
+    """Rename `src` into `folder` as `name`, or `name` with a counter: never replace a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
+    for n in range(10_000):
+        candidate = folder / (name if n == 0 else f"{stem}.{n}{dot}{suffix}")
+        try:
+            # link() fails on an existing target, where rename() would silently replace it.
+            os.link(src, candidate, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EISDIR):  # directories cannot be linked
+                raise
+            if os.path.lexists(candidate):
+                continue
+            os.rename(src, candidate)
+        else:
+            os.unlink(src)
+        fsync_dir(folder)
+        fsync_dir(src.parent)
+        return candidate
+    raise EngineError(f"{folder}: too many files named {name!r}; clean the folder up")

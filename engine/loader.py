@@ -1,0 +1,244 @@
+"""Load machine definitions from YAML files, Python modules or a pinned journal copy.
+
+Every way in goes through one validation path (`_build`): pydantic for each object,
+engine.checks for the graph, then every import path is resolved. All problems are
+collected and raised together as one DefinitionError, each located (engine.sources):
+`file:line` for YAML, the file and an object path (`states.charge.retry`) for Python.
+
+A Python machine file defines a module attribute `machine`: a MachineSpec (or a plain
+dict of the same shape, which reports all field errors at once; a MachineSpec built
+from nested model objects stops at the first bad object, as Python does).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.checks import check_graph
+from engine.errors import DefinitionError, ImportPathError, Problem
+from engine.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
+from engine.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
+from engine.statechart import Statechart
+
+SUFFIXES = (".yaml", ".yml", ".py")
+
+
+class Machine:
+    """A validated machine, ready to run: its spec, its pinned form, its resolved code."""
+
+    def __init__(self, spec: MachineSpec, *, base_dir: Path | None = None,
+                 source: Path | None = None, warnings: list[Problem] | None = None) -> None:
+        self.spec = spec
+        self.base_dir = base_dir
+        self.source = source
+        self.warnings = list(warnings or [])
+        self.definition = spec.canonical()
+        self.hash = spec.hash()
+        self._resolved: dict[str, Any] = {}
+        self._chart: Statechart | None = None  # built on first use: it resolves predicates
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def resolve(self, import_path: str) -> Callable:
+        """The object named by `module:attribute`, the machine's folder first on sys.path."""
+        if import_path not in self._resolved:
+            self._resolved[import_path] = resolve_import(import_path, self.base_dir)
+        return self._resolved[import_path]
+
+    def state(self, name: str) -> StateSpec:
+        try:
+            return self.spec.states[name]
+        except KeyError:
+            raise KeyError(f"machine '{self.name}' has no state '{name}'") from None
+
+    def triggers_from(self, state: str) -> list[str]:
+        """Triggers with a transition leaving `state` (including "*" ones), in written order."""
+        triggers = [t.trigger for t in self.spec.transitions
+                    if state in t.source or (t.source == ["*"] and not self.state(state).final)]
+        return list(dict.fromkeys(triggers))
+
+    def next_state(self, state: str, trigger: str, data: dict) -> str | None:
+        """Where `trigger` leads from `state` given the run's `data`; None if nowhere."""
+        if self._chart is None:
+            self._chart = Statechart(self.spec, self.resolve)
+        return self._chart.next_state(state, trigger, data)
+
+    def retryable(self, state: str, error: BaseException) -> bool:
+        """False if `error` is listed in the state's `non_retryable` (by class or class name)."""
+        names = {cls.__name__ for cls in type(error).__mro__}
+        for entry in self.state(state).non_retryable:
+            if ":" in entry:
+                if isinstance(error, self.resolve(entry)):
+                    return False
+            elif entry in names:
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Machine {self.name} v{self.spec.version} {self.hash[:19]}>"
+
+
+def load_machine(ref: str | Path, machines_dir: Path = Path("machines")) -> Machine:
+    """Load a machine from a .yaml/.yml/.py path, or by name from `machines_dir`."""
+    return load_file(find_machine(ref, machines_dir))
+
+
+def find_machine(ref: str | Path, machines_dir: Path = Path("machines")) -> Path:
+    """The file `ref` names: itself if it is a path, else `<machines_dir>/<ref>.{yaml,yml,py}`."""
+    text = str(ref)
+    if isinstance(ref, Path) or text.endswith(SUFFIXES) or "/" in text:
+        path = Path(ref)
+        if not path.is_file():
+            raise DefinitionError([Problem(text, None, "no such file")])
+        return path
+    if not NAME.match(text):
+        raise DefinitionError([Problem(text, None, "not a machine name nor a .yaml/.yml/.py path")])
+    found = [machines_dir / f"{text}{suffix}" for suffix in SUFFIXES
+             if (machines_dir / f"{text}{suffix}").is_file()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        names = ", ".join(str(p) for p in found)
+        raise DefinitionError([Problem(text, None, f"ambiguous machine name: {names}; pass a path")])
+    known = sorted({p.stem for p in machines_dir.glob("*") if p.suffix in SUFFIXES})
+    close = difflib.get_close_matches(text, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise DefinitionError([Problem(text, None, f"no machine named '{text}' in {machines_dir}/{hint}")])
+
+
+def load_file(path: Path, *, base_dir: Path | None = None) -> Machine:
+    """Load one machine file. Import paths resolve from `base_dir` (default: its folder)."""
+    path = Path(path)
+    source = read_python(path) if path.suffix == ".py" else read_yaml(path)
+    return _build(source, base_dir or path.parent, path)
+
+
+def machine_from_definition(definition: dict, base_dir: Path | None,
+                            *, check_imports: bool = True) -> Machine:
+    """Rebuild a machine from the canonical dict pinned in a journal.
+
+    `check_imports=False` skips resolving its code: for reading a run (status, graph)
+    whose actions may have moved since.
+    """
+    source = Source(where="pinned definition", raw=definition)
+    return _build(source, base_dir, None, check_imports=check_imports)
+
+
+# --- One validation path ---------------------------------------------------------------
+
+def _build(source: Source, base_dir: Path | None, path: Path | None,
+           *, check_imports: bool = True) -> Machine:
+    problems = list(source.problems)
+    spec = None
+    if source.raw is not NO_DATA:
+        spec, findings = _validate(source.raw)
+        reported = {loc for loc, _, _ in findings}
+        findings += [f for f in check_graph(source.raw) if f[0] not in reported]
+        if check_imports:
+            findings += _check_imports(source.raw, base_dir)
+        problems += [source.problem(*finding) for finding in findings]
+    problems.sort(key=lambda p: (p.line or 0))
+    if spec is None or any(p.severity == "error" for p in problems):
+        raise DefinitionError(problems)
+    warnings = [p for p in problems if p.severity == "warning"]
+    return Machine(spec, base_dir=base_dir, source=path, warnings=warnings)
+
+
+def _validate(raw: Any) -> tuple[MachineSpec | None, list]:
+    try:
+        return MachineSpec.model_validate(raw), []
+    except ValidationError as exc:
+        return None, [(tuple(e["loc"]), describe(e), "error") for e in exc.errors()]
+
+
+def _check_imports(raw: Any, base_dir: Path | None) -> list:
+    findings = []
+    for loc, import_path, want in _import_paths(raw):
+        try:
+            obj = resolve_import(import_path, base_dir)
+        except ImportPathError as exc:
+            findings.append((loc, str(exc), "error"))
+            continue
+        if want == "exception" and not (isinstance(obj, type) and issubclass(obj, BaseException)):
+            findings.append((loc, f"{import_path}: is not an exception class", "error"))
+        elif want == "callable" and not callable(obj):
+            findings.append((loc, f"{import_path}: is not callable", "error"))
+    return findings
+
+
+def _import_paths(raw: Any):
+    """(loc, import path, what it must be) for every well-formed import path in `raw`."""
+    if not isinstance(raw, dict):
+        return
+    found = [(("on_escalate",), raw.get("on_escalate"), "callable")]
+    states = raw.get("states") if isinstance(raw.get("states"), dict) else {}
+    for name, fields in states.items():
+        if not isinstance(fields, dict):
+            continue
+        for key in ("action", "on_escalate"):
+            found.append((("states", name, key), fields.get(key), "callable"))
+        retries = fields.get("non_retryable")
+        for i, entry in enumerate(retries if isinstance(retries, list) else []):
+            found.append((("states", name, "non_retryable", i), entry, "exception"))
+    transitions = raw.get("transitions") if isinstance(raw.get("transitions"), list) else []
+    for i, t in enumerate(transitions):
+        for key in ("conditions", "unless"):
+            value = t.get(key) if isinstance(t, dict) else None
+            paths = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            for j, path in enumerate(paths):
+                loc = ("transitions", i, key) if isinstance(value, str) else ("transitions", i, key, j)
+                found.append((loc, path, "callable"))
+    yield from ((loc, p, want) for loc, p, want in found
+                if isinstance(p, str) and IMPORT_PATH.match(p))
+
+
+# --- Import paths ----------------------------------------------------------------------
+
+def resolve_import(import_path: str, base_dir: Path | None) -> Any:
+    """The attribute named by `module:attribute`, with `base_dir` first on sys.path."""
+    module_name, _, attribute = import_path.partition(":")
+    put_first_on_path(base_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            where = f"{Path(base_dir).resolve()}/ or the installed packages" if base_dir else "the installed packages"
+            raise ImportPathError(import_path, f"no module '{exc.name}' in {where}") from exc
+        raise ImportPathError(import_path, f"importing '{module_name}' failed: {exc}") from exc
+    except Exception as exc:  # the module's own code failed: say so, with its error
+        raise ImportPathError(
+            import_path, f"importing '{module_name}' failed: {type(exc).__name__}: {exc}") from exc
+    _check_origin(import_path, module, base_dir)
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        names = [n for n in vars(module) if not n.startswith("_")]
+        close = difflib.get_close_matches(attribute, names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ImportPathError(import_path, f"module '{module_name}' has no '{attribute}'{hint}") from None
+
+
+def _check_origin(import_path: str, module: Any, base_dir: Path | None) -> None:
+    # sys.modules is one namespace per process: two machine folders with an
+    # `actions.py` each would silently share the first one imported.
+    if base_dir is None:
+        return
+    top = module.__name__.split(".")[0]
+    folder = Path(base_dir).resolve()
+    local = folder / f"{top}.py" if (folder / f"{top}.py").exists() else folder / top
+    origin = getattr(sys.modules.get(top), "__file__", None)
+    if local.exists() and origin and not Path(origin).resolve().is_relative_to(folder):
+        raise ImportPathError(
+            import_path, f"module '{top}' was already imported from {origin}, not from {folder}; "
+                         "give the module a name of its own")
+
+

@@ -1,0 +1,152 @@
+"""What a run does next, as a pure function of its `RunState`, the machine and the time.
+
+`plan()` returns the records to journal next, or `Stop`/`Sleep` when there is nothing
+to do now. It calls no action and writes nothing: the runner journals what it returns
+(and calls the action after a `step_started`). Because it depends only on the folded
+state, replaying any prefix of a journal and planning from there resumes the run
+exactly where it stopped; tests check this for every prefix.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.clock import iso
+from engine.replay import RunState
+from engine.spec import ERROR, TIMEOUT
+from journal import (
+    Cancelled, Escalated, RetryScheduled, RunFinished, StepAbandoned, StepFailed, StepStarted,
+    TimeoutFired, Transition, Waiting,
+)
+
+MAX_ABANDONS = 3  # crash-restarts of one step before it is escalated as "stalled repeatedly"
+
+# Escalation reasons (also shown by `status` and in tickets).
+UNKNOWN_OUTCOME = "unknown outcome"
+STALLED = "stalled repeatedly"
+TIMED_OUT = "timeout"
+EXHAUSTED = "retries exhausted"
+NON_RETRYABLE = "non-retryable error"
+NO_TRANSITION = "no transition"
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Nothing to do until something outside happens (waiting, escalated, ended)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """A retry is scheduled: nothing to do before `until`."""
+
+    until: datetime
+
+
+def plan(rs: RunState, machine: Any, now: datetime, *, abandoned: str | None = None,
+         rng: random.Random | None = None) -> list | Stop | Sleep:
+    """The records that come next for `rs` at `now` (or Stop / Sleep).
+
+    `abandoned` says why an in-flight step found in the journal has no outcome: a
+    restart ("worker died", the default) or the supervisor's "timeout".
+    """
+    if rs.ended:
+        return Stop(rs.status)
+    if rs.status == "escalated":
+        return Stop("escalated")
+    if rs.in_flight is not None:
+        return _recover(rs, machine, abandoned or "worker died")
+    todo = rs.todo
+    if todo is None:
+        if rs.status == "waiting" and rs.deadline is not None and now >= rs.deadline:
+            return [TimeoutFired(state=rs.state, deadline=iso(rs.deadline))]
+        return Stop(rs.status)
+    kind = todo[0]
+    if kind == "enter":
+        return _enter(rs, machine, now)
+    if kind == "step":
+        if rs.status == "retrying" and rs.deadline is not None and now < rs.deadline:
+            return Sleep(rs.deadline)
+        return [_started(rs, todo[1])]
+    if kind == "fire":
+        return _fire(rs, machine, todo[1], todo[2])
+    if kind == "failed":
+        return _failed(rs, machine, todo[1], now, rng or random)
+    if kind == "timeout":
+        return _fire(rs, machine, TIMEOUT, "timeout")
+    if kind == "cancel":
+        return [Cancelled(by=todo[1], reason="aborted by resolution")]
+    raise ValueError(f"run {rs.run_id}: unknown todo {todo!r}")  # a bug in replay, not data
+
+
+def retry_delay(policy: Any, attempt: int, rng: Any) -> float:
+    """Seconds before the attempt after `attempt`: exponential, capped, jittered in [d/2, d]."""
+    delay = min(policy.max_backoff, policy.backoff * policy.factor ** (attempt - 1))
+    return rng.uniform(delay / 2, delay) if policy.jitter else delay
+
+
+def escalation(rs: RunState, reason: str, detail: str) -> Escalated:
+    return Escalated(state=rs.state, reason=reason, detail=detail)
+
+
+def _started(rs: RunState, attempt: int) -> StepStarted:
+    return StepStarted(state=rs.state, attempt=attempt, idempotency_key=rs.idempotency_key)
+
+
+def _enter(rs: RunState, machine: Any, now: datetime) -> list:
+    spec = machine.state(rs.state)
+    if spec.kind == "task":
+        return [_started(rs, 1)]
+    if spec.kind == "final":
+        return [RunFinished(state=rs.state, outcome=spec.outcome)]
+    deadline = iso(now + timedelta(seconds=spec.timeout)) if spec.timeout else None
+    triggers = [t for t in machine.triggers_from(rs.state) if t != TIMEOUT]
+    return [Waiting(state=rs.state, triggers=triggers, approvers=spec.approvers, deadline=deadline)]
+
+
+def _fire(rs: RunState, machine: Any, trigger: str, cause: str) -> list:
+    dest = machine.next_state(rs.state, trigger, rs.data)
+    if dest is not None:
+        return [Transition(trigger=trigger, source=rs.state, dest=dest)]
+    if cause == "timeout":
+        return [escalation(rs, TIMED_OUT, f"the wait in '{rs.state}' expired and no 'timeout' transition leaves it")]
+    return [escalation(rs, NO_TRANSITION,
+                       f"'{rs.state}' has no transition for trigger '{trigger}' (from the {cause}), "
+                       "or its conditions are not met; fix the definition, then resolve")]
+
+
+def _recover(rs: RunState, machine: Any, reason: str) -> list:
+    step = rs.in_flight
+    spec = machine.state(step.state)
+    what = f"step '{step.state}' attempt {step.attempt} (key {step.idempotency_key}, seq {step.seq})"
+    if not spec.idempotent:
+        # Never call a non-idempotent action twice: a human must find out what happened.
+        return [escalation(rs, UNKNOWN_OUTCOME,
+                           f"{what} has no recorded outcome ({reason}) and is not idempotent; "
+                           "check the external system, then resolve with retry or skip")]
+    if reason == "timeout":
+        limit = f" of {spec.timeout:g}s" if spec.timeout else ""
+        return [StepFailed(state=step.state, attempt=step.attempt, error=f"exceeded its timeout{limit}",
+                           error_type="Timeout", retryable=True)]
+    if rs.abandons >= MAX_ABANDONS:
+        return [escalation(rs, STALLED, f"{what} was abandoned {rs.abandons} times ({reason})")]
+    return [StepAbandoned(state=step.state, attempt=step.attempt, reason=reason), _started(rs, step.attempt)]
+
+
+def _failed(rs: RunState, machine: Any, failure: StepFailed, now: datetime, rng: Any) -> list:
+    policy = machine.state(rs.state).retry
+    attempts = policy.attempts if policy else 1
+    if failure.retryable and failure.attempt < attempts:
+        delay = retry_delay(policy, failure.attempt, rng)
+        due = iso(now + timedelta(seconds=delay))
+        return [RetryScheduled(state=rs.state, attempt=failure.attempt + 1, due=due, delay_s=round(delay, 6))]
+    dest = machine.next_state(rs.state, ERROR, rs.data)
+    if dest is not None:
+        return [Transition(trigger=ERROR, source=rs.state, dest=dest)]
+    reason = EXHAUSTED if failure.retryable else NON_RETRYABLE
+    return [escalation(rs, reason, f"attempt {failure.attempt} of {attempts} failed: "
+                                   f"{failure.error_type}: {failure.error}")]

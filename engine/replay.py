@@ -1,0 +1,193 @@
+"""Rebuild a run from its journal alone: fold records into a `RunState`, running nothing.
+
+Folding is incremental (`RunState.apply`) so a reader can keep a state up to date as a
+journal grows. Besides what `status` shows (state, data, deadline, ...) the state keeps
+`todo`: the work a record leaves owed when the next one is missing, because the runner
+writes "outcome + transition + next step_started" as one batch and a crash may leave any
+prefix of it. `engine.plan.plan` turns a state into the next records, purely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.clock import parse_iso
+from journal import (
+    Cancelled, Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
+    StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
+    TriggerRefused, Waiting,
+)
+
+STATUSES = ("running", "waiting", "retrying", "escalated", "finished", "cancelled")
+
+# What a record leaves owed (RunState.todo):
+#   ("enter",)                 start the current state: step_started / waiting / run_finished
+#   ("step", attempt)          (re)start the current task at `attempt` (after a retry's due date)
+#   ("fire", trigger, cause)   take the transition for `trigger` (cause: step|trigger|resolution)
+#   ("failed", StepFailed)     decide: retry, the `error` transition, or escalate
+#   ("timeout",)               take the `timeout` transition, or escalate
+#   ("cancel", by)             write `cancelled` (an abort whose record is missing)
+Todo = tuple
+
+
+@dataclass
+class RunState:
+    """Everything known about a run after folding its journal (a plain object)."""
+
+    run_id: str = ""
+    machine: str = ""
+    version: int | str = 0
+    definition: dict[str, Any] = field(default_factory=dict)
+    definition_hash: str = ""
+    source: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    state: str = ""
+    status: str = "running"
+    data: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 0
+    in_flight: StepStarted | None = None
+    deadline: datetime | None = None  # waiting deadline, or when the next retry is due
+    triggers: list[str] = field(default_factory=list)
+    approvers: list[str] | None = None
+    escalation: Escalated | None = None
+    outcome: str | None = None
+    last_seq: int = 0
+    updated: str = ""
+    step_timeout: float | None = None
+    # Beyond what `status` shows: what replay needs to resume anywhere.
+    started: str = ""
+    by: str | None = None
+    visits: dict[str, int] = field(default_factory=dict)
+    abandons: int = 0  # crash-restarts of the current step
+    todo: Todo | None = None
+    inbox_files: dict[str, tuple[bool, str]] = field(default_factory=dict)  # file -> (accepted, reason)
+
+    @property
+    def idempotency_key(self) -> str:
+        """f"{run_id}/{state}/{visit}": stable across retries and restarts of one visit."""
+        return f"{self.run_id}/{self.state}/{self.visits.get(self.state, 1)}"
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ("finished", "cancelled")
+
+    def apply(self, record: Any) -> RunState:
+        """Fold one record in (records must come in journal order)."""
+        _HANDLERS[type(record)](self, record)
+        self.last_seq = record.seq
+        self.updated = record.ts
+        return self
+
+    # --- one handler per record type ----------------------------------------------------
+
+    def _run_started(self, r: RunStarted) -> None:
+        self.run_id, self.machine, self.version = r.run_id, r.machine, r.version
+        self.definition, self.definition_hash, self.source = r.definition, r.definition_hash, r.source
+        self.input, self.by, self.started = dict(r.input), r.by, r.ts
+        self.state = r.definition["initial"]
+        self.visits[self.state] = 1
+        self._running(("enter",))
+
+    def _step_started(self, r: StepStarted) -> None:
+        self.in_flight, self.attempt = r, r.attempt
+        self._running(None)
+        timeout = self.definition["states"][r.state].get("timeout")
+        self.step_timeout = float(timeout) if timeout is not None else None
+
+    def _step_succeeded(self, r: StepSucceeded) -> None:
+        self.data.update(r.data)
+        self._step_over(("fire", r.trigger, "step"))
+        self.abandons = 0
+
+    def _step_failed(self, r: StepFailed) -> None:
+        self._step_over(("failed", r))
+        self.abandons = 0
+
+    def _step_abandoned(self, r: StepAbandoned) -> None:
+        self._step_over(("step", r.attempt))
+        self.abandons += 1
+
+    def _retry_scheduled(self, r: RetryScheduled) -> None:
+        self.status, self.deadline, self.todo = "retrying", parse_iso(r.due), ("step", r.attempt)
+
+    def _transition(self, r: Transition) -> None:
+        self.state = r.dest
+        self.visits[r.dest] = self.visits.get(r.dest, 0) + 1
+        self.attempt, self.abandons = 0, 0
+        self._running(("enter",))
+
+    def _waiting(self, r: Waiting) -> None:
+        self.status, self.todo = "waiting", None
+        self.triggers, self.approvers = list(r.triggers), r.approvers
+        self.deadline = parse_iso(r.deadline) if r.deadline else None
+
+    def _trigger_received(self, r: TriggerReceived) -> None:
+        self.data.update(r.data)
+        self._running(("fire", r.trigger, "trigger"))
+        if r.source_file:
+            self.inbox_files[r.source_file] = (True, "accepted")
+
+    def _trigger_refused(self, r: TriggerRefused) -> None:
+        if r.source_file:
+            self.inbox_files[r.source_file] = (False, r.reason)
+
+    def _timeout_fired(self, r: TimeoutFired) -> None:
+        self._running(("timeout",))
+
+    def _escalated(self, r: Escalated) -> None:
+        self.status, self.escalation, self.todo = "escalated", r, None
+        self.in_flight, self.deadline, self.step_timeout = None, None, None
+
+    def _resolved(self, r: Resolved) -> None:
+        self.escalation = None
+        self.abandons = 0
+        todo = {"retry": ("enter",), "skip": ("fire", r.trigger, "resolution"),
+                "abort": ("cancel", r.by)}[r.action]
+        self._running(todo)
+        if r.source_file:
+            self.inbox_files[r.source_file] = (True, "accepted")
+
+    def _run_finished(self, r: RunFinished) -> None:
+        self.status, self.outcome, self.todo, self.deadline = "finished", r.outcome, None, None
+
+    def _cancelled(self, r: Cancelled) -> None:
+        self.status, self.todo, self.deadline, self.in_flight = "cancelled", None, None, None
+
+    # --- shared pieces ------------------------------------------------------------------
+
+    def _running(self, todo: Todo | None) -> None:
+        self.status, self.todo, self.deadline = "running", todo, None
+        self.triggers, self.approvers = [], None
+
+    def _step_over(self, todo: Todo) -> None:
+        self.in_flight, self.step_timeout, self.todo = None, None, todo
+
+
+_HANDLERS = {
+    RunStarted: RunState._run_started,
+    StepStarted: RunState._step_started,
+    StepSucceeded: RunState._step_succeeded,
+    StepFailed: RunState._step_failed,
+    StepAbandoned: RunState._step_abandoned,
+    RetryScheduled: RunState._retry_scheduled,
+    Transition: RunState._transition,
+    Waiting: RunState._waiting,
+    TriggerReceived: RunState._trigger_received,
+    TriggerRefused: RunState._trigger_refused,
+    TimeoutFired: RunState._timeout_fired,
+    Escalated: RunState._escalated,
+    Resolved: RunState._resolved,
+    RunFinished: RunState._run_finished,
+    Cancelled: RunState._cancelled,
+}
+
+
+def fold(records: Iterable[Any]) -> RunState:
+    """The state of a run after all of `records` (its journal, in order)."""
+    state = RunState()
+    for record in records:
+        state.apply(record)
+    return state

@@ -1,0 +1,325 @@
+"""Advance one run from its journal: replay, plan, journal, act — and nothing else.
+
+Each call (`start`, `advance`, `deliver`) holds the run's journal lock, folds the
+journal into a `RunState` (engine.replay), and repeats: ask `engine.plan.plan` what comes
+next, journal it, and call the action after a `step_started`. Durability rules:
+
+- `step_started` is fsync'd before the action is called (a crash then leaves an
+  in-flight step that replay finds: re-run with the same key, or escalate if the state
+  is not idempotent);
+- an outcome and everything that follows from it without calling code (transition, the
+  next `step_started` or `waiting`) go out as one batch with one fsync, so K task steps
+  cost K+1 fsyncs. A crash may leave any prefix of a batch: replay resumes from each.
+- `escalated` is durable before its ticket is written and `on_escalate` is called.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from engine import escalation as tickets
+from engine.clock import Clock, clock_from_env, iso
+from engine.context import Fire, StepContext
+from engine.errors import ImportPathError, RunExistsError, RunLockedError, UnknownRunError
+from engine.faults import crash_point
+from engine.home import Home
+from engine.loader import Machine, load_machine, machine_from_definition
+from engine.plan import plan
+from engine.replay import RunState, fold
+from engine.spec import OK
+from journal import (
+    Escalated, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
+    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id,
+)
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_run_id(now: datetime) -> str:
+    """A ULID (26 chars: 48-bit milliseconds + 80 random bits): unique, sorts by start time."""
+    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+@dataclass
+class Delivery:
+    """What became of a trigger or resolution sent to a run."""
+
+    accepted: bool
+    reason: str
+    state: RunState
+
+
+@dataclass
+class _Session:
+    """One locked run: its writer, its folded state, its pinned machine, unflushed records."""
+
+    writer: JournalWriter
+    rs: RunState
+    machine: Machine
+    batch: list[Record] = field(default_factory=list)
+
+
+class Runner:
+    """Drives runs stored under `home`. Safe to use from many processes (one per run at a time)."""
+
+    def __init__(self, home: Home | Path | str, *, clock: Clock | None = None,
+                 machines_dir: Path = Path("machines"),
+                 on_record: Callable[[Record], None] | None = None,
+                 heartbeat: Callable[[], None] | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.home = home if isinstance(home, Home) else Home(home)
+        self.clock = clock or clock_from_env()
+        self.machines_dir = Path(machines_dir)
+        self.on_record = on_record
+        self.heartbeat = heartbeat
+        self.rng = rng or random.Random()
+        self._machines: dict[tuple[str, str | None], Machine] = {}
+
+    # --- public API -----------------------------------------------------------------------
+
+    def start(self, machine_ref: str | Path, input: dict[str, Any] | None = None,
+              run_id: str | None = None, by: str | None = None) -> str:
+        """Create a run (journal its pinned definition) and return its id.
+
+        Idempotent on `run_id`: starting an existing run of the same machine returns it.
+        """
+        machine = load_machine(machine_ref, self.machines_dir)
+        run_id = check_run_id(run_id) if run_id else new_run_id(self.clock.now())
+        with self._writer(run_id, create=True) as writer:
+            if writer.last_seq:  # it exists (or a crash left only a torn first line, cut on open)
+                first = self.home.store.read(run_id).records[0]
+                if first.machine != machine.name:
+                    raise RunExistsError(run_id, first.machine, machine.name)
+                return run_id
+            source = str(Path(machine.source).resolve()) if machine.source else None
+            record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
+                                definition=machine.definition, definition_hash=machine.hash,
+                                input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()))
+            writer.append(record)
+            crash_point("after_append")
+            self._notify_records([record])
+        return run_id
+
+    def advance(self, run_id: str, *, abandoned: str | None = None) -> RunState:
+        """Drive the run until it waits, ends, escalates or must sleep before a retry.
+
+        `abandoned` says why an in-flight step has no outcome: "worker died" (default:
+        re-run with the same key, or escalate a non-idempotent step) or "timeout" (the
+        supervisor killed a step past its limit: a failed attempt).
+        """
+        with self._session(run_id) as s:
+            return self._drive(s, abandoned)
+
+    def run(self, run_id: str) -> RunState:
+        """`advance`, sleeping (on the clock) through retry waits: for `ratchet run`."""
+        while True:
+            rs = self.advance(run_id)
+            if rs.status != "retrying":
+                return rs
+            self.clock.sleep((rs.deadline - self.clock.now()).total_seconds())
+
+    def deliver(self, run_id: str, message: Any, source_file: str | None = None) -> Delivery:
+        """Check, journal and apply a trigger or resolution from outside, then advance.
+
+        Idempotent on `source_file`: a file already journaled gets its earlier answer.
+        """
+        with self._session(run_id) as s:
+            if source_file and source_file in s.rs.inbox_files:
+                accepted, reason = s.rs.inbox_files[source_file]
+                return Delivery(accepted, reason, s.rs)
+            if s.rs.status == "waiting" and s.rs.deadline and self.clock.now() >= s.rs.deadline:
+                self._drive(s)  # the deadline passed first: the timeout wins over the message
+            reason = _refusal(s.rs, s.machine, message)
+            if reason:
+                self._journal(s, [TriggerRefused(
+                    trigger=_label(message), state=s.rs.state, by=message.by, reason=reason,
+                    source_file=source_file)])
+                self._flush(s)
+                return Delivery(False, reason, s.rs)
+            if message.resolve:
+                self._resolve(s, message, source_file)
+            else:
+                self._journal(s, [TriggerReceived(
+                    trigger=message.trigger, state=s.rs.state, by=message.by, source_file=source_file,
+                    comment=message.comment, data=dict(message.data or {}))])
+            return Delivery(True, "accepted", self._drive(s))
+
+    def read(self, run_id: str) -> RunState:
+        """The run's current state, folded from its journal (no lock taken, nothing run)."""
+        if not self.home.store.exists(run_id):
+            raise UnknownRunError(run_id, str(self.home.runs))
+        return fold(self.home.store.read(run_id).records)
+
+    # --- driving ----------------------------------------------------------------------------
+
+    def _drive(self, s: _Session, abandoned: str | None = None) -> RunState:
+        rs, machine = s.rs, s.machine
+        while True:
+            now = self.clock.now()
+            move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
+            abandoned = None  # it describes only the in-flight step found on opening
+            if not isinstance(move, list):
+                self._flush(s)
+                return rs
+            for record in move:
+                record.ts = iso(now)
+                if isinstance(record, Escalated):
+                    record.ticket = str(tickets.ticket_path(self.home.escalations, rs.run_id))
+            self._journal(s, move)
+            last = move[-1]
+            if isinstance(last, Escalated):
+                self._flush(s)
+                tickets.open_ticket(self.home.escalations, rs, last, machine)
+            elif isinstance(last, StepStarted):
+                self._flush(s)  # durable before the action is called
+                self._journal(s, [self._call(rs, machine, last)])
+
+    def _call(self, rs: RunState, machine: Machine, started: StepStarted) -> Record:
+        """Call the action of the step just started; its outcome record (not yet journaled)."""
+        spec = machine.state(started.state)
+        ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=started.state,
+                          attempt=started.attempt, idempotency_key=started.idempotency_key,
+                          input=copy.deepcopy(rs.input), data=copy.deepcopy(rs.data),
+                          _heartbeat=self.heartbeat)
+        crash_point("before_action")
+        began = time.perf_counter()
+        try:
+            result = machine.resolve(spec.action)(ctx)
+        except Exception as exc:
+            crash_point("after_action")
+            retryable = not isinstance(exc, ImportPathError) and machine.retryable(started.state, exc)
+            return StepFailed(state=started.state, attempt=started.attempt, error=str(exc) or repr(exc),
+                              error_type=type(exc).__name__, retryable=retryable,
+                              duration_ms=_ms(began), ts=iso(self.clock.now()))
+        crash_point("after_action")
+        return _outcome(started, result, _ms(began), iso(self.clock.now()))
+
+    def _resolve(self, s: _Session, message: Any, source_file: str | None) -> None:
+        self._journal(s, [Resolved(action=message.resolve, by=message.by,
+                                   trigger=message.trigger if message.resolve == "skip" else None,
+                                   comment=message.comment, source_file=source_file,
+                                   ts=iso(self.clock.now()))])
+        self._flush(s)  # durable before the ticket goes
+        tickets.remove_ticket(tickets.ticket_path(self.home.escalations, s.rs.run_id))
+
+    def _journal(self, s: _Session, records: list[Record]) -> None:
+        """Queue records for the next flush and fold them into the live state now."""
+        for record in records:
+            if not record.ts:
+                record.ts = iso(self.clock.now())
+            s.rs.apply(record)
+        s.batch.extend(records)
+
+    def _flush(self, s: _Session) -> None:
+        if not s.batch:
+            return
+        batch, s.batch = s.batch, []
+        s.writer.append_many(batch)  # one write, one fsync
+        crash_point("after_append")
+        s.rs.last_seq = s.writer.last_seq
+        self._notify_records(batch)
+
+    def _notify_records(self, records: list[Record]) -> None:
+        if self.on_record is not None:
+            for record in records:
+                self.on_record(record)
+
+    # --- opening runs -----------------------------------------------------------------------
+
+    @contextmanager
+    def _writer(self, run_id: str, *, create: bool = False) -> Iterator[JournalWriter]:
+        try:
+            writer = self.home.store.writer(run_id, create=create)
+        except JournalLockedError as exc:
+            raise RunLockedError(run_id, str(exc.path)) from exc
+        with writer:
+            yield writer
+
+    @contextmanager
+    def _session(self, run_id: str) -> Iterator[_Session]:
+        if not self.home.store.exists(run_id):
+            raise UnknownRunError(run_id, str(self.home.runs))
+        with self._writer(run_id) as writer:
+            rs = fold(self.home.store.read(run_id).records)
+            if not rs.run_id:  # created, but the crash came before run_started was durable
+                raise UnknownRunError(run_id, str(self.home.store.path(run_id)))
+            s = _Session(writer, rs, self._machine(rs))
+            if rs.status == "escalated":  # a crash may have come before its ticket was written
+                tickets.open_ticket(self.home.escalations, rs, rs.escalation, s.machine)
+            yield s
+
+    def _machine(self, rs: RunState) -> Machine:
+        """The run's pinned definition (never the file as it is now), built once per process."""
+        key = (rs.definition_hash, rs.source)
+        if key not in self._machines:
+            base_dir = Path(rs.source).parent if rs.source else None
+            self._machines[key] = machine_from_definition(rs.definition, base_dir)
+        return self._machines[key]
+
+
+def _refusal(rs: RunState, machine: Machine, message: Any) -> str | None:
+    """Why `message` cannot be applied to the run now (None: it can)."""
+    if message.resolve:
+        if rs.status != "escalated":
+            return f"run is not escalated (it is {rs.status} in '{rs.state}'); nothing to resolve"
+        if message.resolve == "skip" and machine.next_state(rs.state, message.trigger, rs.data) is None:
+            return (f"'{rs.state}' has no transition for '{message.trigger}' "
+                    f"(or its conditions are not met); skip with one of: {'|'.join(machine.triggers_from(rs.state))}")
+        return None
+    if rs.status != "waiting":
+        return f"run is {rs.status} in '{rs.state}', not waiting for a trigger"
+    if message.trigger not in rs.triggers:
+        return (f"'{message.trigger}' is not a trigger of state '{rs.state}' "
+                f"(it waits for {'|'.join(rs.triggers) or 'nothing'})")
+    if rs.approvers and message.by not in rs.approvers:
+        return f"'{message.by}' is not an approver of '{rs.state}' (approvers: {', '.join(rs.approvers)})"
+    if machine.next_state(rs.state, message.trigger, {**rs.data, **(message.data or {})}) is None:
+        return "conditions not met"
+    return None
+
+
+def _label(message: Any) -> str:
+    return f"resolve:{message.resolve}" if message.resolve else message.trigger
+
+
+def _outcome(started: StepStarted, result: Any, ms: float, ts: str) -> Record:
+    """The record for what an action returned (None, a trigger, a dict of data, or Fire)."""
+    if result is None:
+        trigger, data = OK, {}
+    elif isinstance(result, str):
+        trigger, data = result, {}
+    elif isinstance(result, dict):
+        trigger, data = OK, result
+    elif isinstance(result, Fire):
+        trigger, data = result.trigger, result.data or {}
+    else:
+        return _bad_result(started, f"returned a {type(result).__name__}; expected None, str, dict or Fire", ms, ts)
+    try:
+        # Round-trip through JSON so the live state equals what replay will read back.
+        data = msgspec.json.decode(msgspec.json.encode(data))
+    except (TypeError, msgspec.EncodeError) as exc:
+        return _bad_result(started, f"returned data that is not JSON: {exc}", ms, ts)
+    return StepSucceeded(state=started.state, attempt=started.attempt, trigger=trigger, data=data,
+                         duration_ms=ms, ts=ts)
+
+
+def _bad_result(started: StepStarted, error: str, ms: float, ts: str) -> StepFailed:
+    # A wrong return type is a bug in the action: retrying would give the same answer.
+    return StepFailed(state=started.state, attempt=started.attempt, error=error,
+                      error_type="TypeError", retryable=False, duration_ms=ms, ts=ts)
+
+
+def _ms(began: float) -> float:
+    return round((time.perf_counter() - began) * 1000, 3)

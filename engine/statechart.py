@@ -1,0 +1,71 @@
+"""The state graph of one machine as a real `transitions.Machine`: triggers and guards only.
+
+Ratchet asks it one question, "from this state, where does this trigger lead, given the
+run's data?", and acts on the answer itself after journaling it. So the machine has no
+callbacks, no timers (durable deadlines are the supervisor's, in the journal), no
+`to_<state>()` back doors, and holds no run: a throwaway model is added per question and
+removed again (the machine keeps strong references to its models).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from transitions import Machine as _TransitionsMachine
+
+from engine.spec import MachineSpec
+
+Predicate = Callable[[dict], bool]
+
+
+class _Probe:
+    """The model a question is asked on: a plain object (transitions sets `state` on it)."""
+
+    state: str
+
+
+class Statechart:
+    """Answers `next_state` with `transitions`; predicates come from `resolve(import_path)`."""
+
+    def __init__(self, spec: MachineSpec, resolve: Callable[[str], Predicate]) -> None:
+        self._machine = _TransitionsMachine(
+            model=None,
+            states=list(spec.states),
+            initial=spec.initial,
+            transitions=[
+                {
+                    "trigger": t.trigger,
+                    "source": "*" if t.source == ["*"] else t.source,
+                    "dest": t.dest,
+                    "conditions": [_guard(resolve(p)) for p in t.conditions],
+                    "unless": [_guard(resolve(p)) for p in t.unless],
+                }
+                for t in spec.transitions
+            ],
+            auto_transitions=False,  # no to_<state>() back doors
+            send_event=True,  # guards receive the event, whose kwargs carry `data`
+            ignore_invalid_triggers=True,  # "no transition" is an answer, not an error
+        )
+        self._lock = threading.Lock()  # models are added to and removed from one machine
+
+    def next_state(self, state: str, trigger: str, data: dict) -> str | None:
+        """The destination, or None if no transition for `trigger` leaves `state` or its
+        guards fail. A guard that raises propagates (the caller decides what that means)."""
+        probe = _Probe()
+        with self._lock:
+            self._machine.add_model(probe, initial=state)
+            try:
+                moved = probe.trigger(trigger, data=data)
+            finally:
+                self._machine.remove_model(probe)
+        return probe.state if moved else None
+
+
+def _guard(predicate: Predicate) -> Callable:
+    # transitions compares a guard's result with `== True`: give it a real bool.
+    def guard(event) -> bool:
+        return bool(predicate(event.kwargs.get("data", {})))
+
+    guard.__name__ = getattr(predicate, "__name__", "guard")
+    return guard

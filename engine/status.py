@@ -1,0 +1,77 @@
+"""What `ratchet status` shows: one row per run, folded from its journal.
+
+Read-only and lock-free: safe while a supervisor advances the runs. A damaged journal
+gives a row with `error` set instead of hiding the run or failing the whole listing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from engine.clock import iso
+from engine.home import Home
+from engine.replay import RunState, fold
+from journal import JournalError
+
+
+@dataclass
+class StatusRow:
+    """One run as people need to see it: where it is, what it waits for, and for whom."""
+
+    run_id: str
+    machine: str = ""
+    version: int | str = ""
+    state: str = ""
+    status: str = ""
+    waiting_on: list[str] | None = None  # triggers, when waiting
+    approvers: list[str] | None = None
+    deadline: str | None = None  # waiting deadline or next retry (UTC ISO)
+    attempt: int = 0
+    in_flight: bool = False
+    escalation: str | None = None  # the reason, while escalated
+    escalation_detail: str | None = None
+    outcome: str | None = None
+    updated: str = ""
+    records: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def row_of(run_id: str, state: RunState) -> StatusRow:
+    """The status row of a folded run."""
+    escalation = state.escalation
+    return StatusRow(
+        run_id=run_id,
+        machine=state.machine,
+        version=state.version,
+        state=state.state,
+        status=state.status,
+        waiting_on=list(state.triggers) if state.status == "waiting" else None,
+        approvers=list(state.approvers) if state.status == "waiting" and state.approvers else None,
+        deadline=iso(state.deadline) if state.deadline else None,
+        attempt=state.attempt,
+        in_flight=state.in_flight is not None,
+        escalation=escalation.reason if escalation else None,
+        escalation_detail=(escalation.detail or None) if escalation else None,
+        outcome=state.outcome,
+        updated=state.updated,
+        records=state.last_seq,
+    )
+
+
+def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]:
+    """Rows for `run_ids` (default: every run in the home), in id order."""
+    rows = []
+    for run_id in run_ids if run_ids is not None else home.store.run_ids():
+        try:
+            state = fold(home.store.read(run_id).records)
+        except JournalError as exc:
+            rows.append(StatusRow(run_id=run_id, status="damaged", error=str(exc)))
+            continue
+        if not state.run_id:
+            rows.append(StatusRow(run_id=run_id, status="starting"))
+            continue
+        rows.append(row_of(run_id, state))
+    return rows

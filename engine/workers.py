@@ -1,0 +1,262 @@
+"""A pool of worker processes, each advancing one run at a time for the supervisor.
+
+Actions run here, never in the supervisor: a hung or crashing action costs one worker,
+which the pool kills (SIGKILL) or notices dead and replaces. The supervisor decides
+*when* to kill (a step past its timeout); the pool knows *which* process holds which run
+and since when. Workers are forked from a forkserver that has already imported the
+engine, so a replacement starts in milliseconds. Each worker holds the read end of a
+"lifeline" pipe whose only write end is the supervisor's: when the supervisor dies, even
+by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orphan keeps
+advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
+forkserver, which in turn lives as long as any worker does).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.inbox import Message
+
+log = logging.getLogger("ratchet.supervisor")
+
+Outcome = Literal["ok", "locked", "error", "died", "killed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One call on the Runner: `advance` a run, or `deliver` a message to it."""
+
+    run_id: str
+    kind: Literal["advance", "deliver"] = "advance"
+    abandoned: str | None = None
+    message: Message | None = None
+    source_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of a job. `accepted`/`reason` answer a delivery."""
+
+    job: Job
+    outcome: Outcome
+    status: str | None = None
+    accepted: bool | None = None
+    reason: str = ""
+    error: str = ""
+
+
+class Worker:
+    """The supervisor's handle on one worker process and the job it holds."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+        self.process, self.conn = process, conn
+        self.job: Job | None = None
+        self.since = 0.0  # time.monotonic() when the job was handed over
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+
+class WorkerPool:
+    """`size` worker processes; `submit` a job to an idle one, `collect` the results."""
+
+    def __init__(self, size: int, home_root: Path, *, machines_dir: Path = Path("machines")) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.size = size
+        self.home_root = Path(home_root).resolve()
+        self.machines_dir = Path(machines_dir).resolve()
+        self._ctx = multiprocessing.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["engine.workers", "engine.runner"])
+        self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
+        self.workers: list[Worker] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        while len(self.workers) < self.size:
+            self.workers.append(self._spawn())
+
+    def _spawn(self) -> Worker:
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
+            name="ratchet-worker", daemon=True,
+        )
+        process.start()
+        child.close()
+        return Worker(process, parent)
+
+    def stop(self, grace: float) -> tuple[list[Result], list[Job]]:
+        """Let busy workers finish for up to `grace` s, then kill the rest.
+
+        Returns (results of jobs that finished meanwhile, jobs that were abandoned).
+        """
+        deadline = time.monotonic() + grace
+        finished = []
+        for worker in self.busy():
+            if worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                result = _receive(worker)
+                if result is not None:
+                    worker.job = None
+                    finished.append(result)
+        abandoned = [w.job for w in self.workers if w.job is not None]
+        for worker in self.workers:
+            if worker.job is None:
+                _send(worker, None)
+        for worker in self.workers:
+            if worker.job is None:
+                worker.process.join(1)
+            if worker.process.is_alive():
+                worker.process.kill()  # its run is stalled; the next start replays it
+                worker.process.join(5)
+            worker.conn.close()
+        self.workers = []
+        return finished, abandoned
+
+    def close(self) -> None:
+        """Release the lifeline (after `stop`)."""
+        self._lifeline_w.close()
+        self._lifeline_r.close()
+
+    # --- jobs -------------------------------------------------------------------------------
+
+    def idle(self) -> list[Worker]:
+        return [w for w in self.workers if w.job is None]
+
+    def busy(self) -> list[Worker]:
+        return [w for w in self.workers if w.job is not None]
+
+    def holding(self, run_id: str) -> Worker | None:
+        return next((w for w in self.workers if w.job is not None and w.job.run_id == run_id), None)
+
+    def submit(self, job: Job) -> Worker:
+        worker = next(iter(self.idle()), None)
+        if worker is None:
+            raise RuntimeError("no idle worker")
+        worker.job, worker.since = job, time.monotonic()
+        if not _send(worker, job):
+            log.warning("worker %s was dead before its job for run %s", worker.pid, job.run_id)
+        return worker
+
+    def waitables(self) -> list[Any]:
+        """What to sleep on: each busy worker's pipe and process sentinel."""
+        items: list[Any] = []
+        for w in self.busy():
+            items += [w.conn, w.process.sentinel]
+        return items
+
+    def collect(self) -> list[Result]:
+        """Results of finished jobs, and a `died` result (plus a replacement) per dead worker."""
+        results = []
+        for i, worker in enumerate(self.workers):
+            if worker.job is None:
+                if not worker.process.is_alive():
+                    self.workers[i] = self._replace(worker)
+                continue
+            result = _receive(worker)
+            if result is not None:
+                worker.job = None
+                results.append(result)
+            elif not worker.process.is_alive():
+                code = worker.process.exitcode
+                results.append(Result(worker.job, "died", error=f"worker {worker.pid} exited with {code}"))
+                self.workers[i] = self._replace(worker)
+        return results
+
+    def kill(self, worker: Worker, why: str) -> Result:
+        """SIGKILL a worker (its step hung) and replace it; the job comes back as `killed`."""
+        job = worker.job
+        if job is None:
+            raise RuntimeError("kill() is for busy workers")
+        log.warning("killing worker %s holding run %s: %s", worker.pid, job.run_id, why)
+        worker.process.kill()
+        worker.process.join(5)
+        self.workers[self.workers.index(worker)] = self._replace(worker)
+        return Result(job, "killed", error=why)
+
+    def _replace(self, worker: Worker) -> Worker:
+        worker.conn.close()
+        worker.process.join(0)
+        return self._spawn()
+
+
+def _send(worker: Worker, job: Job | None) -> bool:
+    try:
+        worker.conn.send(job)
+        return True
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        return False
+
+
+def _receive(worker: Worker) -> Result | None:
+    try:
+        if worker.conn.poll():
+            return worker.conn.recv()
+    except (EOFError, OSError):
+        return None  # it died mid-answer: collect() reports it as died
+    return None
+
+
+# --- inside the worker process ----------------------------------------------------------
+
+
+def _hold_lifeline(lifeline: Connection) -> None:
+    """Kill this worker as soon as the supervisor is gone (EOF on the lifeline)."""
+
+    def watch() -> None:
+        try:
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)  # mid-step on purpose: the run is replayed later
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: str) -> None:
+    """Worker main loop: take a job, call the Runner, send the result, until told to stop."""
+    _hold_lifeline(lifeline)
+    # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from engine.clock import clock_from_env
+    from engine.errors import EngineError, RunLockedError
+    from engine.runner import Runner
+    from journal import JournalError, JournalLockedError
+
+    runner = Runner(home_root, clock=clock_from_env(), machines_dir=Path(machines_dir))
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            if job.kind == "deliver":
+                delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file)
+                result = Result(job, "ok", delivery.state.status, delivery.accepted, delivery.reason)
+            else:
+                state = runner.advance(job.run_id, abandoned=job.abandoned)
+                result = Result(job, "ok", state.status)
+        except (RunLockedError, JournalLockedError):
+            result = Result(job, "locked")
+        except (EngineError, JournalError) as exc:  # said plainly; the supervisor logs it
+            result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the supervisor must hear of every failure, never hang on one
+            log.exception("worker: %s of run %s failed", job.kind, job.run_id)
+            result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(result)
+        except (BrokenPipeError, OSError):
+            return

@@ -1,0 +1,139 @@
+"""Fake external services for the shipped machines: email, billing, reminders, accounts.
+
+They stand in for real APIs and keep a LEDGER of what they did, so that tests can count
+side effects after crashes and restarts. The ledger is an append-only JSON Lines file,
+path from $RATCHET_LEDGER (default ./ledger.jsonl). Every call appends one line:
+
+    {"ts": ..., "kind": "email.send", "run_id": ..., "idempotency_key": ...,
+     "call": 2, "effect": true, "result": {...}}            (or "error": "BillingUnavailable")
+
+`call` counts calls of that kind with that key (1, 2, ...); `effect` is true when the
+call changed the outside world. So "called twice" (two lines) is told apart from
+"effect twice" (two lines with `effect: true`).
+
+- Idempotent services (draft, reminder, receipt, account, notify) dedupe by
+  idempotency key like a real API (Stripe-style): a repeated key returns the first
+  result and has no second effect.
+- Non-idempotent services (`send_email`, `charge`) do not dedupe: every call is an effect.
+- `charge` is flaky by configuration: with $RATCHET_FLAKY_FAILURES=N, the first N calls
+  for each idempotency key raise BillingUnavailable (retryable) before any effect.
+  A card named "declined" raises CardDeclined (not retryable), also without effect.
+
+Calls are serialised by an exclusive flock on the ledger, so concurrent workers (and
+restarted ones) see each other's calls.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+LEDGER_ENV = "RATCHET_LEDGER"
+FLAKY_ENV = "RATCHET_FLAKY_FAILURES"
+
+
+class BillingUnavailable(Exception):
+    """The billing API is down or timed out: nothing was charged; try again later."""
+
+
+class CardDeclined(Exception):
+    """The card was refused: retrying will not help."""
+
+
+def ledger_path() -> Path:
+    return Path(os.environ.get(LEDGER_ENV, "ledger.jsonl"))
+
+
+def read_ledger(path: Path | None = None) -> list[dict]:
+    """Every ledger line, oldest first (an absent ledger is empty)."""
+    try:
+        text = (path or ledger_path()).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _call(kind: str, run_id: str, key: str, decide: Callable[[list[dict]], dict]) -> dict:
+    """Append one ledger line for a call; `decide(earlier calls of kind+key)` gives
+    its `effect` and `result` (or `error`). Read and append happen under one lock."""
+    path = ledger_path()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        earlier = [e for e in read_ledger(path) if e["kind"] == kind and e["idempotency_key"] == key]
+        entry = {"ts": datetime.now(timezone.utc).isoformat(), "kind": kind, "run_id": run_id,
+                 "idempotency_key": key, "call": len(earlier) + 1, **decide(earlier)}
+        os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))  # one write: one line
+    finally:
+        os.close(fd)  # releases the lock
+    return entry
+
+
+def _idempotent(kind: str, run_id: str, key: str, result: dict) -> dict:
+    def decide(earlier: list[dict]) -> dict:
+        first = next((e for e in earlier if e.get("effect")), None)
+        if first is not None:
+            return {"effect": False, "result": first["result"]}
+        return {"effect": True, "result": result}
+
+    return _call(kind, run_id, key, decide)["result"]
+
+
+def draft_email(run_id: str, key: str, *, to: str, subject: str, body: str) -> dict:
+    """Save a draft (idempotent): {"draft_id": ...}."""
+    return _idempotent("email.draft", run_id, key,
+                       {"draft_id": f"draft-{key}", "to": to, "subject": subject, "chars": len(body)})
+
+
+def send_email(run_id: str, key: str, *, to: str, subject: str) -> dict:
+    """Send an email (NOT idempotent: every call sends one): {"message_id": ...}."""
+    def decide(earlier: list[dict]) -> dict:
+        return {"effect": True, "result": {"message_id": f"msg-{key}-{len(earlier) + 1}",
+                                           "to": to, "subject": subject}}
+
+    return _call("email.send", run_id, key, decide)["result"]
+
+
+def send_reminder(run_id: str, key: str, *, to: str, number: int) -> dict:
+    """Send reminder number `number` (idempotent per key)."""
+    return _idempotent("reminder.send", run_id, key, {"to": to, "number": number})
+
+
+def create_account(run_id: str, key: str, *, customer: str) -> dict:
+    """Create the customer's account (idempotent): {"account_id": ...}."""
+    return _idempotent("account.create", run_id, key, {"account_id": f"acct-{customer}"})
+
+
+def send_receipt(run_id: str, key: str, *, to: str, charge_id: str) -> dict:
+    """Send a payment receipt (idempotent per key, as billing APIs do)."""
+    return _idempotent("email.receipt", run_id, key, {"to": to, "charge_id": charge_id})
+
+
+def notify(run_id: str, key: str, *, to: str, message: str) -> dict:
+    """Page a person (idempotent per key: one page per escalation)."""
+    return _idempotent("notify", run_id, key, {"to": to, "message": message})
+
+
+def charge(run_id: str, key: str, *, customer: str, amount_cents: int, card: str) -> dict:
+    """Charge a card (NOT idempotent); flaky and declining as configured above."""
+    failures = int(os.environ.get(FLAKY_ENV, "0"))
+    outcome: dict = {}
+
+    def decide(earlier: list[dict]) -> dict:
+        if len(earlier) < failures:
+            outcome["raise"] = BillingUnavailable(f"billing API unavailable (call {len(earlier) + 1})")
+        elif card == "declined":
+            outcome["raise"] = CardDeclined(f"card of {customer} declined")
+        if "raise" in outcome:
+            return {"effect": False, "error": type(outcome["raise"]).__name__}
+        return {"effect": True, "result": {"charge_id": f"ch-{key}-{len(earlier) + 1}",
+                                           "customer": customer, "amount_cents": amount_cents}}
+
+    entry = _call("billing.charge", run_id, key, decide)
+    if "raise" in outcome:
+        raise outcome["raise"]
+    return entry["result"]

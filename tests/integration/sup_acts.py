@@ -1,0 +1,46 @@
+"""Actions for the supervisor's integration tests (copied beside the test machine).
+
+Every call appends one line to the ledger ($RATCHET_LEDGER) under an exclusive lock,
+deduplicated by idempotency key like a real API: `effect` is true only on the first
+call with a key. The run's input can make a step hang or block *after* its effect:
+  hang: STATE    attempt 1 of STATE sleeps forever (a hung action)
+  gate: PATH     the step blocks after its effect until PATH exists
+Before blocking, the step writes `<ledger>.<run_id>.started` holding its pid.
+"""
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+
+def work(ctx):
+    ledger = Path(os.environ["RATCHET_LEDGER"])
+    fd = os.open(ledger, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        earlier = [json.loads(line) for line in ledger.read_text().splitlines() if line]
+        effect = not any(e["key"] == ctx.idempotency_key and e["effect"] for e in earlier)
+        line = {"key": ctx.idempotency_key, "run": ctx.run_id, "state": ctx.state,
+                "attempt": ctx.attempt, "effect": effect, "pid": os.getpid()}
+        os.write(fd, (json.dumps(line) + "\n").encode())
+    finally:
+        os.close(fd)
+    started = Path(f"{ledger}.{ctx.run_id}.started")
+    if ctx.input.get("hang") == ctx.state and ctx.attempt == 1:
+        _mark(started)
+        time.sleep(3600)
+    gate = ctx.input.get("gate")
+    if gate and ctx.state == "prepare":
+        _mark(started)
+        while not Path(gate).exists():
+            time.sleep(0.01)
+    return {ctx.state: ctx.attempt}
+
+
+def _mark(path):
+    # Atomic, so that a test seeing the file also sees the pid in it.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, path)

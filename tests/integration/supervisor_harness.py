@@ -1,0 +1,159 @@
+"""A real `ratchet supervise` subprocess on a tmp home, with a file clock and a ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.clock import FileClock
+from engine.home import Home
+from engine.inbox import Message, write_message
+from engine.runner import Runner
+from engine.status import StatusRow, status_rows
+
+HERE = Path(__file__).parent
+
+MACHINE = """
+name: approval
+version: 1
+initial: prepare
+states:
+  prepare:
+    action: sup_acts:work
+    timeout: 2s
+    retry: {attempts: 3, backoff: 1s, factor: 1}
+  review: {approvers: [alice], timeout: 1d}
+  send: {action: sup_acts:work}
+  done: {final: true}
+  rejected: {final: true, outcome: rejected}
+transitions:
+  - {trigger: ok, source: prepare, dest: review}
+  - {trigger: approve, source: review, dest: send}
+  - {trigger: reject, source: review, dest: rejected}
+  - {trigger: ok, source: send, dest: done}
+"""
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
+    """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Env:
+    """A tmp home with the test machine, a file clock, a ledger, and supervisor processes."""
+
+    def __init__(self, tmp_path: Path, machine_dir: Path) -> None:
+        self.dir = tmp_path
+        self.home = Home(tmp_path / "home").ensure()
+        self.machine = machine_dir / "approval.yaml"
+        self.clock = FileClock(tmp_path / "clock")
+        self.clock.set(_start())
+        self.ledger = tmp_path / "ledger.jsonl"
+        self.env = {**os.environ, "RATCHET_HOME": str(self.home.root), "RATCHET_CLOCK_FILE": str(self.clock.path),
+                    "RATCHET_LEDGER": str(self.ledger)}
+        self.procs: list[subprocess.Popen] = []
+        os.environ["RATCHET_LEDGER"] = str(self.ledger)  # for actions run in-process (none by default)
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def supervise(self, *args: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--rescan", "1", *args]
+        proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=open(self.dir / f"supervisor-{len(self.procs)}.log", "wb"))
+        self.procs.append(proc)
+        return proc
+
+    def once(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--once", *args]
+        return subprocess.run(cmd, cwd=self.dir, env=self.env, capture_output=True, timeout=timeout)
+
+    def cleanup(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+    # --- runs and files ---------------------------------------------------------------------
+
+    def start(self, run_id: str, **inputs) -> str:
+        return Runner(self.home, clock=self.clock, machines_dir=self.dir).start(self.machine, inputs, run_id=run_id)
+
+    def send(self, run: str, trigger: str, by: str = "alice", **fields) -> Path:
+        return write_message(self.home, Message(run=run, trigger=trigger, by=by, **fields))
+
+    def rows(self) -> dict[str, StatusRow]:
+        return {r.run_id: r for r in status_rows(self.home)}
+
+    def row(self, run_id: str) -> StatusRow:
+        return status_rows(self.home, [run_id])[0]
+
+    def wait_status(self, run_id: str, status: str, state: str | None = None, timeout: float = 20.0) -> StatusRow:
+        def check():
+            row = self.row(run_id)
+            return row if row.status == status and (state is None or row.state == state) else None
+        return wait_for(check, timeout, f"run {run_id} to be {status} {state or ''}")
+
+    def records(self, run_id: str) -> list[dict]:
+        return [json.loads(line) for line in self.home.store.path(run_id).read_text().splitlines()]
+
+    def ledger_lines(self) -> list[dict]:
+        if not self.ledger.exists():
+            return []
+        return [json.loads(line) for line in self.ledger.read_text().splitlines() if line]
+
+    def claimed_files(self) -> list[Path]:
+        return [p for p in self.home.inbox_claimed.rglob("*") if not p.is_dir()]
+
+    def started_marker(self, run_id: str) -> Path:
+        return Path(f"{self.ledger}.{run_id}.started")
+
+    def log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.dir.glob("supervisor-*.log")))
+
+
+_FOLDER: list[Path] = []
+
+
+def machine_folder(tmp_path_factory) -> Path:
+    """The test machine and its actions, in one folder for the whole session.
+
+    One folder, because the loader refuses a module name already imported from elsewhere.
+    """
+    if _FOLDER:
+        return _FOLDER[0]
+    folder = tmp_path_factory.mktemp("supervisor-machine")
+    _FOLDER.append(folder)
+    (folder / "approval.yaml").write_text(MACHINE)
+    shutil.copy(HERE / "sup_acts.py", folder / "sup_acts.py")
+    return folder
+
+
+def _start():
+    from datetime import datetime, timezone
+    return datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False

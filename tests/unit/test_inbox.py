@@ -1,0 +1,212 @@
+"""The inbox: message validation, atomic writes, claiming, and filing to done/ or rejected/."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from engine import inbox
+from engine.inbox import InvalidMessageError, Message
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> SimpleNamespace:
+    root = tmp_path / "home"
+    box = root / "inbox"
+    h = SimpleNamespace(
+        root=root,
+        inbox=box,
+        inbox_tmp=box / ".tmp",
+        inbox_claimed=box / ".claimed",
+        inbox_done=box / "done",
+        inbox_rejected=box / "rejected",
+    )
+    for folder in (box, h.inbox_tmp, h.inbox_claimed, h.inbox_done, h.inbox_rejected):
+        folder.mkdir(parents=True)
+    return h
+
+
+def drop(home, name: str, content: bytes | str) -> Path:
+    path = home.inbox / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+@pytest.fixture
+def box(home):
+    b = inbox.ClaimBox(home)
+    yield b
+    b.close()
+
+
+def take(box, name: str) -> inbox.Claimed:
+    item = box.claim(name)
+    assert item is not None
+    return item
+
+
+# --- Message ---------------------------------------------------------------------------
+
+
+def test_message_accepts_a_trigger_and_a_resolution():
+    m = Message.model_validate({"run": "r1", "trigger": "approve", "by": "alice", "data": {"n": [1, {"x": None}]}})
+    assert (m.run, m.trigger, m.by, m.resolve, m.data) == ("r1", "approve", "alice", None, {"n": [1, {"x": None}]})
+    assert Message.model_validate({"run": "r1", "resolve": "retry", "by": "bob"}).trigger is None
+    assert Message.model_validate({"run": "r1", "resolve": "skip", "trigger": "ok", "by": "bob"}).trigger == "ok"
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ({"run": "r1", "by": "alice"}, "trigger"),
+        ({"run": "../etc/passwd", "trigger": "approve", "by": "a"}, "run"),
+        ({"run": "r1", "trigger": "Approve!", "by": "a"}, "trigger"),
+        ({"run": "r1", "trigger": "approve", "by": ""}, "by"),
+        ({"run": "r1", "trigger": "approve", "by": "a", "extra": 1}, "extra"),
+        ({"run": "r1", "trigger": 3, "by": "a"}, "trigger"),
+        ({"run": "r1", "resolve": "retry", "trigger": "ok", "by": "a"}, "takes no"),
+        ({"run": "r1", "resolve": "skip", "by": "a"}, "required"),
+        ({"run": "r1", "resolve": "explode", "by": "a", "trigger": "x"}, "resolve"),
+    ],
+)
+def test_message_refuses_bad_fields(raw, fragment):
+    with pytest.raises(InvalidMessageError) as info:
+        inbox.parse_message(json.dumps(raw).encode(), ".json")
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data, suffix, reason",
+    [
+        (b"{\"run\": \"r1\", \"trig", ".json", "invalid JSON"),
+        (b"[1, 2]", ".json", "not a mapping"),
+        (b"", ".json", "empty file"),
+        (b"\xff\xfe{}", ".json", "not UTF-8 text"),
+        (b'{"run": "r1", "run": "r2", "trigger": "a", "by": "x"}', ".json", "invalid JSON"),
+        (b'{"run": "r1", "trigger": "a", "by": "x", "data": {"v": NaN}}', ".json", "invalid JSON"),
+        (b"[" * 5000 + b"]" * 5000, ".json", "invalid JSON"),
+        (b"run: r1\ntrigger: [unclosed\n", ".yaml", "invalid YAML"),
+        (b"a: &x [1]\nb: *x\n", ".yaml", "invalid YAML"),
+        (b"run: r1\ntrigger: on\nby: x\n", ".yaml", "invalid message"),
+        (b"run: r1\ntrigger: a\nby: x\ndata: {when: 2024-01-01}\n", ".yml", "invalid message"),
+        (b'{"run": "r1", "trigger": "a", "by": "x", "data": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, ".json", "invalid message"),
+    ],
+)
+def test_parse_refuses_hostile_content(data, suffix, reason):
+    with pytest.raises(InvalidMessageError) as info:
+        inbox.parse_message(data, suffix)
+    assert info.value.reason == reason
+
+
+def test_yaml_message_parses():
+    m = inbox.parse_message(b"run: r1\ntrigger: approve\nby: alice\ncomment: fine\n", ".yaml")
+    assert (m.trigger, m.comment) == ("approve", "fine")
+
+
+# --- Writing, claiming, filing ---------------------------------------------------------
+
+
+def test_write_message_renames_a_complete_file_into_the_inbox(home, box):
+    path = inbox.write_message(home, Message(run="r1", trigger="approve", by="alice"))
+    assert path.parent == home.inbox and path.suffix == ".json"
+    assert os.listdir(home.inbox_tmp) == []
+    assert inbox.pending(home) == [path.name]
+    item = take(box, path.name)
+    assert inbox.read_message(item) == Message(run="r1", trigger="approve", by="alice")
+
+
+def test_claim_has_exactly_one_winner(home, box):
+    drop(home, "a.json", "{}")
+    first, second = box.claim("a.json"), box.claim("a.json")
+    assert first is not None and second is None
+    assert box.holding() == [first]
+    assert first.name == "a.json" and first.key.endswith("~a.json")
+
+
+def test_done_and_rejected_never_replace_a_file(home, box):
+    for _ in range(2):
+        drop(home, "a.json", "{}")
+        inbox.mark_done(home, take(box, "a.json"))
+    assert sorted(os.listdir(home.inbox_done)) == ["a.1.json", "a.json"]
+    drop(home, "b.yaml", "x")
+    target = inbox.reject(home, take(box, "b.yaml"), "not a mapping", "the file holds a str")
+    note = target.with_name("b.yaml.error.txt").read_text()
+    assert note.splitlines()[0] == "not a mapping" and "str" in note
+    assert box.holding() == []
+
+
+def test_symlink_fifo_directory_and_huge_files_are_refused(home, box, tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"run": "r1", "trigger": "a", "by": "x"}))
+    os.symlink(secret, home.inbox / "link.json")
+    os.mkfifo(home.inbox / "pipe.json")
+    (home.inbox / "dir.json").mkdir()
+    drop(home, "huge.json", b" " * (inbox.MAX_BYTES + 1))
+    reasons = {}
+    for name in inbox.pending(home):
+        assert inbox.is_complete(home.inbox / name)
+        with pytest.raises(InvalidMessageError) as info:
+            inbox.read_message(take(box, name))
+        reasons[name] = info.value.reason
+    assert reasons == {
+        "dir.json": "not a regular file",
+        "huge.json": "file too large",
+        "link.json": "symlink refused",
+        "pipe.json": "not a regular file",
+    }
+    for item in box.holding():
+        inbox.reject(home, item, "refused")
+    assert sorted(os.listdir(home.inbox_rejected)) == sorted(
+        n for name in reasons for n in (name, name + ".error.txt")
+    )
+    assert secret.exists()
+
+
+@pytest.mark.parametrize("name, reason", [("notes.txt", "unsupported file type"), ("a b.json", "unsafe file name"), ("x\n.json", "unsafe file name")])
+def test_bad_names_are_claimed_then_refused(home, box, name, reason):
+    drop(home, name, "{}")
+    item = take(box, name)
+    with pytest.raises(InvalidMessageError) as info:
+        inbox.read_message(item)
+    assert info.value.reason == reason
+    target = inbox.reject(home, item, info.value.reason)
+    assert target.parent == home.inbox_rejected and "\n" not in target.name
+
+
+def test_hidden_files_and_our_folders_are_not_pending(home):
+    drop(home, ".swp", "x")
+    drop(home, "a.json", "{}")
+    assert inbox.pending(home) == ["a.json"]
+
+
+def test_a_file_open_for_writing_is_not_complete(home):
+    path = home.inbox / "slow.json"
+    with open(path, "w") as f:
+        f.write('{"run": "r1", ')
+        f.flush()
+        assert not inbox.is_complete(path)
+    assert inbox.is_complete(path)
+
+
+def test_unclaim_puts_the_file_back(home, box):
+    drop(home, "a.json", "{}")
+    inbox.unclaim(home, take(box, "a.json"))
+    assert inbox.pending(home) == ["a.json"] and box.holding() == []
+
+
+def test_a_live_claimers_files_are_its_own_a_dead_ones_are_adopted(home, box):
+    drop(home, "a.json", "{}")
+    mine = take(box, "a.json")
+    other = inbox.ClaimBox(home)
+    try:
+        assert other.adopt_orphans() == []  # box is alive (holds its lock)
+        box.close()  # as if its process died: the lock goes, the file stays
+        adopted = other.adopt_orphans()
+        assert [(i.key, i.name) for i in adopted] == [(mine.key, "a.json")]
+        assert sorted(os.listdir(home.inbox_claimed)) == [other.path.name]
+    finally:
+        other.close()

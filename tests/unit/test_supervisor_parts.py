@@ -1,0 +1,126 @@
+"""The supervisor's parts on their own: wake-ups, the watcher, the worker pool, status rows."""
+
+from __future__ import annotations
+
+import os
+import time
+from multiprocessing.connection import wait
+from pathlib import Path
+
+import pytest
+
+from engine.home import Home
+from engine.status import status_rows
+from engine.watcher import Watcher, Wakeup
+from engine.workers import Job, WorkerPool
+from journal import RunStarted, Waiting
+
+
+def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
+    end = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+    return value
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home").ensure()
+
+
+def test_wakeup_wakes_a_wait_and_clears():
+    wake = Wakeup()
+    try:
+        assert wait([wake], 0) == []
+        wake.set()
+        wake.set()
+        assert wait([wake], 1) == [wake]
+        wake.clear()
+        assert wait([wake], 0) == []
+    finally:
+        wake.close()
+
+
+def test_watcher_hints_journal_changes_and_inbox_drops(home):
+    wake = Wakeup()
+    watcher = Watcher(home.inbox, home.runs, wake)
+    watcher.start()
+    try:
+        with open(home.runs / "r1.jsonl", "ab") as f:
+            f.write(b"x\n")
+        (home.inbox_tmp / "a.json").write_text("{}")
+        os.rename(home.inbox_tmp / "a.json", home.inbox / "a.json")
+        seen: set[str] = set()
+        inbox_seen = False
+
+        def both() -> bool:
+            nonlocal inbox_seen
+            runs, inbox = watcher.take()
+            seen.update(runs)
+            inbox_seen = inbox_seen or inbox
+            return "r1" in seen and inbox_seen
+
+        wait_for(both, what="hints for runs/r1.jsonl and the inbox")
+        assert wait([wake], 0) == [wake]
+    finally:
+        watcher.stop()
+        wake.close()
+
+
+def test_a_dead_observer_is_restarted(home):
+    wake = Wakeup()
+    watcher = Watcher(home.inbox, home.runs, wake)
+    watcher.start()
+    try:
+        watcher._observer.stop()
+        watcher._observer.join(5)
+        assert not watcher.alive()
+        assert watcher.ensure_alive() is True
+        assert watcher.alive() and watcher.ensure_alive() is False
+    finally:
+        watcher.stop()
+        wake.close()
+
+
+def test_pool_reports_errors_kills_and_replaces_dead_workers(home):
+    pool = WorkerPool(2, home.root)
+    pool.start()
+    try:
+        pids = {w.pid for w in pool.workers}
+        pool.submit(Job("nobody"))
+        results = wait_for(pool.collect, what="the unknown run's result")
+        assert [(r.outcome, "nobody" in r.error) for r in results] == [("error", True)]
+
+        worker = pool.submit(Job("nobody"))
+        killed = pool.kill(worker, "hung")
+        assert (killed.outcome, killed.job.run_id) == ("killed", "nobody")
+        assert worker.pid not in {w.pid for w in pool.workers} and len(pool.workers) == 2
+
+        victim = pool.workers[0]
+        victim.job = Job("ghost")  # as if it held a run when it died
+        victim.process.kill()
+        victim.process.join(5)
+        died = pool.collect()
+        assert [(r.outcome, r.job.run_id) for r in died] == [("died", "ghost")]
+        assert len(pool.idle()) == 2 and victim.pid not in {w.pid for w in pool.workers}
+        assert pids != {w.pid for w in pool.workers}
+    finally:
+        pool.stop(1)
+        pool.close()
+
+
+def test_status_rows_show_waits_and_damage(home):
+    with home.store.writer("r1", create=True) as w:
+        w.append_many([
+            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "review", "states": {"review": {}}},
+                       definition_hash="sha256:x"),
+            Waiting(state="review", triggers=["approve"], approvers=["alice"], deadline="2026-01-06T09:00:00Z"),
+        ])
+    (home.runs / "r2.jsonl").write_bytes(b"not json\n")
+    rows = {r.run_id: r for r in status_rows(home)}
+    r1 = rows["r1"]
+    assert (r1.state, r1.status, r1.waiting_on, r1.approvers) == ("review", "waiting", ["approve"], ["alice"])
+    assert r1.deadline.startswith("2026-01-06T09:00:00")
+    assert rows["r2"].status == "damaged" and "r2.jsonl:1" in rows["r2"].error
