@@ -1,14 +1,19 @@
-"""Runner benchmark (Ratchet alone): durable steps per second, and replay time.
+"""Runner benchmark: durable steps/s against the disk's bound and two peers, and replay time.
 
 1. Durable steps/s: N runs x K task steps, one after another in one process, every
-   record fsync'd as in production (`step_started` before each action; the outcome,
-   transition and next `step_started` as one batch): K+1 journal fsyncs per run, plus
-   one for `run_started`. The actions do nothing, so this measures the engine and the disk.
-2. Replay: fold 10,000 journals of 20 records each (read + decode + fold, warm page
-   cache), target < 1 s.
+   record fsync'd as in production. A run costs K+1 fdatasyncs ([run_started +
+   step_started], then each outcome with the next step_started or run_finished) plus one
+   fsync of `runs/` for the new journal file. The actions do nothing, so this measures
+   the engine and the disk.
+2. The disk's bound: the raw append+fdatasync rate of the same folder, measured in the
+   same invocation, divided by Ratchet's syncs per step.
+3. Peers, the same N x K workload in fresh interpreters (bench/peers.py): DBOS on its
+   embedded SQLite and LangGraph with SqliteSaver at durability="sync" (`pip install
+   -e '.[bench]'`; skipped with a note when not installed, or with --no-peers).
+4. Replay: read + decode + fold 10,000 journals of 20 records (warm page cache), target < 1 s.
 
-    python bench/runner_bench.py                       # 2000 x 5, 10,000 x 20
-    python bench/runner_bench.py --runs 200 --steps 5 --journals 1000 --dir /data
+    python bench/runner_bench.py                       # 2000 x 5, peers, 10,000 x 20
+    python bench/runner_bench.py --runs 200 --no-peers --journals 1000
 
 Prints one JSON document.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -31,6 +37,9 @@ from engine.home import Home  # noqa: E402
 from engine.replay import fold  # noqa: E402
 from engine.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from peers import fsync_rate, measure_peer  # noqa: E402
 
 ACTIONS = "def step(ctx):\n    return None\n"
 
@@ -53,14 +62,39 @@ def durable_steps(folder: Path, runs: int, steps: int) -> dict:
     runner = Runner(Home(folder / "steps").ensure(), clock=FakeClock())
     began = time.perf_counter()
     for i in range(runs):
-        rid = runner.start(machine, {"i": i}, run_id=f"run{i:06d}")
-        if runner.advance(rid).status != "finished":
-            raise RuntimeError(f"run {rid} did not finish")
+        rs = runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
+        if rs.status != "finished":
+            raise RuntimeError(f"run {rs.run_id} did not finish")
     elapsed = time.perf_counter() - began
     return {"runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
             "durable_steps_per_s": round(runs * steps / elapsed, 1),
             "runs_per_s": round(runs / elapsed, 1),
-            "fsyncs_per_run": steps + 2, "ms_per_step": round(elapsed * 1000 / (runs * steps), 3)}
+            "syncs_per_run": steps + 2, "syncs_per_step": round((steps + 2) / steps, 3),
+            "ms_per_step": round(elapsed * 1000 / (runs * steps), 3)}
+
+
+def disk_bound(folder: Path, ours: dict) -> dict:
+    """What the disk allows for Ratchet's syncs per step, and how close Ratchet gets."""
+    probe = fsync_rate(folder / "probe")
+    bound = probe["fsyncs_per_s"] / ours["syncs_per_step"]
+    return {"disk_fsyncs_per_s": probe["fsyncs_per_s"], "syncs_per_step": ours["syncs_per_step"],
+            "bound_steps_per_s": round(bound, 1),
+            "ratchet_vs_bound": round(ours["durable_steps_per_s"] / bound, 3),
+            "target": "ratchet_vs_bound >= 0.75"}
+
+
+def peers(runs: int, steps: int, ours: dict) -> dict:
+    """Each peer's steps/s on the same workload, and Ratchet's ratio to it."""
+    out = {}
+    for name, target in (("langgraph", 3.0), ("dbos", 5.0)):
+        result = measure_peer(name, runs, steps)
+        if "error" in result:
+            out[name] = {"error": result["error"]}
+            continue
+        ratio = ours["durable_steps_per_s"] / result["steps_per_s"]
+        out[name] = {**result, "ratchet_ratio": round(ratio, 2), "target_ratio": target,
+                     "meets_target": ratio >= target}
+    return out
 
 
 def replay(folder: Path, journals: int) -> dict:
@@ -99,12 +133,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--journals", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp folder)")
+    parser.add_argument("--no-peers", action="store_true", help="skip DBOS and LangGraph")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ratchet-runner-bench-", dir=args.dir))
     try:
+        ours = durable_steps(folder, args.runs, args.steps)
         result = {
-            "bench": "ratchet runner", "python": sys.version.split()[0], "dir": str(folder),
-            "durable_steps": durable_steps(folder, args.runs, args.steps),
+            "bench": "ratchet runner", "command": " ".join(["python", *sys.argv]),
+            "python": sys.version.split()[0], "cpus": os.cpu_count(), "dir": str(folder),
+            "durable_steps": ours,
+            "disk_bound": disk_bound(folder, ours),
+            "peers": {} if args.no_peers else peers(args.runs, args.steps, ours),
             "replay": replay(folder, args.journals),
         }
     finally:

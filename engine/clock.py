@@ -13,7 +13,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
+from engine.errors import EngineError
+
 CLOCK_FILE_ENV = "RATCHET_CLOCK_FILE"
+
+
+class ClockError(EngineError):
+    """The clock file ($RATCHET_CLOCK_FILE) does not hold a time."""
 
 
 def iso(dt: datetime) -> str:
@@ -68,7 +74,12 @@ class FileClock:
         self.path = Path(path)
 
     def now(self) -> datetime:
-        return parse_iso(self.path.read_text().strip())
+        text = self.path.read_text().strip()
+        try:
+            return parse_iso(text)
+        except ValueError as exc:
+            raise ClockError(f"{self.path}: {text[:40]!r} is not an ISO 8601 time; "
+                             f"write one like 2026-03-02T09:00:00Z") from exc
 
     def set(self, dt: datetime) -> None:
         # Atomic replace, so a reader in another process never sees a half-written time.

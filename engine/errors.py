@@ -93,3 +93,26 @@ class RunNotWaitingError(EngineError):
         self.run_id = run_id
         self.reason = reason
         super().__init__(f"run '{run_id}': {reason}")
+
+
+class UnsafeInboxError(EngineError):
+    """An inbox folder is a symlink or not a directory: files could be moved out of the inbox."""
+
+    def __init__(self, path: object, what: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {what}; inbox folders must be real directories "
+                         "(replace it with a directory, then start again)")
+
+
+class ReplayError(EngineError):
+    """A journal that decodes and chains but does not make sense as a run (e.g. a step in a
+    state its pinned definition lacks): damage, or a bug; never guessed around."""
+
+    def __init__(self, run_id: str, record: object, cause: Exception) -> None:
+        self.run_id = run_id
+        self.seq = getattr(record, "seq", None)
+        kind = type(record).__name__
+        super().__init__(
+            f"run '{run_id}': record #{self.seq} ({kind}) does not fit the run "
+            f"({type(cause).__name__}: {cause}); run 'ratchet verify {run_id}' and inspect it"
+        )

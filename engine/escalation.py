@@ -4,9 +4,10 @@ The `escalated` record is journaled (durable) first; the ticket and the notifica
 follow. A ticket is written atomically (temp, fsync, rename, fsync dir) with
 `notified: false`, then rewritten once `on_escalate` has been called, so a crash between
 the two is repaired on the next replay: a missing or un-notified ticket is written and
-notified again (the notification's idempotency key, f"{run_id}/escalation/{seq}", lets
-a notifier drop the duplicate). A failing notifier is logged into the ticket, never
-allowed to crash the run. The ticket is removed once a resolution is journaled.
+notified again (the notification's idempotency key, f"{run_id}/escalation/{n}" for the
+run's n-th escalation, lets a notifier drop the duplicate). A failing notifier is logged
+into the ticket, never allowed to crash the run. The ticket is removed once a resolution
+is journaled (and on the next replay, if a crash came in between).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def open_ticket(escalations: Path, rs: RunState, record: Escalated, machine: Any
     existing = read_ticket(path)
     if existing and existing.get("seq") == record.seq and existing.get("notified"):
         return path
-    content = ticket(rs, record, _skippable(machine, record.state))
+    content = ticket(rs, record, _skippable(machine, record.state, rs.data))
     write_ticket(path, content)
     content.update(notify(rs, record, machine))
     write_ticket(path, content)
@@ -90,7 +91,7 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
     if not target:
         return {"notified": True, "notifier": None}
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=record.state, attempt=1,
-                      idempotency_key=f"{rs.run_id}/escalation/{record.seq}",
+                      idempotency_key=f"{rs.run_id}/escalation/{rs.escalations}",
                       input=dict(rs.input), data=dict(rs.data),
                       escalation={"reason": record.reason, "detail": record.detail, "seq": record.seq})
     try:
@@ -101,8 +102,9 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
     return {"notified": True, "notifier": target}
 
 
-def _skippable(machine: Any, state: str) -> list[str]:
+def _skippable(machine: Any, state: str, data: dict) -> list[str]:
+    """Triggers that `skip` can fire from `state` now (a guarded one only if its conditions hold)."""
     try:
-        return machine.triggers_from(state)
+        return [t for t in machine.triggers_from(state) if machine.next_state(state, t, data) is not None]
     except KeyError:
         return []

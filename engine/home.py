@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
+from engine.errors import UnsafeInboxError
 from journal import FileStore
 
 
@@ -22,11 +25,26 @@ class Home:
         self.store = FileStore(self.runs)
 
     def ensure(self) -> Home:
-        """Create every folder (idempotent)."""
+        """Create every folder (idempotent); UnsafeInboxError if an inbox folder is a symlink."""
+        self.check_inbox()
         for folder in (self.runs, self.inbox_tmp, self.inbox_claimed, self.inbox_done,
                        self.inbox_rejected, self.escalations):
             folder.mkdir(parents=True, exist_ok=True)
+        self.check_inbox()
         return self
+
+    def check_inbox(self) -> None:
+        """Refuse inbox folders that are symlinks (or not directories): a symlinked done/
+        or rejected/ would let the supervisor move files out of the inbox."""
+        for folder in (self.inbox, self.inbox_tmp, self.inbox_claimed, self.inbox_done, self.inbox_rejected):
+            try:
+                mode = os.lstat(folder).st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(mode):
+                raise UnsafeInboxError(folder, "is a symlink")
+            if not stat.S_ISDIR(mode):
+                raise UnsafeInboxError(folder, "is not a directory")
 
     def __repr__(self) -> str:
         return f"Home({str(self.root)!r})"

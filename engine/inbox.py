@@ -4,7 +4,9 @@ Writers write into `inbox/.tmp`, fsync and rename into `inbox/` (`write_message`
 this for the CLI). The supervisor *claims* a file by renaming it into `inbox/.claimed`
 under a unique name (exactly one racer wins a rename), reads and validates it there, and
 finally moves it to `inbox/done/` or to `inbox/rejected/` beside `<name>.error.txt`.
-A file is never lost: every path ends in `done/` or `rejected/`, and whatever is left in
+Every move goes through directory descriptors opened once with O_NOFOLLOW|O_DIRECTORY
+(`InboxFolders`), so a folder that is a symlink is refused up front and one swapped for a
+symlink later cannot redirect a file out of the inbox. A file is never lost: every path ends in `done/` or `rejected/`, and whatever is left in
 `.claimed` after a crash is handled again at start (delivery is idempotent on the
 claimed name, which is the `source_file` the journal records).
 
@@ -35,7 +37,7 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.errors import EngineError
+from engine.errors import EngineError, UnsafeInboxError
 from journal import check_run_id, fsync_dir
 from journal.store import InvalidRunIdError
 
@@ -206,6 +208,63 @@ def is_complete(path: Path, *, settle: float = 1.0) -> bool:
         os.close(fd)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_dir(path: Path | str, dir_fd: int | None = None, shown: Path | None = None) -> int:
+    """A descriptor on a real directory; UnsafeInboxError if `path` is a symlink or no directory."""
+    try:
+        return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW|O_DIRECTORY: either, for a link
+            raise
+        try:
+            link = stat.S_ISLNK(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        except OSError:
+            link = False
+        raise UnsafeInboxError(shown or Path(path), "is a symlink" if link else "is not a directory") from exc
+
+
+class InboxFolders:
+    """Descriptors on inbox/, done/, rejected/ and .claimed/, each opened without following links.
+
+    Opened once (at supervisor start); every claim and filing is then relative to them.
+    """
+
+    def __init__(self, home: InboxHome) -> None:
+        for folder in (home.inbox, home.inbox_claimed, home.inbox_done, home.inbox_rejected):
+            try:
+                folder.mkdir(parents=True)
+            except FileExistsError:
+                pass  # opening it says whether it is a real directory
+        self.home = home
+        self.fds: list[int] = []
+        try:
+            self.inbox = self._open(home.inbox)
+            self.claimed = self._open(home.inbox_claimed.name, self.inbox, home.inbox_claimed)
+            self.done = self._open(home.inbox_done.name, self.inbox, home.inbox_done)
+            self.rejected = self._open(home.inbox_rejected.name, self.inbox, home.inbox_rejected)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, name: Path | str, parent: int | None = None, shown: Path | None = None) -> int:
+        fd = _open_dir(name, parent, shown)
+        self.fds.append(fd)
+        return fd
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def __enter__(self) -> InboxFolders:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
 class ClaimBox:
     """This process's private folder under inbox/.claimed, flock'd for as long as it lives.
 
@@ -213,16 +272,22 @@ class ClaimBox:
     one's files must still be handled. So each claims into its own folder and holds a
     lock on it (the kernel drops the lock when the process dies): a folder whose lock
     can be taken belongs to a dead process, and `adopt_orphans` takes its files over.
+    Raises UnsafeInboxError if an inbox folder is a symlink.
     """
 
     def __init__(self, home: InboxHome) -> None:
         self.home = home
-        home.inbox_claimed.mkdir(parents=True, exist_ok=True)
-        self.path = home.inbox_claimed / f"{time.time_ns():016x}-{os.getpid()}"
-        self.path.mkdir()
-        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        fsync_dir(home.inbox_claimed)
+        self.dirs = InboxFolders(home)
+        name = f"{time.time_ns():016x}-{os.getpid()}"
+        self.path = home.inbox_claimed / name
+        try:
+            os.mkdir(name, dir_fd=self.dirs.claimed)
+            self._fd = _open_dir(name, self.dirs.claimed)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.fsync(self.dirs.claimed)
+        except BaseException:
+            self.dirs.close()
+            raise
 
     def adopt_orphans(self) -> list[Claimed]:
         """Move the files of dead claimers into this box; every file this box then holds."""
@@ -230,16 +295,16 @@ class ClaimBox:
             if entry.path == str(self.path):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                self._adopt_folder(Path(entry.path))
+                self._adopt_folder(entry.name)
             elif _CLAIM_SEP in entry.name:  # a flat claim (no owner folder): ownerless
-                os.rename(entry.path, self.path / entry.name)
-        fsync_dir(self.path)
-        return [self._item(k) for k in sorted(os.listdir(self.path))]
+                os.rename(entry.name, entry.name, src_dir_fd=self.dirs.claimed, dst_dir_fd=self._fd)
+        os.fsync(self._fd)
+        return self.holding()
 
-    def _adopt_folder(self, folder: Path) -> None:
+    def _adopt_folder(self, folder: str) -> None:
         try:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
+            fd = _open_dir(folder, self.dirs.claimed)
+        except (OSError, UnsafeInboxError):
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,11 +312,12 @@ class ClaimBox:
             os.close(fd)
             return  # its owner is alive: its files are its own
         try:
-            for name in os.listdir(folder):
-                os.rename(folder / name, self.path / name)
-            os.rmdir(folder)
+            for name in os.listdir(fd):
+                os.rename(name, name, src_dir_fd=fd, dst_dir_fd=self._fd)
+            os.rmdir(folder, dir_fd=self.dirs.claimed)
+            os.fsync(self.dirs.claimed)
         except OSError:
-            log.warning("could not adopt %s; trying again at the next start", folder, exc_info=True)
+            log.warning("could not adopt %s; trying again later", self.home.inbox_claimed / folder, exc_info=True)
         finally:
             os.close(fd)
 
@@ -263,31 +329,58 @@ class ClaimBox:
         shown = name if _is_safe(name) else _UNSAFE + hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
         key = f"{time.time_ns():016x}-{os.getpid()}{_CLAIM_SEP}{shown}"
         try:
-            os.rename(self.home.inbox / name, self.path / key)
+            os.rename(name, key, src_dir_fd=self.dirs.inbox, dst_dir_fd=self._fd)
         except FileNotFoundError:
             return None
         # The claimed name is the delivery's idempotency key: it must survive a crash.
-        fsync_dir(self.path)
+        os.fsync(self._fd)
         return Claimed(self.path / key, key, shown, None if shown == name else name)
 
     def holding(self) -> list[Claimed]:
-        return [self._item(k) for k in sorted(os.listdir(self.path))]
+        return [self._item(k) for k in sorted(os.listdir(self._fd))]
+
+    def mark_done(self, item: Claimed) -> Path:
+        """Move an applied file to inbox/done/ under its name (made unique if taken)."""
+        return _move(self._fd, item.key, self.dirs.done, self.home.inbox_done, item.name)
+
+    def reject(self, item: Claimed, reason: str, detail: str = "") -> Path:
+        """Move a refused file to inbox/rejected/ beside `<name>.error.txt` saying why."""
+        return _reject(self._fd, self.dirs.rejected, self.home.inbox_rejected, item, reason, detail)
+
+    def unclaim(self, item: Claimed) -> Path:
+        """Put a file back under its name (never dispatched); never replaces one."""
+        return _move(self._fd, item.key, self.dirs.inbox, self.home.inbox, item.name)
 
     def close(self) -> None:
         """Release the box; removed if empty (else the next start adopts what is left)."""
         if self._fd < 0:
             return
         try:
-            os.rmdir(self.path)
+            os.rmdir(self.path.name, dir_fd=self.dirs.claimed)
         except OSError:
             pass
         os.close(self._fd)
         self._fd = -1
+        self.dirs.close()
 
 
-def unclaim(home: InboxHome, item: Claimed) -> None:
+def unclaim(home: InboxHome, item: Claimed) -> Path:
     """Put a file back under its name (it was still being written); never replaces one."""
-    _move(item.path, home.inbox, item.name)
+    with InboxFolders(home) as dirs, _ItemDir(item) as src:
+        return _move(src, item.path.name, dirs.inbox, home.inbox, item.name)
+
+
+class _ItemDir:
+    """A descriptor on the folder holding a claimed item (for the path-based functions)."""
+
+    def __init__(self, item: Claimed) -> None:
+        self.fd = _open_dir(item.path.parent)
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.fd)
 
 
 def _is_safe(name: str) -> bool:
@@ -393,45 +486,62 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def mark_done(home: InboxHome, item: Claimed) -> Path:
     """Move an applied file to inbox/done/ under its name (made unique if taken)."""
-    return _move(item.path, home.inbox_done, item.name)
+    with InboxFolders(home) as dirs, _ItemDir(item) as src:
+        return _move(src, item.path.name, dirs.done, home.inbox_done, item.name)
 
 
 def reject(home: InboxHome, item: Claimed, reason: str, detail: str = "") -> Path:
     """Move a refused file to inbox/rejected/ beside `<name>.error.txt` saying why."""
-    home.inbox_rejected.mkdir(parents=True, exist_ok=True)
-    target = _move(item.path, home.inbox_rejected, item.name)
+    with InboxFolders(home) as dirs, _ItemDir(item) as src:
+        return _reject(src, dirs.rejected, home.inbox_rejected, item, reason, detail)
+
+
+def _reject(src: int, folder: int, where: Path, item: Claimed, reason: str, detail: str) -> Path:
+    target = _move(src, item.path.name, folder, where, item.name)
     lines = [" ".join(reason.split()), " ".join(detail.split()), f"claimed as: {item.key}"]
     if item.original is not None:
         lines.append(f"dropped as: {item.original!r}")
     lines.append("")
-    note = target.with_name(target.name + ".error.txt")
-    tmp = home.inbox_rejected / f".{note.name}.{os.getpid()}.tmp"
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, note)
-    fsync_dir(home.inbox_rejected)
+    note = target.name + ".error.txt"
+    tmp = f".{note}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=folder)
+    try:
+        os.write(fd, "\n".join(lines).encode("utf-8"))
+    finally:
+        os.close(fd)
+    os.replace(tmp, note, src_dir_fd=folder, dst_dir_fd=folder)
+    os.fsync(folder)
     return target
 
 
-def _move(src: Path, folder: Path, name: str) -> Path:
-    """Rename `src` into `folder` as `name`, or `name` with a counter: never replace a file."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _move(src: int, src_name: str, folder: int, where: Path, name: str) -> Path:
+    """Rename `src_name` (in dir `src`) into dir `folder` as `name`, or `name` with a counter:
+    never replace a file. `where` is `folder`'s path, for the answer."""
     stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
     for n in range(10_000):
-        candidate = folder / (name if n == 0 else f"{stem}.{n}{dot}{suffix}")
+        candidate = name if n == 0 else f"{stem}.{n}{dot}{suffix}"
         try:
             # link() fails on an existing target, where rename() would silently replace it.
-            os.link(src, candidate, follow_symlinks=False)
+            os.link(src_name, candidate, src_dir_fd=src, dst_dir_fd=folder, follow_symlinks=False)
         except FileExistsError:
             continue
         except OSError as exc:
             if exc.errno not in (errno.EPERM, errno.EISDIR):  # directories cannot be linked
                 raise
-            if os.path.lexists(candidate):
+            if _lexists(candidate, folder):
                 continue
-            os.rename(src, candidate)
+            os.rename(src_name, candidate, src_dir_fd=src, dst_dir_fd=folder)
         else:
-            os.unlink(src)
-        fsync_dir(folder)
-        fsync_dir(src.parent)
-        return candidate
-    raise EngineError(f"{folder}: too many files named {name!r}; clean the folder up")
+            os.unlink(src_name, dir_fd=src)
+        os.fsync(folder)
+        os.fsync(src)
+        return where / candidate
+    raise EngineError(f"{where}: too many files named {name!r}; clean the folder up")
+
+
+def _lexists(name: str, folder: int) -> bool:
+    try:
+        os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True

@@ -13,6 +13,7 @@ from nested model objects stops at the first bad object, as Python does).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import sys
 from collections.abc import Callable
@@ -116,10 +117,26 @@ def find_machine(ref: str | Path, machines_dir: Path = Path("machines")) -> Path
 
 
 def load_file(path: Path, *, base_dir: Path | None = None) -> Machine:
-    """Load one machine file. Import paths resolve from `base_dir` (default: its folder)."""
+    """Load one machine file. Import paths resolve from `base_dir` (default: its folder).
+
+    A file whose bytes were loaded before is not parsed again: a supervisor starting
+    thousands of runs of one machine validates it once. (Keyed by content, not mtime,
+    which can miss an edit made within the same clock tick.)
+    """
     path = Path(path)
-    source = read_python(path) if path.suffix == ".py" else read_yaml(path)
-    return _build(source, base_dir or path.parent, path)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except OSError as exc:
+        raise DefinitionError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
+    key = (str(path.resolve()), digest, str(base_dir))
+    machine = _loaded.get(key)
+    if machine is None:
+        source = read_python(path) if path.suffix == ".py" else read_yaml(path)
+        machine = _loaded[key] = _build(source, base_dir or path.parent, path)
+    return machine
+
+
+_loaded: dict[tuple, Machine] = {}
 
 
 def machine_from_definition(definition: dict, base_dir: Path | None,

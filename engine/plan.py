@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.clock import iso
+from engine.clock import iso, parse_iso
 from engine.replay import RunState
 from engine.spec import ERROR, TIMEOUT
 from journal import (
@@ -103,7 +103,10 @@ def _enter(rs: RunState, machine: Any, now: datetime) -> list:
         return [_started(rs, 1)]
     if spec.kind == "final":
         return [RunFinished(state=rs.state, outcome=spec.outcome)]
-    deadline = iso(now + timedelta(seconds=spec.timeout)) if spec.timeout else None
+    # From when the state was entered, not from now: replay after a crash between the
+    # transition and its `waiting` record must not push the deadline back.
+    entered = parse_iso(rs.entered) if rs.entered else now
+    deadline = iso(entered + timedelta(seconds=spec.timeout)) if spec.timeout else None
     triggers = [t for t in machine.triggers_from(rs.state) if t != TIMEOUT]
     return [Waiting(state=rs.state, triggers=triggers, approvers=spec.approvers, deadline=deadline)]
 
@@ -113,7 +116,8 @@ def _fire(rs: RunState, machine: Any, trigger: str, cause: str) -> list:
     if dest is not None:
         return [Transition(trigger=trigger, source=rs.state, dest=dest)]
     if cause == "timeout":
-        return [escalation(rs, TIMED_OUT, f"the wait in '{rs.state}' expired and no 'timeout' transition leaves it")]
+        why = " whose conditions hold" if TIMEOUT in machine.triggers_from(rs.state) else ""
+        return [escalation(rs, TIMED_OUT, f"the wait in '{rs.state}' expired and no 'timeout' transition{why} leaves it")]
     return [escalation(rs, NO_TRANSITION,
                        f"'{rs.state}' has no transition for trigger '{trigger}' (from the {cause}), "
                        "or its conditions are not met; fix the definition, then resolve")]

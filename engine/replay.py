@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from engine.clock import parse_iso
+from engine.errors import ReplayError
 from journal import (
     Cancelled, Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
     StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
-    TriggerRefused, Waiting,
+    TriggerRefused, Waiting, pinned_definition,
 )
 
 STATUSES = ("running", "waiting", "retrying", "escalated", "finished", "cancelled")
@@ -57,6 +58,8 @@ class RunState:
     last_seq: int = 0
     updated: str = ""
     step_timeout: float | None = None
+    entered: str = ""  # when the run entered its current state: a wait's deadline counts from it
+    escalations: int = 0  # how many times the run escalated: numbers each notification
     # Beyond what `status` shows: what replay needs to resume anywhere.
     started: str = ""
     by: str | None = None
@@ -76,7 +79,10 @@ class RunState:
 
     def apply(self, record: Any) -> RunState:
         """Fold one record in (records must come in journal order)."""
-        _HANDLERS[type(record)](self, record)
+        try:
+            _HANDLERS[type(record)](self, record)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ReplayError(self.run_id, record, exc) from exc
         self.last_seq = record.seq
         self.updated = record.ts
         return self
@@ -85,9 +91,10 @@ class RunState:
 
     def _run_started(self, r: RunStarted) -> None:
         self.run_id, self.machine, self.version = r.run_id, r.machine, r.version
-        self.definition, self.definition_hash, self.source = r.definition, r.definition_hash, r.source
+        self.definition = pinned_definition(r)
+        self.definition_hash, self.source = r.definition_hash, r.source
         self.input, self.by, self.started = dict(r.input), r.by, r.ts
-        self.state = r.definition["initial"]
+        self.state, self.entered = self.definition["initial"], r.ts
         self.visits[self.state] = 1
         self._running(("enter",))
 
@@ -114,7 +121,7 @@ class RunState:
         self.status, self.deadline, self.todo = "retrying", parse_iso(r.due), ("step", r.attempt)
 
     def _transition(self, r: Transition) -> None:
-        self.state = r.dest
+        self.state, self.entered = r.dest, r.ts
         self.visits[r.dest] = self.visits.get(r.dest, 0) + 1
         self.attempt, self.abandons = 0, 0
         self._running(("enter",))
@@ -139,6 +146,7 @@ class RunState:
 
     def _escalated(self, r: Escalated) -> None:
         self.status, self.escalation, self.todo = "escalated", r, None
+        self.escalations += 1
         self.in_flight, self.deadline, self.step_timeout = None, None, None
 
     def _resolved(self, r: Resolved) -> None:
@@ -146,6 +154,8 @@ class RunState:
         self.abandons = 0
         todo = {"retry": ("enter",), "skip": ("fire", r.trigger, "resolution"),
                 "abort": ("cancel", r.by)}[r.action]
+        if r.action == "retry":
+            self.entered = r.ts  # a wait retried by a human gets a fresh deadline
         self._running(todo)
         if r.source_file:
             self.inbox_files[r.source_file] = (True, "accepted")
@@ -186,8 +196,20 @@ _HANDLERS = {
 
 
 def fold(records: Iterable[Any]) -> RunState:
-    """The state of a run after all of `records` (its journal, in order)."""
+    """The state of a run after all of `records` (its journal, in order).
+
+    `RunState.apply` for each record, inlined: replay folds thousands of journals, and
+    no handler reads `last_seq` or `updated`, so they are set once, from the last record.
+    """
     state = RunState()
-    for record in records:
-        state.apply(record)
+    handlers = _HANDLERS
+    last = None
+    try:
+        for last in records:
+            handlers[type(last)](state, last)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ReplayError(state.run_id, last, exc) from exc
+    if last is not None:
+        state.last_seq = last.seq
+        state.updated = last.ts
     return state

@@ -95,6 +95,17 @@ class Runner:
 
         Idempotent on `run_id`: starting an existing run of the same machine returns it.
         """
+        return self._create(machine_ref, input, run_id, by, drive=False)[0]
+
+    def launch(self, machine_ref: str | Path, input: dict[str, Any] | None = None,
+               run_id: str | None = None, by: str | None = None) -> RunState:
+        """`start` then `advance` under one lock: the first step's `step_started` goes to
+        disk in the same fsync as `run_started`. An existing `run_id` is just advanced."""
+        run_id, rs = self._create(machine_ref, input, run_id, by, drive=True)
+        return rs if rs is not None else self.advance(run_id)
+
+    def _create(self, machine_ref: str | Path, input: dict[str, Any] | None, run_id: str | None,
+                by: str | None, *, drive: bool) -> tuple[str, RunState | None]:
         machine = load_machine(machine_ref, self.machines_dir)
         run_id = check_run_id(run_id) if run_id else new_run_id(self.clock.now())
         with self._writer(run_id, create=True) as writer:
@@ -102,33 +113,47 @@ class Runner:
                 first = self.home.store.read(run_id).records[0]
                 if first.machine != machine.name:
                     raise RunExistsError(run_id, first.machine, machine.name)
-                return run_id
+                return run_id, None
             source = str(Path(machine.source).resolve()) if machine.source else None
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                 definition=machine.definition, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()))
-            writer.append(record)
-            crash_point("after_append")
-            self._notify_records([record])
-        return run_id
+            session = _Session(writer, fold([]), machine)
+            self._journal(session, [record])
+            if not drive:
+                self._flush(session)
+                return run_id, None
+            return run_id, self._drive(session)
 
-    def advance(self, run_id: str, *, abandoned: str | None = None) -> RunState:
+    def advance(self, run_id: str, *, abandoned: str | None = None,
+                abandoned_seq: int | None = None) -> RunState:
         """Drive the run until it waits, ends, escalates or must sleep before a retry.
 
         `abandoned` says why an in-flight step has no outcome: "worker died" (default:
         re-run with the same key, or escalate a non-idempotent step) or "timeout" (the
-        supervisor killed a step past its limit: a failed attempt).
+        supervisor killed a step past its limit: a failed attempt). `abandoned_seq`, the
+        seq of the `step_started` that reason is about, guards against applying it to a
+        later step.
         """
         with self._session(run_id) as s:
+            step = s.rs.in_flight
+            if abandoned_seq is not None and (step is None or step.seq != abandoned_seq):
+                # Someone else moved the run on since the caller looked: the reason given
+                # is about another step, so it says nothing about the one in flight now.
+                abandoned = None
             return self._drive(s, abandoned)
 
-    def run(self, run_id: str) -> RunState:
-        """`advance`, sleeping (on the clock) through retry waits: for `ratchet run`."""
+    def run(self, run_id: str, rs: RunState | None = None) -> RunState:
+        """`advance`, sleeping (on the clock) through retry waits: for `ratchet run`.
+
+        `rs`: the state a `launch` just returned, to go on from without advancing first.
+        """
         while True:
-            rs = self.advance(run_id)
+            rs = rs or self.advance(run_id)
             if rs.status != "retrying":
                 return rs
             self.clock.sleep((rs.deadline - self.clock.now()).total_seconds())
+            rs = None
 
     def deliver(self, run_id: str, message: Any, source_file: str | None = None) -> Delivery:
         """Check, journal and apply a trigger or resolution from outside, then advance.
@@ -258,6 +283,8 @@ class Runner:
             s = _Session(writer, rs, self._machine(rs))
             if rs.status == "escalated":  # a crash may have come before its ticket was written
                 tickets.open_ticket(self.home.escalations, rs, rs.escalation, s.machine)
+            elif rs.escalations:  # ...or after its resolution, before the ticket was removed
+                tickets.remove_ticket(tickets.ticket_path(self.home.escalations, run_id))
             yield s
 
     def _machine(self, rs: RunState) -> Machine:

@@ -74,11 +74,15 @@ def dotted(loc: Loc) -> str:
     return text
 
 
+# libyaml's composer is ~10x faster and keeps the same node marks (line numbers).
+_COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> Source:
     source = Source(where=str(path))
     try:
         text = path.read_text(encoding="utf-8")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_COMPOSER)
         if root is None:
             source.problems.append(Problem(str(path), None, "empty file: expected a machine definition"))
             return source

@@ -3,8 +3,8 @@
 Ratchet asks it one question, "from this state, where does this trigger lead, given the
 run's data?", and acts on the answer itself after journaling it. So the machine has no
 callbacks, no timers (durable deadlines are the supervisor's, in the journal), no
-`to_<state>()` back doors, and holds no run: a throwaway model is added per question and
-removed again (the machine keeps strong references to its models).
+`to_<state>()` back doors, and holds no run: one probe model is placed in the asked state
+(`set_state`, which fires no callbacks) for each question.
 """
 
 from __future__ import annotations
@@ -47,19 +47,17 @@ class Statechart:
             send_event=True,  # guards receive the event, whose kwargs carry `data`
             ignore_invalid_triggers=True,  # "no transition" is an answer, not an error
         )
-        self._lock = threading.Lock()  # models are added to and removed from one machine
+        self._probe = _Probe()
+        self._machine.add_model(self._probe, initial=spec.initial)
+        self._lock = threading.Lock()  # one probe, asked one question at a time
 
     def next_state(self, state: str, trigger: str, data: dict) -> str | None:
         """The destination, or None if no transition for `trigger` leaves `state` or its
         guards fail. A guard that raises propagates (the caller decides what that means)."""
-        probe = _Probe()
         with self._lock:
-            self._machine.add_model(probe, initial=state)
-            try:
-                moved = probe.trigger(trigger, data=data)
-            finally:
-                self._machine.remove_model(probe)
-        return probe.state if moved else None
+            self._machine.set_state(state, model=self._probe)
+            moved = self._probe.trigger(trigger, data=data)
+            return self._probe.state if moved else None
 
 
 def _guard(predicate: Predicate) -> Callable:

@@ -26,6 +26,7 @@ from datetime import datetime
 from multiprocessing.connection import wait
 from pathlib import Path
 
+from engine import escalation as tickets
 from engine import inbox
 from engine.clock import Clock, FileClock, clock_from_env, parse_iso
 from engine.home import Home
@@ -41,6 +42,7 @@ MOVING = "running"  # the only status that needs a worker without a deadline or 
 LOCKED_BACKOFF = 0.5  # another process advances the run: look again soon
 MAX_BACKOFF = 60.0  # a run whose advance keeps failing is retried at most this rarely
 DELIVERY_TRIES = 3  # an engine error on delivery; then the file is rejected with it
+JOB_TIMEOUT = 300.0  # a job with no step of its own in flight (replay, on_escalate) may take this long
 
 
 @dataclass
@@ -53,29 +55,36 @@ class Tracked:
     failures: int = 0  # consecutive failed jobs: drives the back-off
     broken: str = ""  # a corrupt journal: left alone, shown in the log
 
+    @property
+    def status(self) -> str:
+        return "damaged" if self.broken else self.state.status
+
 
 class Supervisor:
     """Drives every run under `home` until stopped (or, with `once`, until nothing is due)."""
 
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
-                 settle: float = 1.0) -> None:
+                 settle: float = 1.0, job_timeout: float = JOB_TIMEOUT) -> None:
         self.home = home
         self.clock = clock or clock_from_env()
         self.rescan = rescan
         self.grace = grace
         self.settle = settle
+        self.job_timeout = job_timeout
         # A FileClock moves by a file write nobody signals: poll it often.
         self.tick = 0.2 if isinstance(self.clock, FileClock) else 1.0
         self.pool = WorkerPool(workers, home.root, machines_dir=machines_dir)
         self.wake = Wakeup()
         self.runs: dict[str, Tracked] = {}
-        self._definitions: dict[str, dict] = {}  # one shared copy per pinned definition
         self._deadlines: list[tuple[datetime, str]] = []
         self._scheduled: dict[str, datetime] = {}
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
-        self._abandoned: dict[str, str] = {}  # why a run's last worker did not finish
+        self._timed_out: dict[str, int] = {}  # run -> seq of the step_started killed at its timeout
+        self._dispatched: dict[str, datetime] = {}  # run -> when (clock) its current job was handed over
         self._mail: dict[str, deque[tuple[Claimed, Message, int]]] = {}
+        self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
+        self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._later: list[tuple[float, str]] = []  # (monotonic, run): back-off until then
         self._not_before: dict[str, float] = {}
         self._incomplete: set[str] = set()
@@ -88,19 +97,18 @@ class Supervisor:
     def run(self, *, once: bool = False) -> int:
         """Run until `stop()` (or, with `once`, until nothing is due now). Returns 0."""
         self._once = once
-        self.home.ensure()
+        self.home.ensure()  # refuses symlinked inbox folders, before anything starts
+        self.box = inbox.ClaimBox(self.home)
         self.pool.start()
         watcher = None if once else Watcher(self.home.inbox, self.home.runs, self.wake)
         if watcher:
             watcher.start()
-        self.box = inbox.ClaimBox(self.home)
         self.scan_runs()
-        for item in self.box.adopt_orphans():  # left by a crash: delivery is idempotent
-            self._accept_file(item)
+        self._adopt()
         self.scan_inbox()
         counts: dict[str, int] = {}
         for tracked in self.runs.values():
-            counts[tracked.state.status] = counts.get(tracked.state.status, 0) + 1
+            counts[tracked.status] = counts.get(tracked.status, 0) + 1
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
         next_rescan = time.monotonic() + self.rescan
@@ -118,6 +126,7 @@ class Supervisor:
                         if watcher.ensure_alive():
                             log.info("rescanning after a watcher restart")
                         self.scan_runs()
+                        self._adopt()  # files claimed by a supervisor that died meanwhile
                         self.scan_inbox()
                         next_rescan = time.monotonic() + self.rescan
                 self._refresh_busy()
@@ -161,9 +170,17 @@ class Supervisor:
         self._handle(finished)
         for job in abandoned:
             log.warning("stopped during %s of run %s: it is stalled; the next start resumes it", job.kind, job.run_id)
-        for queue in self._mail.values():  # never dispatched: nothing journaled, give them back
+        for queue in self._mail.values():
             for item, _, _ in queue:
-                inbox.unclaim(self.home, item)
+                if item.key in self._sent:
+                    # Maybe journaled under this key: it stays claimed, and the next start adopts
+                    # it under the same key (delivery is idempotent on it). Never applied twice.
+                    log.info("inbox file %s stays claimed; the next start finishes it", item.key)
+                    continue
+                try:  # never dispatched: nothing journaled, give it back
+                    self.box.unclaim(item)
+                except OSError as exc:
+                    log.error("inbox file %s: %s; it stays claimed for the next start", item.key, exc)
         self._mail.clear()
         self.box.close()
         self.pool.close()
@@ -198,34 +215,34 @@ class Supervisor:
                 self.refresh(run_id)
 
     def refresh(self, run_id: str) -> Tracked | None:
-        """Read a journal's new bytes, fold them in, and decide what the run needs."""
-        tracked = self.runs.get(run_id)
-        if tracked is None:
-            try:
-                path = self.home.store.path(run_id)
-            except JournalError:
-                return None
-            tracked = Tracked(RunState())
-        else:
+        """Read a journal's new bytes, fold them in, and decide what the run needs.
+
+        A journal that cannot be read or folded (whatever the exception) marks its run
+        broken: logged, left alone, its inbox files rejected; the others go on.
+        """
+        try:
             path = self.home.store.path(run_id)
+        except JournalError:
+            return None
+        tracked = self.runs.get(run_id) or Tracked(RunState())
         if tracked.broken:
             return tracked
+        state, record = tracked.state, None
         try:
-            contents = read(path, offset=tracked.offset, last_seq=tracked.state.last_seq,
-                            last_hash=tracked.last_hash)
+            contents = read(path, offset=tracked.offset, last_seq=state.last_seq, last_hash=tracked.last_hash)
+            for record in contents.records:
+                state.apply(record)  # pinned definitions are shared (journal.records caches them)
         except FileNotFoundError:
             return self.runs.get(run_id)
-        except JournalError as exc:
-            tracked.broken = str(exc)
+        except Exception as exc:  # one bad journal must never take the supervisor down
+            where = f"{path}:{record.seq}" if record is not None else str(path)
+            if isinstance(exc, JournalError):
+                tracked.broken = str(exc) if str(path) in str(exc) else f"{where}: {exc}"
+            else:
+                tracked.broken = f"{where}: cannot fold this record ({type(exc).__name__}: {exc}); run 'ratchet verify'"
             self.runs[run_id] = tracked
-            log.error("%s; the run is left alone", exc)
+            log.error("%s; the run is left alone", tracked.broken)
             return tracked
-        state = tracked.state
-        for record in contents.records:
-            state.apply(record)
-        if contents.records and state.definition_hash:
-            # 10,000 runs of one machine share one definition instead of 10,000 copies.
-            state.definition = self._definitions.setdefault(state.definition_hash, state.definition)
         tracked.offset, tracked.last_hash = contents.end_offset, contents.last_hash
         if not state.run_id:
             return None  # created, run_started not yet durable: look again on its next write
@@ -238,10 +255,23 @@ class Supervisor:
         state = self.runs[run_id].state
         if state.status == MOVING and not self.pool.holding(run_id):
             self._ready[run_id] = None
+        if state.status == "escalated" and state.escalation is not None and not self.pool.holding(run_id):
+            self._check_ticket(run_id, state.escalation.seq)
         if state.deadline is not None and state.status in ("waiting", "retrying"):
             if self._scheduled.get(run_id) != state.deadline:
                 self._scheduled[run_id] = state.deadline
                 heapq.heappush(self._deadlines, (state.deadline, run_id))
+
+    def _check_ticket(self, run_id: str, seq: int) -> None:
+        """Once per escalation: a crash between `escalated` and its ticket left no ticket, or
+        one whose on_escalate was not called. An advance repairs both (Runner._session)."""
+        if (run_id, seq) in self._tickets_checked:
+            return
+        self._tickets_checked.add((run_id, seq))
+        ticket = tickets.read_ticket(tickets.ticket_path(self.home.escalations, run_id))
+        if ticket is None or ticket.get("seq") != seq or not ticket.get("notified"):
+            log.info("run %s: escalation ticket missing or not notified; repairing it", run_id)
+            self._ready[run_id] = None
 
     def _refresh_busy(self) -> None:
         # Step timeouts are judged on the journal's step_started: keep busy runs current.
@@ -263,16 +293,32 @@ class Supervisor:
             heapq.heappop(self._later)
 
     def _kill_overdue(self) -> None:
+        """Kill a worker whose own step passed its timeout, or whose job made no progress
+        for `job_timeout` with no step of its own in flight (a hung on_escalate, say).
+
+        A step_started written before the job was handed over (by a process that died) is
+        not the job's: the worker replays it first, so its age says nothing about the job.
+        """
         now = self.clock.now()
         for worker in self.pool.busy():
-            tracked = self.runs.get(worker.job.run_id)
-            step = tracked.state.in_flight if tracked else None
-            timeout = tracked.state.step_timeout if tracked else None
-            if step is None or timeout is None:
+            job = worker.job
+            tracked = self.runs.get(job.run_id)
+            if tracked is None:
                 continue
-            if (now - parse_iso(step.ts)).total_seconds() >= timeout:
-                why = f"step '{step.state}' attempt {step.attempt} exceeded its timeout of {timeout:g}s"
+            state, step = tracked.state, tracked.state.in_flight
+            if step is not None and step.seq > job.last_seq:
+                timeout = state.step_timeout
+                if timeout is not None and _age(now, step.ts) >= timeout:
+                    self._timed_out[job.run_id] = step.seq
+                    why = f"step '{step.state}' attempt {step.attempt} exceeded its timeout of {timeout:g}s"
+                    self._handle([self.pool.kill(worker, why)])
+                continue
+            dispatched = self._dispatched.get(job.run_id, now)
+            quiet = min(_age(now, dispatched), _age(now, state.updated, float("inf")))  # since the job's last record
+            if quiet >= self.job_timeout:
+                why = f"{job.kind} made no progress for {self.job_timeout:g}s with no step of its own in flight"
                 self._handle([self.pool.kill(worker, why)])
+                self._back_off(job.run_id, None)  # it may hang again: do not spin on it
 
     # --- dispatching ------------------------------------------------------------------------
 
@@ -287,38 +333,48 @@ class Supervisor:
                 continue
             job = self._next_job(run_id)
             if job is not None:
+                self._dispatched[run_id] = self.clock.now()
+                if job.source_file:
+                    self._sent.add(job.source_file)
                 self.pool.submit(job)
 
     def _next_job(self, run_id: str) -> Job | None:
         tracked = self.runs.get(run_id)
         if tracked is None or tracked.broken:
             self._ready.pop(run_id, None)
+            for item, _, _ in self._mail.pop(run_id, ()):
+                self._refuse_damaged(item, tracked.broken if tracked else "it is gone")
             return None
+        seq = tracked.state.last_seq
         if run_id in self._ready:
             self._ready.pop(run_id)
-            reason = self._abandoned.pop(run_id, None)
-            if tracked.state.in_flight is not None:
-                reason = reason or "worker died"  # nobody holds it (else: locked): its worker is gone
-            else:
+            timed_out = self._timed_out.pop(run_id, None)
+            step = tracked.state.in_flight
+            if step is None:
                 reason = None
-            return Job(run_id, "advance", abandoned=reason)
+            elif step.seq == timed_out:
+                reason = "timeout"  # the very step this supervisor killed at its limit
+            else:
+                reason = "worker died"  # nobody holds it (else: locked): its worker is gone
+            return Job(run_id, "advance", abandoned=reason, last_seq=seq,
+                       abandoned_seq=step.seq if step is not None else None)
         queue = self._mail.get(run_id)
         if queue:
             item, message, _ = queue[0]
-            return Job(run_id, "deliver", message=message, source_file=item.key)
+            return Job(run_id, "deliver", message=message, source_file=item.key, last_seq=seq)
         self._mail.pop(run_id, None)
         return None
 
     def _handle(self, results: list[Result]) -> None:
         for result in results:
             job, run_id = result.job, result.job.run_id
-            before = self.runs[run_id].state.last_seq if run_id in self.runs else 0
+            self._dispatched.pop(run_id, None)
+            before = job.last_seq
             tracked = self.refresh(run_id)
             if job.kind == "deliver":
                 self._delivered(result)
             if result.outcome in ("died", "killed"):
                 log.warning("run %s stalled (%s); replaying it", run_id, result.error)
-                self._abandoned[run_id] = "timeout" if result.outcome == "killed" else "worker died"
                 self._ready[run_id] = None
             elif result.outcome == "locked":
                 if job.kind == "advance":
@@ -359,8 +415,24 @@ class Supervisor:
             if not inbox.is_complete(path, settle=0.0 if self._once else self.settle):
                 self._incomplete.add(name)
                 continue
-            item = self.box.claim(name)
+            try:
+                item = self.box.claim(name)
+            except OSError as exc:  # e.g. EACCES, a name too long for the claimed name: skip it
+                log.error("inbox file %s cannot be claimed: %s; it is left in place", name, exc)
+                continue
             if item is not None:
+                self._accept_file(item)
+
+    def _adopt(self) -> None:
+        """Take over (and handle) the files of claimers that died; delivery is idempotent."""
+        try:
+            items = self.box.adopt_orphans()
+        except OSError as exc:
+            log.error("adopting claimed files failed: %s; trying again at the next rescan", exc)
+            return
+        queued = {i.key for q in self._mail.values() for i, _, _ in q}
+        for item in items:
+            if item.key not in queued:
                 self._accept_file(item)
 
     def _accept_file(self, item: Claimed) -> None:
@@ -379,6 +451,9 @@ class Supervisor:
         tracked = self.runs.get(message.run) or self.refresh(message.run)
         if tracked is None:
             self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.runs}")
+            return
+        if tracked.broken:
+            self._refuse_damaged(item, tracked.broken)
             return
         answer = tracked.state.inbox_files.get(item.key)
         if answer is not None:  # journaled before a crash: only the filing was missing
@@ -403,10 +478,17 @@ class Supervisor:
         if not queue:
             self._mail.pop(result.job.run_id, None)
 
+    def _refuse_damaged(self, item: Claimed, error: str) -> None:
+        try:
+            self._reject(item, f"run's journal is damaged: {error}", "fix or remove the journal, then send again")
+        except OSError as exc:
+            log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
+
     def _file(self, item: Claimed, accepted: bool, reason: str) -> None:
         try:
             if accepted:
-                target = inbox.mark_done(self.home, item)
+                target = self.box.mark_done(item)
+                self._sent.discard(item.key)
                 log.info("applied %s", target.name)
             else:
                 self._reject(item, "refused by the run", reason)
@@ -414,5 +496,14 @@ class Supervisor:
             log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
 
     def _reject(self, item: Claimed, reason: str, detail: str) -> None:
-        target = inbox.reject(self.home, item, reason, detail)
+        target = self.box.reject(item, reason, detail)
+        self._sent.discard(item.key)
         log.warning("rejected %s: %s: %s", target.name, reason, detail)
+
+
+def _age(now: datetime, then: datetime | str, bad: float = 0.0) -> float:
+    """Seconds from `then` (a datetime or a journal ts) to `now`; `bad` for a ts that does not parse."""
+    try:
+        return (now - (parse_iso(then) if isinstance(then, str) else then)).total_seconds()
+    except (ValueError, TypeError):
+        return bad

@@ -38,8 +38,10 @@ class Job:
     run_id: str
     kind: Literal["advance", "deliver"] = "advance"
     abandoned: str | None = None
+    abandoned_seq: int | None = None  # the in-flight step `abandoned` is about
     message: Message | None = None
     source_file: str | None = None
+    last_seq: int = 0  # the run's last journaled seq when the job was handed over
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,8 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
                 delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file)
                 result = Result(job, "ok", delivery.state.status, delivery.accepted, delivery.reason)
             else:
-                state = runner.advance(job.run_id, abandoned=job.abandoned)
+                state = runner.advance(job.run_id, abandoned=job.abandoned,
+                                       abandoned_seq=job.abandoned_seq)
                 result = Result(job, "ok", state.status)
         except (RunLockedError, JournalLockedError):
             result = Result(job, "locked")

@@ -18,6 +18,8 @@ call changed the outside world. So "called twice" (two lines) is told apart from
 - `charge` is flaky by configuration: with $RATCHET_FLAKY_FAILURES=N, the first N calls
   for each idempotency key raise BillingUnavailable (retryable) before any effect.
   A card named "declined" raises CardDeclined (not retryable), also without effect.
+  With $RATCHET_SLOW_CHARGE_S=S, a charge that goes through takes S seconds before the
+  card is charged (a slow bank), so a demo or a test can kill the process mid-charge.
 
 Calls are serialised by an exclusive flock on the ledger, so concurrent workers (and
 restarted ones) see each other's calls.
@@ -28,12 +30,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 LEDGER_ENV = "RATCHET_LEDGER"
 FLAKY_ENV = "RATCHET_FLAKY_FAILURES"
+SLOW_CHARGE_ENV = "RATCHET_SLOW_CHARGE_S"
 
 
 class BillingUnavailable(Exception):
@@ -121,6 +125,7 @@ def notify(run_id: str, key: str, *, to: str, message: str) -> dict:
 def charge(run_id: str, key: str, *, customer: str, amount_cents: int, card: str) -> dict:
     """Charge a card (NOT idempotent); flaky and declining as configured above."""
     failures = int(os.environ.get(FLAKY_ENV, "0"))
+    slow = float(os.environ.get(SLOW_CHARGE_ENV, "0"))
     outcome: dict = {}
 
     def decide(earlier: list[dict]) -> dict:
@@ -130,6 +135,7 @@ def charge(run_id: str, key: str, *, customer: str, amount_cents: int, card: str
             outcome["raise"] = CardDeclined(f"card of {customer} declined")
         if "raise" in outcome:
             return {"effect": False, "error": type(outcome["raise"]).__name__}
+        time.sleep(slow)  # the bank answers slowly; the card is charged when it does
         return {"effect": True, "result": {"charge_id": f"ch-{key}-{len(earlier) + 1}",
                                            "customer": customer, "amount_cents": amount_cents}}
 

@@ -27,6 +27,7 @@ from journal.records import (
     TriggerRefused,
     Waiting,
     decode,
+    pinned_definition,
     encode,
     to_builtins,
 )

@@ -39,7 +39,10 @@ class RunStarted(Record, **_tag("run_started")):
     run_id: str
     machine: str
     version: int | str
-    definition: dict[str, Any]
+    # Raw JSON when read back (a writer may pass the dict): most reads (status, replay of
+    # thousands of runs of one machine) decode it once per distinct definition, see
+    # `pinned_definition`.
+    definition: msgspec.Raw
     definition_hash: str
     input: dict[str, Any] = {}
     source: str | None = None  # where the definition was loaded from; actions resolve beside it
@@ -205,4 +208,30 @@ def decode_lines(data: bytes) -> list[AnyRecord]:
 
 def to_builtins(record: Record) -> dict[str, Any]:
     """The record as plain JSON-able data, exactly as it is on disk."""
-    return msgspec.to_builtins(record)
+    return msgspec.to_builtins(record, enc_hook=_raw_to_builtins)
+
+
+def _raw_to_builtins(value: Any) -> Any:
+    if isinstance(value, msgspec.Raw):
+        return msgspec.json.decode(value)
+    raise NotImplementedError(f"cannot convert {type(value).__name__}")
+
+
+_definitions: dict[bytes, dict[str, Any]] = {}
+
+
+def pinned_definition(record: RunStarted) -> dict[str, Any]:
+    """The run's pinned definition as a dict: decoded once per distinct definition.
+
+    Callers must not mutate it: runs with byte-identical definitions share one dict.
+    """
+    raw = record.definition
+    if isinstance(raw, dict):
+        return raw
+    key = bytes(raw)
+    definition = _definitions.get(key)
+    if definition is None:
+        if len(_definitions) >= 256:  # a handful of machines in practice; never grow unbounded
+            _definitions.clear()
+        definition = _definitions[key] = msgspec.json.decode(key)
+    return definition

@@ -73,7 +73,11 @@ class JournalWriter:
                 pass
             else:
                 self.created = True
-                fsync_dir(self.path.parent)
+                try:
+                    fsync_dir(self.path.parent)  # the new entry is durable before any record counts
+                except BaseException:
+                    os.close(fd)
+                    raise
                 return fd
         try:
             return os.open(self.path, flags)

@@ -25,8 +25,27 @@ class UserError(click.ClickException):
         click.echo(f"ratchet: error: {self.format_message()}", err=True, file=file)
 
 
+COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "tail",
+                 "send", "approve", "reject", "resolve", "verify")  # a run's life, for --help
+
+
 class RatchetGroup(click.Group):
-    """Turns the engine's and journal's own errors into one-line messages (unless --debug)."""
+    """Turns the engine's and journal's own errors into one-line messages (unless --debug).
+
+    Every command also takes `--home` after its name (`ratchet status --home X`), as
+    people type it; it overrides the group's `--home` and RATCHET_HOME. Commands are
+    listed in the order of a run's life (COMMAND_ORDER), not alphabetically.
+    """
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        cmd.params.append(click.Option(
+            ["--home"], type=HOME_TYPE, expose_value=False, callback=_override_home,
+            help="Ratchet's data folder (same as 'ratchet --home'). Env: RATCHET_HOME."))
+        super().add_command(cmd, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
     def invoke(self, ctx: click.Context):
         try:
@@ -37,8 +56,23 @@ class RatchetGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             if _is_user_facing(exc):
-                raise UserError(str(exc)) from exc
+                raise UserError(_one_line(exc)) from exc
             raise
+
+
+def _override_home(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().obj["home"] = value
+
+
+def _one_line(exc: Exception) -> str:
+    """The error's message on one line: a definition's problems become the first one and a count."""
+    from engine.errors import DefinitionError
+
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    if isinstance(exc, DefinitionError) and len(lines) > 1:
+        return f"{lines[0]} (and {len(lines) - 1} more problems; see 'ratchet validate')"
+    return " ".join(line.strip() for line in lines)
 
 
 def _is_user_facing(exc: Exception) -> bool:
@@ -49,10 +83,13 @@ def _is_user_facing(exc: Exception) -> bool:
     return isinstance(exc, (JournalError, EngineError, OSError))
 
 
+HOME_TYPE = click.Path(file_okay=False, path_type=Path)
+
+
 @click.group(cls=RatchetGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=HOME_TYPE,
     envvar="RATCHET_HOME",
     default=".ratchet",
     show_default=True,
@@ -65,13 +102,25 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
     """Ratchet: durable state machines for long, interrupted workflows.
 
     Every step of a run is journaled (fsync'd) before it takes effect, so a run
-    survives crashes and waits of days. Exit codes: 0 ok, 1 problem found, 2 usage.
+    survives crashes and waits of days. MACHINE is a .yaml/.yml/.py file or a
+    name in ./machines. Data lives in --home (default ./.ratchet, env
+    RATCHET_HOME), which every command also takes after its name.
+
+    \b
+    Exit codes (every command):
+      0  done (`run`: also when the run waits, ends or escalates)
+      1  a problem: an invalid definition or damaged journal (reported), or
+         a mistake such as an unknown run or a bad value, said in one line
+         on stderr: `ratchet: error: ...` (--debug shows the traceback)
+      2  usage: unknown command or option, missing argument
 
     \b
     Example:
       ratchet validate machines/*
-      ratchet run renewal_review --input customer=acme
+      ratchet run renewal_review --input customer=acme --id renewal-acme
+      ratchet approve renewal-acme --by alice
       ratchet supervise
+      ratchet status
     """
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
@@ -80,6 +129,15 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
 
 def home_of(ctx: click.Context) -> Path:
     return ctx.find_root().obj["home"]
+
+
+def existing_home(ctx: click.Context) -> Path:
+    """The home of a command that only reads or adds to existing runs: it must exist."""
+    home = home_of(ctx)
+    if not home.is_dir():
+        raise UserError(f"no Ratchet home at {home}; start a run first, or point --home "
+                        "(or RATCHET_HOME) at the right folder")
+    return home
 
 
 def run() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import msgspec
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import UserError, existing_home, main
 from journal import FileStore, follow_lines
 from journal.records import AnyRecord
 from journal.verify import torn_note, verify as verify_journal
@@ -23,7 +23,7 @@ DETAIL_WIDTH = 100  # data dicts and long texts are cut here: the line stays one
 
 
 def _store(ctx: click.Context) -> FileStore:
-    return FileStore(home_of(ctx) / "runs")
+    return FileStore(existing_home(ctx) / "runs")
 
 
 def _existing_path(store: FileStore, run_id: str) -> Path:
@@ -37,7 +37,7 @@ def _existing_path(store: FileStore, run_id: str) -> Path:
 @click.argument("run_ids", nargs=-1, metavar="[ID]...")
 @click.pass_context
 def verify(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
-    """Check journals: record structure, seq continuity and the hash chain.
+    """Check journals: record structure, seq continuity, hash chain.
 
     Checks the runs given, or every run in HOME/runs. Prints one line per
     journal, `ID: ok (N records)` or `PATH:LINE: problem`, and exits 1 if
@@ -80,8 +80,9 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the journal lines themselves (exact bytes), for jq.")
 @click.pass_context
 def tail(ctx: click.Context, run_id: str, live: bool, as_json: bool) -> None:
-    """Print a run's journal as a readable timeline, one line per record.
+    """Print a run's journal as a readable timeline.
 
+    One line per record.
     Each line shows the time (UTC), the record's seq, what happened, the
     state, the attempt, who did it, state changes and durations. A torn
     tail (a crash mid-write) is noted on stderr.

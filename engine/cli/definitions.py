@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import UserError, existing_home, main
 from engine.errors import DefinitionError, NotAMachineError
 from engine.loader import SUFFIXES, load_file, load_machine, machine_from_definition
 
@@ -88,7 +88,7 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
     if run_id is None:
         click.echo(to_mermaid(loaded.spec), nl=False)
         return
-    pinned, current, escalated = _run_position(home_of(ctx), run_id)
+    pinned, current, escalated = _run_position(existing_home(ctx), run_id)
     if pinned.name != loaded.name:
         raise UserError(f"run '{run_id}' follows machine '{pinned.name}', not '{loaded.name}'")
     comment = None
@@ -99,14 +99,18 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
 
 def _run_position(home: Path, run_id: str):
     """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
-    from journal import Escalated, FileStore, Resolved, RunFinished, RunStarted, Transition
+    from journal import (Escalated, FileStore, Resolved, RunFinished, RunStarted, Transition,
+                         pinned_definition)
 
-    records = FileStore(home / "runs").read(run_id).records
+    store = FileStore(home / "runs")
+    if not store.exists(run_id):  # a bad id raises InvalidRunIdError: a user error too
+        raise UserError(f"no run '{run_id}' in {store.runs_dir}; see 'ratchet status'")
+    records = store.read(run_id).records
     if not records or not isinstance(records[0], RunStarted):
         raise UserError(f"run '{run_id}': journal does not start with run_started; run 'ratchet verify'")
     started = records[0]
     base_dir = Path(started.source).parent if started.source else None
-    pinned = machine_from_definition(started.definition, base_dir, check_imports=False)
+    pinned = machine_from_definition(pinned_definition(started), base_dir, check_imports=False)
     state, escalated = pinned.spec.initial, False
     for record in records[1:]:
         if isinstance(record, Transition):

@@ -10,28 +10,61 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import UserError, existing_home, main
 from engine.cli.runs import parse_inputs
 
-_by = click.option("--by", required=True, metavar="NAME", help="Who sends it (checked against the state's approvers).")
+_by = click.option("--by", required=True, metavar="NAME",
+                   help="Who sends it, kept in the journal (checked against the state's approvers).")
 _comment = click.option("--comment", metavar="TEXT", help="A note kept in the journal.")
+_FRIENDLY = {  # pydantic's pattern messages, said the way people write these fields
+    "trigger": "use lowercase letters, digits and '_', starting with a letter",
+    "by": "use letters, digits and '.', '_', '@', '+', '-', starting with a letter or digit",
+}
 
 
 def _write(ctx: click.Context, **fields) -> None:
+    """Validate the message, refuse what can never apply, write it into the inbox, print its path.
+
+    What can never apply: an unknown run, a run that has ended, a trigger its machine does
+    not have. Everything else (is the run waiting? is NAME an approver?) depends on the
+    moment the file is applied, so the supervisor decides it and files the answer in
+    inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
+    """
     from pydantic import ValidationError
 
     from engine.home import Home
     from engine.inbox import Message, write_message
+    from journal import check_run_id
 
-    home = Home(home_of(ctx))
+    home = Home(existing_home(ctx))
+    check_run_id(fields["run"])  # a bad id fails as in every other command (InvalidRunIdError)
     try:
         message = Message.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
-        raise UserError(f"invalid message: {problems}") from exc
+        raise UserError(f"invalid message: {'; '.join(_problem(e) for e in exc.errors())}") from exc
     if not home.store.exists(message.run):
         raise UserError(f"no run '{message.run}' in {home.runs}; see 'ratchet status'")
+    _refuse_impossible(home, message)
     click.echo(str(write_message(home, message)))
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(map(str, error["loc"])) or "message"
+    if error["type"] == "string_pattern_mismatch" and field in _FRIENDLY:
+        return f"{field} {error['input']!r}: {_FRIENDLY[field]}"
+    return f"{field}: {error['msg']}"
+
+
+def _refuse_impossible(home, message) -> None:
+    from engine.replay import fold
+
+    rs = fold(home.store.read(message.run).records)
+    if rs.ended:
+        raise UserError(f"run '{message.run}' is {rs.status} (in '{rs.state}'); it takes no more messages")
+    triggers = list(dict.fromkeys(t["trigger"] for t in rs.definition.get("transitions", [])))
+    if message.trigger is not None and message.trigger not in triggers:
+        raise UserError(f"machine '{rs.machine}' of run '{message.run}' has no trigger "
+                        f"'{message.trigger}'; its triggers: {', '.join(triggers)}")
 
 
 @main.command()
@@ -43,13 +76,18 @@ def _write(ctx: click.Context, **fields) -> None:
 @_comment
 @click.pass_context
 def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
-    """Send TRIGGER to run ID through the inbox.
+    """Send TRIGGER to run ID: write a trigger file into the inbox.
+
+    The file is written exactly as a manual drop would be (in inbox/.tmp, then
+    renamed in) and its path is printed. A running supervisor applies it at
+    once, a later one when it starts; applied files go to inbox/done/, refused
+    ones (not waiting for it, not an approver) to inbox/rejected/ with the reason.
 
     \b
     Example:
-      ratchet send onboarding-42 customer_replied --by crm --data answer=yes
+      ratchet send onboarding-initech reply --by crm --data team_size=12
     """
-    _write(ctx, run=run_id, trigger=trigger, by=by, comment=comment, data=parse_inputs(data) or None)
+    _write(ctx, run=run_id, trigger=trigger, by=by, comment=comment, data=parse_inputs(data, "--data") or None)
 
 
 @main.command()
@@ -58,7 +96,9 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
 @_comment
 @click.pass_context
 def approve(ctx: click.Context, run_id: str, by: str, comment: str | None) -> None:
-    """Send `approve` to run ID (shorthand of `send ID approve`).
+    """Approve run ID (shorthand of `send ID approve`).
+
+    Writes an inbox file and prints its path, as `ratchet send` does.
 
     \b
     Example:
@@ -73,7 +113,9 @@ def approve(ctx: click.Context, run_id: str, by: str, comment: str | None) -> No
 @_comment
 @click.pass_context
 def reject(ctx: click.Context, run_id: str, by: str, comment: str | None) -> None:
-    """Send `reject` to run ID (shorthand of `send ID reject`).
+    """Reject run ID (shorthand of `send ID reject`).
+
+    Writes an inbox file and prints its path, as `ratchet send` does.
 
     \b
     Example:
@@ -86,11 +128,16 @@ def reject(ctx: click.Context, run_id: str, by: str, comment: str | None) -> Non
 @click.argument("run_id", metavar="ID")
 @click.argument("action", type=click.Choice(["retry", "skip", "abort"]))
 @click.argument("trigger", required=False, metavar="[TRIGGER]")
-@_by
+@click.option("--by", required=True, metavar="NAME", help="Who resolves it (kept in the journal).")
 @_comment
 @click.pass_context
 def resolve(ctx: click.Context, run_id: str, action: str, trigger: str | None, by: str, comment: str | None) -> None:
-    """Resolve escalated run ID: retry the state, skip by firing TRIGGER, or abort the run.
+    """Resolve an escalated run: retry, skip (fire TRIGGER) or abort.
+
+    retry runs the escalated state again (a waiting state waits again); skip
+    fires TRIGGER from it as if the state had produced it; abort cancels the
+    run. Writes an inbox file and prints its path, as `ratchet send` does; the
+    run's ticket in HOME/escalations/ lists the resolutions that apply.
 
     \b
     Example:

@@ -20,13 +20,13 @@ from engine.cli.audit import timeline_line
 MACHINES_DIR = Path("machines")
 
 
-def parse_inputs(pairs: tuple[str, ...]) -> dict:
+def parse_inputs(pairs: tuple[str, ...], option: str = "--input") -> dict:
     """`k=v` pairs; a value is JSON when it parses as JSON (`n=3`, `ok=true`), else a string."""
     values = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--input {pair!r}: expected KEY=VALUE")
+            raise UserError(f"{option} {pair!r}: expected KEY=VALUE")
         try:
             values[key] = json.loads(raw)
         except ValueError:
@@ -55,9 +55,9 @@ _by = click.option("--by", metavar="NAME", help="Who starts the run (kept in the
 @_by
 @click.pass_context
 def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str | None, by: str | None) -> None:
-    """Create a run of MACHINE and print its id (it does not run any step).
+    """Create a run of MACHINE and print its id.
 
-    MACHINE is a .yaml/.yml/.py path or a name in ./machines. The supervisor (or
+    It runs no step. MACHINE is a .yaml/.yml/.py path or a name in ./machines. The supervisor (or
     `ratchet run --id ID`) drives the run.
 
     \b
@@ -74,9 +74,9 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
 @_by
 @click.pass_context
 def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str | None, by: str | None) -> None:
-    """Start a run of MACHINE (or continue run --id) and drive it in the foreground.
+    """Start (or continue) a run and drive it in the foreground.
 
-    Prints each journal record as it becomes durable, then one summary line. Stops
+    Starts a run of MACHINE, or continues run --id if it exists. Prints each journal record as it becomes durable, then one summary line. Stops
     when the run waits for a trigger, finishes, is cancelled or escalates; sleeps
     through retry back-offs. Exit 0 in every one of those cases.
 
@@ -86,8 +86,8 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
       ratchet run renewal_review --id renewal-acme     # continue after a crash
     """
     runner = _runner(ctx, echo=True)
-    rid = runner.start(machine, parse_inputs(inputs), run_id=run_id, by=by)
-    click.echo(summary(runner.run(rid)))
+    rs = runner.launch(machine, parse_inputs(inputs), run_id=run_id, by=by)
+    click.echo(summary(runner.run(rs.run_id, rs)))
 
 
 def summary(rs) -> str:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import UserError, existing_home, home_of, main
 from engine.cli.runs import MACHINES_DIR
 
 
@@ -20,10 +20,16 @@ from engine.cli.runs import MACHINES_DIR
               metavar="SECONDS", help="Full rescan of runs/ and inbox/ (covers missed file events).")
 @click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish before they are killed.")
+@click.option("--job-timeout", type=click.FloatRange(1, 86400), default=300.0, show_default=True,
+              metavar="SECONDS", help="Limit for a job with no step in flight (e.g. a hung on_escalate): "
+                                      "its worker is killed and the run retried later.")
 @click.option("--quiet", is_flag=True, help="Log warnings and errors only.")
 @click.pass_context
-def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace: float, quiet: bool) -> None:
-    """Drive every run: resume stalled ones, apply inbox files, fire deadlines.
+def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace: float,
+              job_timeout: float, quiet: bool) -> None:
+    """Drive every run: resume, apply the inbox, fire deadlines.
+
+    Creates HOME if it does not exist yet. Logs one line per event on stderr.
 
     On start it reads every journal and resumes what should be moving. It watches
     HOME/inbox for trigger files (applied ones go to inbox/done/, refused ones to
@@ -43,7 +49,7 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     supervisor = Supervisor(Home(home_of(ctx)), workers=workers, machines_dir=MACHINES_DIR,
-                            rescan=rescan, grace=grace)
+                            rescan=rescan, grace=grace, job_timeout=job_timeout)
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))
 
@@ -61,18 +67,23 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
            status_filter: str | None, machine_filter: str | None) -> None:
-    """Show every run: state, what and whom it waits on, deadline, attempts, escalations.
+    """Show runs: state, waiting on whom, deadlines, escalations.
+
+    A table by default, one row per run (or only run ID); --json prints one
+    JSON list for scripts. Filters combine. Read-only: safe while a supervisor
+    runs. A run it cannot read is listed with the error instead of hidden.
 
     \b
     Example:
       ratchet status
       ratchet status --status escalated
-      ratchet status renewal-acme --json | jq .[0].deadline
+      ratchet status --machine invoice --state charge
+      ratchet status renewal-acme --json | jq '.[0].deadline'
     """
     from engine.home import Home
     from engine.status import status_rows
 
-    home = Home(home_of(ctx))
+    home = Home(existing_home(ctx))
     if run_id is not None:
         home.store.path(run_id)  # a bad id is a user error (InvalidRunIdError)
         if not home.store.exists(run_id):
@@ -85,7 +96,8 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not rows:
-        click.echo(f"no runs in {home.runs}", err=True)
+        filtered = state_filter or status_filter or machine_filter
+        click.echo("no runs match the filters" if filtered else f"no runs in {home.runs}", err=True)
         return
     table = [COLUMNS] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
@@ -101,4 +113,4 @@ def _cells(row) -> tuple[str, ...]:
                                else row.escalation or "")
     return (row.run_id, row.machine, row.state, row.status + (" (in flight)" if row.in_flight else ""),
             waiting, row.deadline or ("forever" if row.status == "waiting" else ""),
-            str(row.attempt or ""), escalation[:80])
+            str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")

@@ -5,7 +5,10 @@ deduplicated by idempotency key like a real API: `effect` is true only on the fi
 call with a key. The run's input can make a step hang or block *after* its effect:
   hang: STATE    attempt 1 of STATE sleeps forever (a hung action)
   gate: PATH     the step blocks after its effect until PATH exists
+  gate_in: STATE the state whose step the gate blocks (default: prepare)
+  hang_notify: true   the first on_escalate call (`notify`) of the run sleeps forever
 Before blocking, the step writes `<ledger>.<run_id>.started` holding its pid.
+`notify` (an on_escalate) appends one line to `<ledger>.notified`.
 """
 
 import fcntl
@@ -32,11 +35,21 @@ def work(ctx):
         _mark(started)
         time.sleep(3600)
     gate = ctx.input.get("gate")
-    if gate and ctx.state == "prepare":
+    if gate and ctx.state == ctx.input.get("gate_in", "prepare"):
         _mark(started)
         while not Path(gate).exists():
             time.sleep(0.01)
     return {ctx.state: ctx.attempt}
+
+
+def notify(ctx):
+    ledger = os.environ["RATCHET_LEDGER"]
+    started = Path(f"{ledger}.{ctx.run_id}.started")
+    if ctx.input.get("hang_notify") and not started.exists():
+        _mark(started)
+        time.sleep(3600)
+    with open(f"{ledger}.notified", "a") as f:
+        f.write(json.dumps({"key": ctx.idempotency_key, "pid": os.getpid()}) + "\n")
 
 
 def _mark(path):

@@ -40,6 +40,31 @@ transitions:
   - {trigger: ok, source: send, dest: done}
 """
 
+# A wait that escalates when it expires (no `timeout` transition), with an on_escalate.
+NOTIFYING = """
+name: notifying
+version: 1
+initial: review
+states:
+  review: {approvers: [alice], timeout: 1h}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+on_escalate: sup_acts:notify
+"""
+
+# The same, but its prepare action's module takes a while to import (like a heavy SDK):
+# a fresh worker is busy loading it for a moment before it writes anything.
+SLOW_START = MACHINE.replace("name: approval", "name: slow_start").replace(
+    "action: sup_acts:work\n    timeout", "action: sup_slow:work\n    timeout")
+SLOW_MODULE = '''"""Imports slowly, then offers sup_acts.work."""
+import time
+
+time.sleep(0.5)
+
+from sup_acts import work  # noqa: E402,F401
+'''
+
 
 def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
     """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
@@ -81,6 +106,11 @@ class Env:
         cmd = [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--once", *args]
         return subprocess.run(cmd, cwd=self.dir, env=self.env, capture_output=True, timeout=timeout)
 
+    def cli(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+        """`ratchet ARGS...` in this home (extra environment variables as keywords)."""
+        cmd = [sys.executable, "-c", "from engine.cli import main; main()", *args]
+        return subprocess.run(cmd, cwd=self.dir, env={**self.env, **env}, capture_output=True, timeout=timeout)
+
     def cleanup(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -89,8 +119,9 @@ class Env:
 
     # --- runs and files ---------------------------------------------------------------------
 
-    def start(self, run_id: str, **inputs) -> str:
-        return Runner(self.home, clock=self.clock, machines_dir=self.dir).start(self.machine, inputs, run_id=run_id)
+    def start(self, run_id: str, machine: str = "approval", **inputs) -> str:
+        path = self.machine.with_name(f"{machine}.yaml")
+        return Runner(self.home, clock=self.clock, machines_dir=self.dir).start(path, inputs, run_id=run_id)
 
     def send(self, run: str, trigger: str, by: str = "alice", **fields) -> Path:
         return write_message(self.home, Message(run=run, trigger=trigger, by=by, **fields))
@@ -118,6 +149,14 @@ class Env:
     def claimed_files(self) -> list[Path]:
         return [p for p in self.home.inbox_claimed.rglob("*") if not p.is_dir()]
 
+    def notified(self) -> list[dict]:
+        path = Path(f"{self.ledger}.notified")
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def ticket(self, run_id: str) -> dict | None:
+        path = self.home.escalations / f"{run_id}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
     def started_marker(self, run_id: str) -> Path:
         return Path(f"{self.ledger}.{run_id}.started")
 
@@ -138,6 +177,9 @@ def machine_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("supervisor-machine")
     _FOLDER.append(folder)
     (folder / "approval.yaml").write_text(MACHINE)
+    (folder / "notifying.yaml").write_text(NOTIFYING)
+    (folder / "slow_start.yaml").write_text(SLOW_START)
+    (folder / "sup_slow.py").write_text(SLOW_MODULE)
     shutil.copy(HERE / "sup_acts.py", folder / "sup_acts.py")
     return folder
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from engine import inbox
+from engine.errors import UnsafeInboxError
 from engine.inbox import InvalidMessageError, Message
 
 
@@ -210,3 +211,46 @@ def test_a_live_claimers_files_are_its_own_a_dead_ones_are_adopted(home, box):
         assert sorted(os.listdir(home.inbox_claimed)) == [other.path.name]
     finally:
         other.close()
+
+
+# --- Symlinked folders ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["inbox_done", "inbox_rejected", "inbox_claimed"])
+def test_a_symlinked_inbox_folder_is_refused(home, tmp_path, folder):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    path = getattr(home, folder)
+    os.rmdir(path)
+    os.symlink(outside, path)
+    with pytest.raises(UnsafeInboxError, match="is a symlink"):
+        inbox.ClaimBox(home)
+    assert os.listdir(outside) == []
+
+
+def test_a_folder_swapped_for_a_symlink_after_start_cannot_take_files_out(home, box, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("a.json", "b.json"):
+        drop(home, name, "{}")
+    a, b = take(box, "a.json"), take(box, "b.json")
+    for folder in (home.inbox_done, home.inbox_rejected):
+        os.rename(folder, folder.with_name(folder.name + ".old"))
+        os.symlink(outside, folder)
+    box.mark_done(a)
+    box.reject(b, "refused")
+    assert os.listdir(outside) == []
+    assert os.listdir(home.inbox / "done.old") == ["a.json"]
+    assert sorted(os.listdir(home.inbox / "rejected.old")) == ["b.json", "b.json.error.txt"]
+
+
+def test_home_ensure_refuses_a_symlinked_inbox_folder(tmp_path):
+    from engine.home import Home
+
+    home = Home(tmp_path / "home").ensure()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.rmdir(home.inbox_rejected)
+    os.symlink(outside, home.inbox_rejected)
+    with pytest.raises(UnsafeInboxError, match="rejected: is a symlink"):
+        home.ensure()

@@ -9,7 +9,7 @@ import pytest
 
 import runner_test_actions as acts
 from engine.clock import FakeClock
-from engine.errors import RunExistsError, RunLockedError, UnknownRunError
+from engine.errors import ReplayError, RunExistsError, RunLockedError, UnknownRunError
 from engine.home import Home
 from engine.inbox import Message
 from engine.runner import Runner
@@ -131,7 +131,7 @@ def test_exhausted_retries_escalate_with_a_ticket_and_notification(runner, machi
     assert ticket["reason"] == "retries exhausted" and ticket["state"] == "draft"
     assert "ratchet resolve r1 retry --by NAME" in ticket["resolve"] and ticket["notified"]
     [(key, info)] = acts.NOTIFIED
-    assert key == f"r1/escalation/{rs.escalation.seq}" and info["reason"] == "retries exhausted"
+    assert key == "r1/escalation/1" and info["reason"] == "retries exhausted"
 
 
 def test_non_retryable_error_escalates_at_once(runner, machine):
@@ -206,6 +206,17 @@ def test_supervisor_timeout_counts_as_a_failed_attempt(runner, machine):
     rs = runner.advance(rid, abandoned="timeout")
     failed = [r for r in records(runner, rid) if type(r).__name__ == "StepFailed"]
     assert failed[0].error_type == "Timeout" and rs.status == "retrying"
+
+
+def test_a_timeout_reason_about_another_step_is_not_applied_to_the_one_in_flight(runner, machine):
+    acts.SCRIPT["draft"] = [acts.Die()]
+    rid = runner.start(machine, {}, run_id="r1")
+    with pytest.raises(acts.Die):
+        runner.advance(rid)
+    in_flight = runner.read(rid).in_flight.seq
+    rs = runner.advance(rid, abandoned="timeout", abandoned_seq=in_flight - 1)
+    assert rs.state == "review"  # re-run with the same key, not failed as timed out
+    assert not [r for r in records(runner, rid) if type(r).__name__ == "StepFailed"]
 
 
 def test_a_second_process_gets_run_locked(runner, machine):
@@ -362,3 +373,44 @@ def test_a_broken_notifier_is_logged_in_the_ticket(runner, machine, clock, tmp_p
     assert runner.advance(rid).status == "escalated"
     ticket = json.loads((runner.home.escalations / "r1.json").read_text())
     assert "mail server down" in ticket["notify_error"]
+
+
+# --- crash leftovers found by review ------------------------------------------------------
+
+
+def test_a_wait_cut_off_before_its_waiting_record_keeps_its_original_deadline(runner, machine, clock):
+    rid = to_review(runner, machine)
+    path = runner.home.store.path(rid)
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert b'"type":"waiting"' in lines[-1]
+    path.write_bytes(b"".join(lines[:-1]))  # the crash came after the transition into `review`
+    clock.advance(2 * DAY + 1)  # past the deadline counted from entering `review`
+    rs = runner.advance(rid)
+    assert rs.status == "escalated" and rs.escalation.reason == "timeout"
+
+
+def test_a_ticket_left_by_a_crash_after_the_resolution_is_removed_on_replay(runner, machine, clock):
+    rid = escalate_on_timeout(runner, machine, clock)
+    ticket = runner.home.escalations / "r1.json"
+    saved = ticket.read_bytes()
+    runner.deliver(rid, msg(rid, resolve="skip", trigger="approve", by="carol"))
+    assert not ticket.exists()
+    ticket.write_bytes(saved)  # as if the process died between `resolved` and the unlink
+    runner.advance(rid)
+    assert not ticket.exists()
+
+
+def test_the_notification_key_numbers_escalations_not_journal_lines(runner, machine, clock):
+    rid = escalate_on_timeout(runner, machine, clock)
+    runner.deliver(rid, msg(rid, resolve="retry", by="carol"))
+    clock.advance(2 * DAY)
+    runner.advance(rid)
+    assert [key for key, _ in acts.NOTIFIED] == ["r1/escalation/1", "r1/escalation/2"]
+
+
+def test_a_journal_that_does_not_fit_its_definition_is_a_clear_error(runner, machine):
+    rid = to_review(runner, machine)
+    path = runner.home.store.path(rid)
+    path.write_bytes(path.read_bytes().replace(b'"state":"draft","attempt"', b'"state":"nope","attempt"', 1))
+    with pytest.raises(ReplayError, match=r"run 'r1': record #2 \(StepStarted\) does not fit the run"):
+        runner.advance(rid)

@@ -114,7 +114,8 @@ def test_machines_are_found_by_name():
 def test_next_state_follows_guards_in_written_order():
     onboarding = load_file(MACHINES / "customer_onboarding.yaml")
     assert onboarding.next_state("awaiting_reply", "timeout", {"reminders": 1}) == "send_reminder"
-    assert onboarding.next_state("awaiting_reply", "timeout", {"reminders": 2}) == "closed"
+    assert onboarding.next_state("awaiting_reply", "timeout", {"reminders": 2}) is None  # escalates
+    assert onboarding.next_state("awaiting_reply", "close", {"reminders": 2}) == "closed"
     assert onboarding.next_state("awaiting_reply", "reply", {}) == "setup_account"
 
 

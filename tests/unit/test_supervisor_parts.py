@@ -13,7 +13,9 @@ from engine.home import Home
 from engine.status import status_rows
 from engine.watcher import Watcher, Wakeup
 from engine.workers import Job, WorkerPool
-from journal import RunStarted, Waiting
+from engine.replay import RunState
+from engine.supervisor import Supervisor, Tracked
+from journal import RunStarted, StepStarted, Waiting
 
 
 def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
@@ -124,3 +126,28 @@ def test_status_rows_show_waits_and_damage(home):
     assert (r1.state, r1.status, r1.waiting_on, r1.approvers) == ("review", "waiting", ["approve"], ["alice"])
     assert r1.deadline.startswith("2026-01-06T09:00:00")
     assert rows["r2"].status == "damaged" and "r2.jsonl:1" in rows["r2"].error
+
+
+def test_status_rows_show_a_journal_that_cannot_be_folded(home):
+    with home.store.writer("r1", create=True) as w:
+        w.append_many([
+            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "a", "states": {"a": {}}},
+                       definition_hash="sha256:x"),
+            StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1"),
+        ])
+    (row,) = status_rows(home)
+    assert row.status == "damaged" and "r1.jsonl" in row.error and "nowhere" in row.error
+
+
+def test_only_the_step_killed_at_its_timeout_is_replayed_as_timed_out(home):
+    sup = Supervisor(home, workers=1)
+    state = RunState(run_id="r1", status="running", last_seq=7)
+    state.in_flight = StepStarted(state="a", attempt=1, idempotency_key="r1/a/1", seq=7)
+    sup.runs["r1"] = Tracked(state)
+    for killed_seq, expected in ((7, "timeout"), (4, "worker died"), (None, "worker died")):
+        if killed_seq is not None:
+            sup._timed_out["r1"] = killed_seq
+        sup._ready["r1"] = None
+        job = sup._next_job("r1")
+        assert (job.kind, job.abandoned, job.last_seq) == ("advance", expected, 7)
+    sup.pool.close()
