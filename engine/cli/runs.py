@@ -87,7 +87,11 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
     """
     runner = _runner(ctx, echo=True)
     rs = runner.launch(machine, parse_inputs(inputs), run_id=run_id, by=by)
-    click.echo(summary(runner.run(rs.run_id, rs)))
+    rs = runner.run(rs.run_id, rs)
+    click.echo(summary(rs))
+    hint = next_step(rs)
+    if hint:
+        click.echo(hint, err=True)  # stderr: stdout's last line stays the summary
 
 
 def summary(rs) -> str:
@@ -105,6 +109,17 @@ def summary(rs) -> str:
     if rs.status == "retrying":
         return f"{head} retrying '{rs.state}' (attempt {rs.todo[1]}) at {_short_time(rs.deadline)}"
     return f"{head} {rs.status} in '{rs.state}'"
+
+
+def next_step(rs) -> str | None:
+    """What a person can do next with a run that stopped to wait for one."""
+    if rs.status == "waiting":
+        who = f"; NAME: {'|'.join(rs.approvers)}" if rs.approvers else ""
+        return (f"next: ratchet send {rs.run_id} TRIGGER --by NAME (TRIGGER: {'|'.join(rs.triggers)}{who}); "
+                "`ratchet supervise` applies it")
+    if rs.status == "escalated":
+        return f"next: ratchet resolve {rs.run_id} retry|skip TRIGGER|abort --by NAME (see the ticket)"
+    return None
 
 
 def _short_time(dt: datetime) -> str:
