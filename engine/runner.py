@@ -16,6 +16,7 @@ next, journal it, and call the action after a `step_started`. Durability rules:
 from __future__ import annotations
 
 import copy
+import os
 import random
 import secrets
 import time
@@ -40,8 +41,10 @@ from engine.replay import RunState, fold
 from engine.spec import OK
 from journal import (
     Escalated, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
-    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id,
+    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id, read,
 )
+
+STATE_CACHE = 1024  # runs whose folded state a process keeps between sessions
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -86,6 +89,7 @@ class Runner:
         self.heartbeat = heartbeat
         self.rng = rng or random.Random()
         self._machines: dict[tuple[str, str | None], Machine] = {}
+        self._states: dict[str, tuple[int, int, str, RunState]] = {}  # see _replay
 
     # --- public API -----------------------------------------------------------------------
 
@@ -277,7 +281,7 @@ class Runner:
         if not self.home.store.exists(run_id):
             raise UnknownRunError(run_id, str(self.home.runs))
         with self._writer(run_id) as writer:
-            rs = fold(self.home.store.read(run_id).records)
+            rs = self._replay(run_id, writer)
             if not rs.run_id:  # created, but the crash came before run_started was durable
                 raise UnknownRunError(run_id, str(self.home.store.path(run_id)))
             s = _Session(writer, rs, self._machine(rs))
@@ -286,6 +290,30 @@ class Runner:
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
                 tickets.remove_ticket(tickets.ticket_path(self.home.escalations, run_id))
             yield s
+            if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk
+                self._remember(run_id, writer, rs)
+
+    def _replay(self, run_id: str, writer: JournalWriter) -> RunState:
+        """The run's state from its journal: folded in full once per process, then only
+        from the lines added since this process last held the run (so a long run does
+        not cost a full replay per event). Any doubt about the file means a full fold."""
+        seen = self._states.pop(run_id, None)
+        if seen is not None:
+            inode, end, last_hash, rs = seen
+            if inode == os.fstat(writer.fileno()).st_ino and end <= writer.size:
+                if end == writer.size and last_hash == writer.last_hash:
+                    return rs
+                grown = read(writer.path, offset=end, last_seq=rs.last_seq, last_hash=last_hash)
+                if grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
+                    for record in grown.records:
+                        rs.apply(record)
+                    return rs
+        return fold(self.home.store.read(run_id).records)
+
+    def _remember(self, run_id: str, writer: JournalWriter, rs: RunState) -> None:
+        if len(self._states) >= STATE_CACHE:
+            self._states.pop(next(iter(self._states)))  # the run held longest ago
+        self._states[run_id] = (os.fstat(writer.fileno()).st_ino, writer.size, writer.last_hash, rs)
 
     def _machine(self, rs: RunState) -> Machine:
         """The run's pinned definition (never the file as it is now), built once per process."""

@@ -30,7 +30,8 @@ from engine import escalation as tickets
 from engine import inbox
 from engine.clock import Clock, FileClock, clock_from_env, parse_iso
 from engine.home import Home
-from engine.inbox import Claimed, ClaimBox, InvalidMessageError, Message
+from engine.inbox import Claimed, ClaimBox
+from engine.message import InvalidMessageError, Message
 from engine.replay import RunState
 from engine.watcher import Watcher, Wakeup
 from engine.workers import Job, Result, WorkerPool

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.inbox import Message
+from engine.message import Message
 
 log = logging.getLogger("ratchet.supervisor")
 

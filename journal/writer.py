@@ -143,6 +143,9 @@ class JournalWriter:
             written = os.write(self._fd, view)
             view = view[written:]
 
+    def fileno(self) -> int:
+        return self._fd
+
     def sync(self) -> None:
         """fsync now (for durability="none" writers that want a checkpoint)."""
         os.fdatasync(self._fd)

@@ -1,6 +1,6 @@
 """Commands that write inbox files: `send`, `approve`, `reject`, `resolve`.
 
-Each writes one file exactly as a manual drop would (engine.inbox.write_message: temp
+Each writes one file exactly as a manual drop would (engine.message.write_message: temp
 file, fsync, rename into the inbox), so it works whether or not a supervisor is running;
 the supervisor applies it, or moves it to inbox/rejected/ saying why. The path written
 is printed on stdout.
@@ -33,7 +33,7 @@ def _write(ctx: click.Context, **fields) -> None:
     from pydantic import ValidationError
 
     from engine.home import Home
-    from engine.inbox import Message, write_message
+    from engine.message import Message, write_message
     from journal import check_run_id
 
     home = Home(existing_home(ctx))

@@ -28,7 +28,7 @@ from engine.runner import Runner  # noqa: E402
 
 
 class Message:
-    """What Runner.deliver reads of an inbox message (engine.inbox.Message is slower to import)."""
+    """What Runner.deliver reads of an inbox message (engine.message.Message is slower to import)."""
 
     def __init__(self, run: str, trigger: str, by: str) -> None:
         self.run, self.trigger, self.by = run, trigger, by

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.clock import FileClock
 from engine.home import Home
-from engine.inbox import Message, write_message
+from engine.message import Message, write_message
 from engine.runner import Runner
 from engine.status import StatusRow, status_rows
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.inbox import MAX_BYTES
+from engine.message import MAX_BYTES
 from supervisor_harness import Env, machine_folder, wait_for
 
 

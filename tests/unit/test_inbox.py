@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import inbox
+from engine import inbox, message
 from engine.errors import UnsafeInboxError
-from engine.inbox import InvalidMessageError, Message
+from engine.message import InvalidMessageError, Message
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_message_accepts_a_trigger_and_a_resolution():
 )
 def test_message_refuses_bad_fields(raw, fragment):
     with pytest.raises(InvalidMessageError) as info:
-        inbox.parse_message(json.dumps(raw).encode(), ".json")
+        message.parse_message(json.dumps(raw).encode(), ".json")
     assert fragment in str(info.value)
 
 
@@ -99,12 +99,12 @@ def test_message_refuses_bad_fields(raw, fragment):
 )
 def test_parse_refuses_hostile_content(data, suffix, reason):
     with pytest.raises(InvalidMessageError) as info:
-        inbox.parse_message(data, suffix)
+        message.parse_message(data, suffix)
     assert info.value.reason == reason
 
 
 def test_yaml_message_parses():
-    m = inbox.parse_message(b"run: r1\ntrigger: approve\nby: alice\ncomment: fine\n", ".yaml")
+    m = message.parse_message(b"run: r1\ntrigger: approve\nby: alice\ncomment: fine\n", ".yaml")
     assert (m.trigger, m.comment) == ("approve", "fine")
 
 
@@ -112,7 +112,7 @@ def test_yaml_message_parses():
 
 
 def test_write_message_renames_a_complete_file_into_the_inbox(home, box):
-    path = inbox.write_message(home, Message(run="r1", trigger="approve", by="alice"))
+    path = message.write_message(home, Message(run="r1", trigger="approve", by="alice"))
     assert path.parent == home.inbox and path.suffix == ".json"
     assert os.listdir(home.inbox_tmp) == []
     assert inbox.pending(home) == [path.name]
@@ -146,7 +146,7 @@ def test_symlink_fifo_directory_and_huge_files_are_refused(home, box, tmp_path):
     os.symlink(secret, home.inbox / "link.json")
     os.mkfifo(home.inbox / "pipe.json")
     (home.inbox / "dir.json").mkdir()
-    drop(home, "huge.json", b" " * (inbox.MAX_BYTES + 1))
+    drop(home, "huge.json", b" " * (message.MAX_BYTES + 1))
     reasons = {}
     for name in inbox.pending(home):
         assert inbox.is_complete(home.inbox / name)

@@ -13,7 +13,7 @@ import pytest
 import runner_test_actions as acts
 from engine.clock import FakeClock
 from engine.home import Home
-from engine.inbox import Message
+from engine.message import Message
 from engine.plan import Sleep, Stop, plan
 from engine.replay import fold
 from engine.runner import Runner

@@ -11,8 +11,9 @@ import runner_test_actions as acts
 from engine.clock import FakeClock
 from engine.errors import ReplayError, RunExistsError, RunLockedError, UnknownRunError
 from engine.home import Home
-from engine.inbox import Message
+from engine.message import Message
 from engine.runner import Runner
+from journal import CorruptJournalError
 
 DAY = 86400
 
@@ -414,3 +415,15 @@ def test_a_journal_that_does_not_fit_its_definition_is_a_clear_error(runner, mac
     path.write_bytes(path.read_bytes().replace(b'"state":"draft","attempt"', b'"state":"nope","attempt"', 1))
     with pytest.raises(ReplayError, match=r"run 'r1': record #2 \(StepStarted\) does not fit the run"):
         runner.advance(rid)
+
+
+def test_a_runner_reads_only_the_lines_added_since_it_last_held_the_run(runner, machine, clock):
+    rid = to_review(runner, machine)
+    Runner(runner.home, clock=clock).deliver(rid, msg(rid, "approve"))  # another process moves it on
+    path = runner.home.store.path(rid)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b'"type":"run_started"', b'"type":"run_startex"', 1))  # same length
+    with pytest.raises(CorruptJournalError):  # a full replay now fails on line 1...
+        Runner(runner.home, clock=clock).read(rid)
+    d = runner.deliver(rid, msg(rid, "confirm"))  # ...this runner never reads it again
+    assert d.accepted and d.state.status == "finished"

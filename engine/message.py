@@ -1,0 +1,183 @@
+"""The inbox file format: what a message is, and how a writer drops one.
+
+A message is one file in `inbox/`: UTF-8 JSON or YAML (YAML without aliases: an alias
+bomb fits in a few bytes), at most MAX_BYTES, holding a mapping validated by the
+pydantic `Message` model: a trigger for a run, or a human's resolution of an escalation.
+`parse_message` turns bytes into a Message or says why not (InvalidMessageError).
+
+Writers write into `inbox/.tmp`, fsync and rename into `inbox/` (`write_message` does
+this for the CLI), so a reader never sees half a file. What happens to a file once it
+is in the inbox (claiming, reading, filing) is `engine.inbox`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import EngineError
+from journal import check_run_id, fsync_dir
+from journal.store import InvalidRunIdError
+
+MAX_BYTES = 64 * 1024
+MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message
+SUFFIXES = (".json", ".yaml", ".yml")
+TRIGGER_PATTERN = r"^[a-z][a-z0-9_]*$"
+SENDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
+
+
+class WriterHome(Protocol):
+    """What `write_message` needs of `engine.home.Home`."""
+
+    inbox: Path
+    inbox_tmp: Path
+
+
+class InvalidMessageError(EngineError):
+    """An inbox file refused before delivery. `reason` is one short line, `detail` more."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class Message(BaseModel):
+    """One inbox file: a trigger for a run, or a human's resolution of an escalation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    run: str
+    trigger: str | None = Field(default=None, pattern=TRIGGER_PATTERN, max_length=64)
+    by: str = Field(pattern=SENDER_PATTERN)
+    comment: str | None = Field(default=None, max_length=4000)
+    data: dict[str, Any] = Field(default_factory=dict)
+    resolve: Literal["retry", "skip", "abort"] | None = None
+
+    @field_validator("run")
+    @classmethod
+    def _run_id(cls, value: str) -> str:
+        try:
+            return check_run_id(value)
+        except InvalidRunIdError as exc:
+            raise ValueError(str(exc)) from exc
+
+    @field_validator("data")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, 1)
+        return value
+
+    @model_validator(mode="after")
+    def _trigger_matches_resolve(self) -> Message:
+        if self.resolve in (None, "skip") and self.trigger is None:
+            raise ValueError("'trigger' is required" + (" for resolve: skip" if self.resolve else ""))
+        if self.resolve in ("retry", "abort") and self.trigger is not None:
+            raise ValueError(f"resolve: {self.resolve} takes no 'trigger'")
+        return self
+
+
+def _check_json(value: Any, depth: int) -> None:
+    # YAML yields dates, sets and non-string keys; the journal would store them as
+    # something else than what replay reads back, so only plain JSON values pass.
+    if depth > MAX_DEPTH:
+        raise ValueError(f"data nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValueError(f"data keys must be strings, not {key!r}")
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("data holds NaN or infinity")
+    elif not isinstance(value, (str, int, bool)) and value is not None:
+        raise ValueError(f"data holds a {type(value).__name__}; only JSON values are allowed")
+
+
+# --- Parsing --------------------------------------------------------------------------
+
+
+def parse_message(data: bytes, suffix: str) -> Message:
+    """Parse JSON or YAML bytes into a Message; InvalidMessageError on any mistake."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessageError("not UTF-8 text", str(exc)) from exc
+    if not text.strip():
+        raise InvalidMessageError("empty file")
+    try:
+        raw = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506
+    except (ValueError, RecursionError, yaml.YAMLError) as exc:
+        kind = "JSON" if suffix == ".json" else "YAML"
+        raise InvalidMessageError(f"invalid {kind}", " ".join(str(exc).split())[:300]) from exc
+    if not isinstance(raw, dict):
+        raise InvalidMessageError("not a mapping", f"the file holds a {type(raw).__name__}; write {{run, trigger, by}}")
+    try:
+        return Message.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()[:10])
+        raise InvalidMessageError("invalid message", problems) from exc
+    except RecursionError as exc:
+        raise InvalidMessageError("invalid message", "nested too deeply") from exc
+
+
+def _load_json(text: str) -> Any:
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        keys = [k for k, _ in pairs]
+        if len(keys) != len(set(keys)):
+            raise ValueError(f"duplicate key in {keys}")
+        return dict(pairs)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases (a 'billion laughs' file is a few bytes)."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+# --- Writing (the CLI and any tool) ---------------------------------------------------
+
+
+def message_name(message: Message) -> str:
+    """A unique, sortable, readable file name for `message`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    what = message.trigger if message.resolve in (None, "skip") else message.resolve
+    return f"{stamp}-{message.run}-{what}-{secrets.token_hex(3)}.json"
+
+
+def write_message(home: WriterHome, message: Message) -> Path:
+    """Drop `message` into the inbox atomically: write in .tmp, fsync, rename, fsync dir."""
+    for folder in (home.inbox, home.inbox_tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    name = message_name(message)
+    tmp = home.inbox_tmp / name
+    payload = message.model_dump_json(exclude_defaults=True).encode() + b"\n"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    target = home.inbox / name
+    os.rename(tmp, target)
+    fsync_dir(home.inbox)
+    return target
