@@ -23,7 +23,9 @@ def to_mermaid(spec: MachineSpec, *, current: str | None = None, escalated: bool
     if comment:
         lines.append(f"    %% {comment}")
     for name, state in spec.states.items():
-        lines.append(f"    {name}: {name} ({_describe(state)})")
+        # Two description lines: Mermaid draws the name as a title above the details.
+        lines.append(f"    {name}: {name}")
+        lines.append(f"    {name}: {_describe(state)}")
     lines.append(f"    [*] --> {spec.initial}")
     for t in spec.transitions:
         sources = [n for n, s in spec.states.items() if not s.final] if t.source == ["*"] else t.source
