@@ -10,6 +10,7 @@ while it builds its objects is located by the line of the module in the tracebac
 
 from __future__ import annotations
 
+import ast
 import difflib
 import importlib
 import importlib.util
@@ -156,11 +157,30 @@ def _duplicate_keys(root: yaml.Node) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def _assigns_machine(tree: ast.Module) -> bool:
+    """True if the module assigns `machine` at its top level (read, not run)."""
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, (ast.AnnAssign, ast.AugAssign)) else []
+        if any(isinstance(t, ast.Name) and t.id == "machine" for t in targets):
+            return True
+    return False
+
+
 def read_python(path: Path) -> Source:
     source = Source(where=str(path))
     if not path.is_file():
         source.problems.append(Problem(str(path), None, "no such file"))
         return source
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        source.problems.append(Problem(str(path), exc.lineno, f"syntax error: {exc.msg}"))
+        return source
+    if not _assigns_machine(tree):
+        # Not executed: `ratchet validate some/folder` must not run every script in it.
+        raise NotAMachineError([Problem(str(path), None,
+                                        "defines no module attribute 'machine' (a MachineSpec)")])
     module_name = f"_ratchet_machine_{abs(hash(str(path.resolve())))}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)

@@ -122,3 +122,11 @@ def test_validate_in_process_with_click_runner(monkeypatch):
     assert "machines/renewal_review.yaml: ok" in result.output
     assert ("tests/unit/definitions/broken/unknown_dest.yaml:10: transitions[1].dest: "
             "transition 'approve' targets unknown state 'sned' (did you mean 'send'?)") in result.output
+
+
+def test_validate_of_a_folder_never_runs_a_script_that_defines_no_machine(tmp_path: Path):
+    marker = tmp_path / "it-ran"
+    (tmp_path / "cleanup.py").write_text(f"open({str(marker)!r}, 'w').write('oops')\n")
+    result = ratchet("validate", str(tmp_path))
+    assert result.returncode == 1 and "cleanup.py: skipped" in result.stderr
+    assert not marker.exists()
