@@ -116,3 +116,12 @@ class ReplayError(EngineError):
             f"run '{run_id}': record #{self.seq} ({kind}) does not fit the run "
             f"({type(cause).__name__}: {cause}); run 'ratchet verify {run_id}' and inspect it"
         )
+
+
+class ConditionError(EngineError):
+    """A transition's condition (or unless) raised instead of answering True or False."""
+
+    def __init__(self, state: str, trigger: str, cause: Exception) -> None:
+        self.state, self.trigger = state, trigger
+        super().__init__(f"a condition of '{trigger}' from '{state}' raised "
+                         f"{type(cause).__name__}: {cause}; fix the predicate, then resolve")

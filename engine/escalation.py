@@ -12,6 +12,7 @@ is journaled (and on the next replay, if a crash came in between).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.context import StepContext
+from engine.errors import ConditionError
 from engine.replay import RunState
 from journal import Escalated, fsync_dir
 
@@ -92,7 +94,7 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
         return {"notified": True, "notifier": None}
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=record.state, attempt=1,
                       idempotency_key=f"{rs.run_id}/escalation/{rs.escalations}",
-                      input=dict(rs.input), data=dict(rs.data),
+                      input=copy.deepcopy(rs.input), data=copy.deepcopy(rs.data),
                       escalation={"reason": record.reason, "detail": record.detail, "seq": record.seq})
     try:
         machine.resolve(target)(ctx)
@@ -105,6 +107,14 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
 def _skippable(machine: Any, state: str, data: dict) -> list[str]:
     """Triggers that `skip` can fire from `state` now (a guarded one only if its conditions hold)."""
     try:
-        return [t for t in machine.triggers_from(state) if machine.next_state(state, t, data) is not None]
+        triggers = machine.triggers_from(state)
     except KeyError:
         return []
+    return [t for t in triggers if _leads_somewhere(machine, state, t, data)]
+
+
+def _leads_somewhere(machine: Any, state: str, trigger: str, data: dict) -> bool:
+    try:
+        return machine.next_state(state, trigger, data) is not None
+    except ConditionError:
+        return False

@@ -12,6 +12,7 @@ from nested model objects stops at the first bad object, as Python does).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import importlib
@@ -23,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.checks import check_graph
-from engine.errors import DefinitionError, ImportPathError, Problem
+from engine.errors import ConditionError, DefinitionError, ImportPathError, Problem
 from engine.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
 from engine.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
 from engine.statechart import Statechart
@@ -68,10 +69,17 @@ class Machine:
         return list(dict.fromkeys(triggers))
 
     def next_state(self, state: str, trigger: str, data: dict) -> str | None:
-        """Where `trigger` leads from `state` given the run's `data`; None if nowhere."""
+        """Where `trigger` leads from `state` given the run's `data`; None if nowhere.
+
+        Guards get a copy of `data` (they cannot change the run); one that raises is a
+        ConditionError naming the transition, for the caller to escalate or refuse.
+        """
         if self._chart is None:
             self._chart = Statechart(self.spec, self.resolve)
-        return self._chart.next_state(state, trigger, data)
+        try:
+            return self._chart.next_state(state, trigger, copy.deepcopy(data))
+        except Exception as exc:
+            raise ConditionError(state, trigger, exc) from exc
 
     def retryable(self, state: str, error: BaseException) -> bool:
         """False if `error` is listed in the state's `non_retryable` (by class or class name)."""
@@ -125,13 +133,15 @@ def load_file(path: Path, *, base_dir: Path | None = None) -> Machine:
     """
     path = Path(path)
     try:
-        digest = hashlib.sha256(path.read_bytes()).digest()
+        content = path.read_bytes()
+        digest = hashlib.sha256(content).digest()
     except OSError as exc:
         raise DefinitionError([Problem(str(path), None, f"cannot read: {exc.strerror}")]) from exc
     key = (str(path.resolve()), digest, str(base_dir))
     machine = _loaded.get(key)
     if machine is None:
-        source = read_python(path) if path.suffix == ".py" else read_yaml(path)
+        # The bytes hashed are the bytes parsed (a save in between cannot mix versions).
+        source = read_python(path) if path.suffix == ".py" else read_yaml(path, content)
         machine = _loaded[key] = _build(source, base_dir or path.parent, path)
     return machine
 

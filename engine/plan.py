@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.clock import iso, parse_iso
+from engine.errors import ConditionError
 from engine.replay import RunState
 from engine.spec import ERROR, TIMEOUT
 from journal import (
@@ -31,6 +32,7 @@ TIMED_OUT = "timeout"
 EXHAUSTED = "retries exhausted"
 NON_RETRYABLE = "non-retryable error"
 NO_TRANSITION = "no transition"
+CONDITION_FAILED = "condition failed"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,11 @@ def _enter(rs: RunState, machine: Any, now: datetime) -> list:
 
 
 def _fire(rs: RunState, machine: Any, trigger: str, cause: str) -> list:
-    dest = machine.next_state(rs.state, trigger, rs.data)
+    try:
+        dest = machine.next_state(rs.state, trigger, rs.data)
+    except ConditionError as exc:
+        # The outcome that led here is a fact already queued: escalate after it, never lose it.
+        return [escalation(rs, CONDITION_FAILED, str(exc))]
     if dest is not None:
         return [Transition(trigger=trigger, source=rs.state, dest=dest)]
     if cause == "timeout":

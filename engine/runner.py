@@ -32,7 +32,7 @@ import msgspec
 from engine import escalation as tickets
 from engine.clock import Clock, clock_from_env, iso
 from engine.context import Fire, StepContext
-from engine.errors import ImportPathError, RunExistsError, RunLockedError, UnknownRunError
+from engine.errors import ConditionError, ImportPathError, RunExistsError, RunLockedError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
 from engine.loader import Machine, load_machine, machine_from_definition
@@ -304,7 +304,8 @@ class Runner:
                 if end == writer.size and last_hash == writer.last_hash:
                     return rs
                 grown = read(writer.path, offset=end, last_seq=rs.last_seq, last_hash=last_hash)
-                if grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
+                follows = not grown.records or grown.records[0].prev == last_hash  # same chain
+                if follows and grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
                     for record in grown.records:
                         rs.apply(record)
                     return rs
@@ -326,6 +327,13 @@ class Runner:
 
 def _refusal(rs: RunState, machine: Machine, message: Any) -> str | None:
     """Why `message` cannot be applied to the run now (None: it can)."""
+    try:
+        return _refusal_of(rs, machine, message)
+    except ConditionError as exc:
+        return str(exc)
+
+
+def _refusal_of(rs: RunState, machine: Machine, message: Any) -> str | None:
     if message.resolve:
         if rs.status != "escalated":
             return f"run is not escalated (it is {rs.status} in '{rs.state}'); nothing to resolve"

@@ -79,10 +79,11 @@ def dotted(loc: Loc) -> str:
 _COMPOSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-def read_yaml(path: Path) -> Source:
+def read_yaml(path: Path, content: bytes | None = None) -> Source:
+    """Parse a YAML machine file (`content`: its bytes, if the caller already read them)."""
     source = Source(where=str(path))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = (path.read_bytes() if content is None else content).decode("utf-8")
         root = yaml.compose(text, Loader=_COMPOSER)
         if root is None:
             source.problems.append(Problem(str(path), None, "empty file: expected a machine definition"))

@@ -10,14 +10,13 @@ way out) live in engine.checks, so that they can run even where pydantic found e
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from engine.durations import parse_duration
+from journal import hash_definition
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -188,5 +187,4 @@ class MachineSpec(_Strict):
 
     def hash(self) -> str:
         """`sha256:<hex>` of the canonical JSON (sorted keys, compact separators)."""
-        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hash_definition(self.canonical())

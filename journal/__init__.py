@@ -27,6 +27,7 @@ from journal.records import (
     TriggerRefused,
     Waiting,
     decode,
+    hash_definition,
     pinned_definition,
     encode,
     to_builtins,

@@ -11,6 +11,8 @@ reordered or retyped, record types are never renamed.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Union
 
 import msgspec
@@ -218,6 +220,12 @@ def _raw_to_builtins(value: Any) -> Any:
 
 
 _definitions: dict[bytes, dict[str, Any]] = {}
+
+
+def hash_definition(definition: dict[str, Any]) -> str:
+    """`definition_hash`: "sha256:" + hex of the definition's JSON, keys sorted, compact."""
+    text = json.dumps(definition, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def pinned_definition(record: RunStarted) -> dict[str, Any]:

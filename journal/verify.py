@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from journal.records import GENESIS, AnyRecord, RunStarted, decode
+from journal.records import GENESIS, AnyRecord, RunStarted, decode, hash_definition
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,9 @@ def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | Non
             return "prev of line 1 is not GENESIS (64 zeros): lines were cut off the start"
         if run_id is not None and record.run_id != run_id:
             return f"journal of run '{record.run_id}' where run '{run_id}' was expected"
+        problem = _check_definition(record)
+        if problem:
+            return problem
     elif isinstance(record, RunStarted):
         return "a second run_started (only line 1 starts the run)"
     elif record.prev != prev:
@@ -107,6 +110,20 @@ def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | Non
             f"line {number - 1} or this prev was changed)"
         )
     return _check_ts(record.ts)
+
+
+def _check_definition(record: RunStarted) -> str | None:
+    """The pinned definition is a JSON object whose hash is `definition_hash`: sha256 of
+    its JSON with sorted keys and compact separators (see FORMAT.md)."""
+    try:
+        definition = msgspec.json.decode(record.definition)
+    except msgspec.DecodeError as exc:
+        return f"definition is not JSON ({exc})"
+    if not isinstance(definition, dict):
+        return "definition is not a JSON object"
+    if hash_definition(definition) != record.definition_hash:
+        return "definition does not match definition_hash (the pinned definition was changed)"
+    return None
 
 
 def _check_ts(ts: str) -> str | None:

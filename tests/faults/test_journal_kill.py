@@ -16,12 +16,12 @@ from journal import FileStore, Transition, read, verify
 # Appends forever: batches of three records (the engine's usual step), `size` bytes of data each.
 APPENDER = """
 import sys
-from journal import FileStore, RunStarted, StepStarted, StepSucceeded, Transition
+from journal import FileStore, RunStarted, StepStarted, StepSucceeded, Transition, hash_definition
 store = FileStore(sys.argv[1], durability=sys.argv[3])
 size = int(sys.argv[2])
 w = store.writer("r1", create=True)
 if w.last_seq == 0:
-    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00"))
+    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"})))
 i = 0
 while True:
     i += 1

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from journal import FileStore, JournalLockedError, RunStarted, Transition, verify
+from journal import FileStore, JournalLockedError, RunStarted, Transition, hash_definition, verify
 
 HOLDER = """
 import sys
-from journal import FileStore, RunStarted
+from journal import FileStore, RunStarted, hash_definition
 w = FileStore(sys.argv[1]).writer("renewal-acme", create=True)
 if w.last_seq == 0:
-    w.append(RunStarted(run_id="renewal-acme", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+    w.append(RunStarted(run_id="renewal-acme", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
 print("holding", flush=True)
 sys.stdin.read()  # hold the lock until the parent closes our stdin (or kills us)
 """
@@ -85,6 +85,6 @@ def test_creating_the_same_run_twice_concurrently_yields_one_journal(tmp_path: P
     first = store.writer("r1", create=True)
     with pytest.raises(JournalLockedError):
         store.writer("r1", create=True)
-    first.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+    first.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
     first.close()
     assert store.run_ids() == ["r1"] and verify(store.path("r1")).records == 1

@@ -20,10 +20,10 @@ from journal import FileStore, Transition, read, verify
 
 FILLER = """
 import json, resource, signal, sys
-from journal import FileStore, JournalWriteError, RunStarted, StepStarted, StepSucceeded, Transition
+from journal import FileStore, JournalWriteError, RunStarted, StepStarted, StepSucceeded, Transition, hash_definition
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 w = FileStore(sys.argv[1]).writer("r1", create=True)
-w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
 w.append(StepStarted(state="s", attempt=1, idempotency_key="r1/s/1"))
 room = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (w.size + room, resource.RLIM_INFINITY))
@@ -63,9 +63,9 @@ def test_a_write_error_makes_the_writer_refuse_further_appends(tmp_path: Path) -
 
 CREATE = """
 import sys
-from journal import FileStore, RunStarted
+from journal import FileStore, RunStarted, hash_definition
 with FileStore(sys.argv[1]).writer("r1", create=True) as w:
-    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash="sha256:00"))
+    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
 """
 
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from journal import (
+    hash_definition,
     FileStore,
     RunStarted,
     StepFailed,
@@ -34,7 +35,7 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  #\d+ +[a-z_]+ +\S")
 
 def run_records(run_id: str) -> list:
     return [
-        RunStarted(run_id=run_id, machine="renewal_review", version=1, definition={"name": "renewal_review"}, definition_hash="sha256:00", input={"customer": "acme"}, by="alice"),
+        RunStarted(run_id=run_id, machine="renewal_review", version=1, definition={"name": "renewal_review"}, definition_hash=hash_definition({"name": "renewal_review"}), input={"customer": "acme"}, by="alice"),
         StepStarted(state="draft", attempt=1, idempotency_key=f"{run_id}/draft/1"),
         StepFailed(state="draft", attempt=1, error="503\x1b[2J", error_type="BillingUnavailable", duration_ms=120.0),
         StepStarted(state="draft", attempt=2, idempotency_key=f"{run_id}/draft/1"),

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from journal import (
+    hash_definition,
     FileStore,
     RunStarted,
     StepFailed,
@@ -41,7 +42,9 @@ steps = st.one_of(
     st.builds(TriggerReceived, trigger=names, state=names, by=text, comment=st.none() | text, data=data),
 )
 journals = st.tuples(
-    st.builds(RunStarted, run_id=st.just("r1"), machine=names, version=st.integers(1, 9), definition=data, definition_hash=text, input=data),
+    data.flatmap(lambda definition: st.builds(
+        RunStarted, run_id=st.just("r1"), machine=names, version=st.integers(1, 9),
+        definition=st.just(definition), definition_hash=st.just(hash_definition(definition)), input=data)),
     st.lists(steps, min_size=1, max_size=5),
 )
 

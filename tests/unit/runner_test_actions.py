@@ -47,3 +47,12 @@ def broken_notify(ctx):
 
 def big_enough(data):
     return data.get("amount", 0) >= 100
+
+
+def raising_condition(data):
+    return data["missing"] > 0  # KeyError: a predicate with a bug
+
+
+def meddling_condition(data):
+    data.setdefault("touched_by_a_guard", True)  # must not reach the run's data
+    return True

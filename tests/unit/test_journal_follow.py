@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from journal import (
+    hash_definition,
     CorruptJournalError,
     FileStore,
     JournalError,
@@ -26,7 +27,7 @@ from journal import (
 
 
 def started() -> RunStarted:
-    return RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00")
+    return RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))
 
 
 @pytest.fixture

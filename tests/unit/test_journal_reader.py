@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from journal import (
+    hash_definition,
     GENESIS,
     CorruptJournalError,
     FileStore,
@@ -23,7 +24,7 @@ from journal import (
 
 
 def run_records(steps: int = 3, run_id: str = "r1") -> list:
-    out = [RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00")]
+    out = [RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))]
     for i in range(steps):
         out.append(StepStarted(state=f"s{i}", attempt=1, idempotency_key=f"{run_id}/s{i}/1"))
         out.append(StepSucceeded(state=f"s{i}", attempt=1, trigger="ok", data={"i": i}, duration_ms=1.5))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from journal import (
+    hash_definition,
     GENESIS,
     FileStore,
     RunFinished,
@@ -24,7 +25,7 @@ from journal import (
 
 def run_records(run_id: str = "r1") -> list:
     return [
-        RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00"),
+        RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"})),
         StepStarted(state="draft", attempt=1, idempotency_key=f"{run_id}/draft/1"),
         StepFailed(state="draft", attempt=1, error="503", error_type="BillingUnavailable", duration_ms=120.0),
         StepStarted(state="draft", attempt=2, idempotency_key=f"{run_id}/draft/1"),
@@ -161,3 +162,12 @@ def test_an_empty_journal_verifies_with_no_records(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
     path.write_bytes(b"")
     assert verify(path).ok and verify(path).records == 0
+
+
+@pytest.mark.parametrize("definition", [b'{"name":"evil"}', b'"oops"'])
+def test_a_pinned_definition_that_does_not_match_its_hash_fails_at_line_1(journal: Path, definition: bytes) -> None:
+    data = journal.read_bytes()
+    journal.write_bytes(data.replace(b'"definition":{"name":"m"}', b'"definition":' + definition, 1))
+    result = verify(journal)
+    assert not result.ok and result.line == 1
+    assert "definition" in result.problem

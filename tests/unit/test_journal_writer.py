@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from journal import (
+    hash_definition,
     GENESIS,
     FileStore,
     JournalError,
@@ -23,7 +24,7 @@ from journal import (
 
 
 def started(run_id: str = "r1") -> RunStarted:
-    return RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash="sha256:00")
+    return RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))
 
 
 def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:

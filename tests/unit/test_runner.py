@@ -427,3 +427,44 @@ def test_a_runner_reads_only_the_lines_added_since_it_last_held_the_run(runner, 
         Runner(runner.home, clock=clock).read(rid)
     d = runner.deliver(rid, msg(rid, "confirm"))  # ...this runner never reads it again
     assert d.accepted and d.state.status == "finished"
+
+
+GUARDED = """
+name: guarded
+version: 1
+initial: charge
+states:
+  charge: {action: runner_test_actions:step, idempotent: false}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: charge, dest: done, conditions: runner_test_actions:CONDITION}
+"""
+
+
+def test_a_condition_that_raises_escalates_and_keeps_the_outcome(runner, tmp_path):
+    path = tmp_path / "guarded.yaml"
+    path.write_text(GUARDED.replace("CONDITION", "raising_condition"))
+    rs = runner.launch(path, {}, run_id="r1")
+    assert rs.status == "escalated" and rs.escalation.reason == "condition failed"
+    assert "KeyError" in rs.escalation.detail and "'ok' from 'charge'" in rs.escalation.detail
+    assert types(runner, "r1")[2:4] == ["step_succeeded", "escalated"]  # the outcome is kept
+    assert runner.advance("r1").status == "escalated" and len(acts.CALLS) == 1
+
+
+def test_a_condition_cannot_change_the_runs_data(runner, tmp_path):
+    path = tmp_path / "guarded.yaml"
+    path.write_text(GUARDED.replace("CONDITION", "meddling_condition"))
+    rs = runner.launch(path, {}, run_id="r1")
+    assert rs.status == "finished" and "touched_by_a_guard" not in rs.data
+    assert runner.read("r1").data == rs.data
+
+
+def test_a_journal_replaced_under_the_same_inode_is_folded_again(runner, machine, clock, tmp_path):
+    rid = to_review(runner, machine)  # this runner now keeps r1's state
+    other = Runner(Home(tmp_path / "other").ensure(), clock=clock)
+    other.start(machine, {"customer": "beta"}, run_id="r1")
+    other.advance("r1")
+    other.deliver("r1", msg("r1", "approve"))
+    path = runner.home.store.path(rid)
+    path.write_bytes(other.home.store.path("r1").read_bytes())  # same inode, longer, another chain
+    assert runner.advance(rid).input == {"customer": "beta"}
