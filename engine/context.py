@@ -36,6 +36,14 @@ class StepContext:
     _heartbeat: Callable[[], None] | None = field(default=None, repr=False)
 
     def heartbeat(self) -> None:
-        """Tell the supervisor this step is alive (a long action calls it now and then)."""
+        """Tell the supervisor this step is alive (a long action calls it now and then).
+
+        Under `ratchet supervise` a step's `timeout` counts from the attempt's start or
+        from its last heartbeat, whichever is later: an action that calls this now and
+        then is not killed as hung; one that stops is killed `timeout` after its last
+        call. Cheap to call often: at most one heartbeat a second reaches the supervisor,
+        and it never blocks. In `ratchet run` (the foreground, no supervisor) it does
+        nothing, as no timeout is enforced there.
+        """
         if self._heartbeat is not None:
             self._heartbeat()

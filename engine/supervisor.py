@@ -297,8 +297,12 @@ class Supervisor:
         """Kill a worker whose own step passed its timeout, or whose job made no progress
         for `job_timeout` with no step of its own in flight (a hung on_escalate, say).
 
-        A step_started written before the job was handed over (by a process that died) is
-        not the job's: the worker replays it first, so its age says nothing about the job.
+        A limit counts from the latest of the step's start (or the job's last record), the
+        job's dispatch and the action's last heartbeat (`ctx.heartbeat()`): an action that
+        heartbeats is alive, one that stops is killed a `timeout` after its last beat. A
+        worker with unread messages (a heartbeat, its result) is judged after the next
+        collect(). A step_started written before the job was handed over (by a process that
+        died) is not the job's: the worker replays it first, so its age says nothing about it.
         """
         now = self.clock.now()
         for worker in self.pool.busy():
@@ -307,16 +311,21 @@ class Supervisor:
             if tracked is None:
                 continue
             state, step = tracked.state, tracked.state.in_flight
+            dispatched = self._dispatched.get(job.run_id, now)
+            beat = _age(now, worker.beat) if worker.beat is not None else float("inf")
             if step is not None and step.seq > job.last_seq:
                 timeout = state.step_timeout
-                if timeout is not None and _age(now, step.ts) >= timeout:
+                if timeout is not None and min(_age(now, step.ts), _age(now, dispatched), beat) >= timeout:
+                    if worker.conn.poll():
+                        continue
                     self._timed_out[job.run_id] = step.seq
                     why = f"step '{step.state}' attempt {step.attempt} exceeded its timeout of {timeout:g}s"
+                    if beat < _age(now, step.ts):
+                        why += " since its last heartbeat"
                     self._handle([self.pool.kill(worker, why)])
                 continue
-            dispatched = self._dispatched.get(job.run_id, now)
-            quiet = min(_age(now, dispatched), _age(now, state.updated, float("inf")))  # since the job's last record
-            if quiet >= self.job_timeout:
+            quiet = min(_age(now, dispatched), _age(now, state.updated, float("inf")), beat)
+            if quiet >= self.job_timeout and not worker.conn.poll():
                 why = f"{job.kind} made no progress for {self.job_timeout:g}s with no step of its own in flight"
                 self._handle([self.pool.kill(worker, why)])
                 self._back_off(job.run_id, None)  # it may hang again: do not spin on it

@@ -9,6 +9,13 @@ engine, so a replacement starts in milliseconds. Each worker holds the read end 
 by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orphan keeps
 advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
 forkserver, which in turn lives as long as any worker does).
+
+Heartbeats: an action's `ctx.heartbeat()` sends a `Heartbeat` (its run, the worker
+clock's now) up the same pipe as the results, at most one per second of the clock per
+worker, and only if the pipe has room: a full pipe drops the heartbeat rather than
+block the action. The supervisor keeps the latest one per busy worker
+(`Worker.beat`) and counts a step's timeout from it when it is later than the step's
+start.
 """
 
 from __future__ import annotations
@@ -16,14 +23,18 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.clock import Clock
+from engine.errors import EngineError
 from engine.message import Message
 
 log = logging.getLogger("ratchet.supervisor")
@@ -56,6 +67,14 @@ class Result:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """An action of `run_id` said it is alive at `at` (the worker's clock)."""
+
+    run_id: str
+    at: datetime
+
+
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
 
@@ -63,6 +82,8 @@ class Worker:
         self.process, self.conn = process, conn
         self.job: Job | None = None
         self.since = 0.0  # time.monotonic() when the job was handed over
+        self.beat: datetime | None = None  # the job's latest heartbeat (worker clock)
+        self.gone = False  # its pipe reached EOF: nothing more will come
 
     @property
     def pid(self) -> int | None:
@@ -107,11 +128,12 @@ class WorkerPool:
         deadline = time.monotonic() + grace
         finished = []
         for worker in self.busy():
-            if worker.conn.poll(max(0.0, deadline - time.monotonic())):
-                result = _receive(worker)
+            while not worker.gone and worker.conn.poll(max(0.0, deadline - time.monotonic())):
+                result = _receive(worker)  # None after a heartbeat: wait on for the result
                 if result is not None:
                     worker.job = None
                     finished.append(result)
+                    break
         abandoned = [w.job for w in self.workers if w.job is not None]
         for worker in self.workers:
             if worker.job is None:
@@ -146,7 +168,7 @@ class WorkerPool:
         worker = next(iter(self.idle()), None)
         if worker is None:
             raise RuntimeError("no idle worker")
-        worker.job, worker.since = job, time.monotonic()
+        worker.job, worker.since, worker.beat = job, time.monotonic(), None
         if not _send(worker, job):
             log.warning("worker %s was dead before its job for run %s", worker.pid, job.run_id)
         return worker
@@ -202,10 +224,17 @@ def _send(worker: Worker, job: Job | None) -> bool:
 
 
 def _receive(worker: Worker) -> Result | None:
+    """The job's result if it has come; heartbeats read on the way are kept in `worker.beat`."""
     try:
-        if worker.conn.poll():
-            return worker.conn.recv()
+        while worker.conn.poll():
+            message = worker.conn.recv()
+            if not isinstance(message, Heartbeat):
+                return message
+            job = worker.job
+            if job is not None and message.run_id == job.run_id:
+                worker.beat = message.at if worker.beat is None else max(worker.beat, message.at)
     except (EOFError, OSError):
+        worker.gone = True
         return None  # it died mid-answer: collect() reports it as died
     return None
 
@@ -226,17 +255,66 @@ def _hold_lifeline(lifeline: Connection) -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
+class _Pulse:
+    """The worker's end of the pipe, shared by its job loop and the actions' heartbeats.
+
+    `lock` keeps a heartbeat (maybe sent from an action's own thread) from interleaving
+    with a result. `beat` never waits: it drops the heartbeat when the lock is busy, when
+    one was sent less than a second ago (by the clock), or when the pipe has no room.
+    """
+
+    def __init__(self, conn: Connection, clock: Clock) -> None:
+        self.conn, self.clock = conn, clock
+        self.lock = threading.Lock()
+        self.run_id: str | None = None  # the run of the job in hand; None between jobs
+        self._sent: datetime | None = None
+
+    def beat(self) -> None:
+        if self.run_id is None or not self.lock.acquire(blocking=False):
+            return
+        try:
+            run_id = self.run_id
+            if run_id is None:
+                return
+            now = self.clock.now()
+            if self._sent is not None and 0 <= (now - self._sent).total_seconds() < 1:
+                return
+            if not _has_room(self.conn):
+                return
+            self.conn.send(Heartbeat(run_id, now))
+            self._sent = now
+        except (OSError, EngineError) as exc:  # a heartbeat must never fail the action
+            log.debug("worker: heartbeat of run %s dropped: %s", self.run_id, exc)
+        finally:
+            self.lock.release()
+
+    def send(self, result: Result) -> None:
+        with self.lock:
+            self.run_id = None
+            self.conn.send(result)
+
+
+def _has_room(conn: Connection) -> bool:
+    """Can a small message be written without blocking? (A Unix socket reports POLLOUT
+    only while at most a quarter of its send buffer is used: ample for a heartbeat.)"""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLOUT)
+    return any(events & select.POLLOUT for _, events in poller.poll(0))
+
+
 def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: str) -> None:
     """Worker main loop: take a job, call the Runner, send the result, until told to stop."""
     _hold_lifeline(lifeline)
     # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from engine.clock import clock_from_env
-    from engine.errors import EngineError, RunLockedError
+    from engine.errors import RunLockedError
     from engine.runner import Runner
     from journal import JournalError, JournalLockedError
 
-    runner = Runner(home_root, clock=clock_from_env(), machines_dir=Path(machines_dir))
+    clock = clock_from_env()
+    pulse = _Pulse(conn, clock)
+    runner = Runner(home_root, clock=clock, machines_dir=Path(machines_dir), heartbeat=pulse.beat)
     while True:
         try:
             job = conn.recv()
@@ -244,6 +322,7 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
             return
         if job is None:
             return
+        pulse.run_id = job.run_id
         try:
             if job.kind == "deliver":
                 delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file)
@@ -260,6 +339,6 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
             log.exception("worker: %s of run %s failed", job.kind, job.run_id)
             result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
         try:
-            conn.send(result)
+            pulse.send(result)
         except (BrokenPipeError, OSError):
             return

@@ -34,7 +34,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     On start it reads every journal and resumes what should be moving. It watches
     HOME/inbox for trigger files (applied ones go to inbox/done/, refused ones to
     inbox/rejected/ beside NAME.error.txt) and runs actions in worker processes,
-    killing and replacing a worker whose step exceeds its state's timeout.
+    killing and replacing a worker whose step exceeds its state's timeout,
+    counted from the step's start or its action's last ctx.heartbeat(),
+    whichever is later.
     SIGTERM or SIGINT stops it cleanly (exit 0); a step killed then is resumed
     by the next start.
 

@@ -7,6 +7,9 @@ call with a key. The run's input can make a step hang or block *after* its effec
   gate: PATH     the step blocks after its effect until PATH exists
   gate_in: STATE the state whose step the gate blocks (default: prepare)
   hang_notify: true   the first on_escalate call (`notify`) of the run sleeps forever
+  pulse: PATH, pulses: N   attempt 1 of prepare, N times: waits until PATH.go<i> exists,
+                 calls ctx.heartbeat(), then writes PATH.beat<i>
+  pulse_hang: true    ... and then sleeps forever (a step that goes silent)
 Before blocking, the step writes `<ledger>.<run_id>.started` holding its pid.
 `notify` (an on_escalate) appends one line to `<ledger>.notified`.
 """
@@ -34,6 +37,16 @@ def work(ctx):
     if ctx.input.get("hang") == ctx.state and ctx.attempt == 1:
         _mark(started)
         time.sleep(3600)
+    pulse = ctx.input.get("pulse")
+    if pulse and ctx.state == "prepare" and ctx.attempt == 1:
+        _mark(started)
+        for i in range(1, ctx.input.get("pulses", 1) + 1):
+            while not Path(f"{pulse}.go{i}").exists():
+                time.sleep(0.01)
+            ctx.heartbeat()
+            _mark(Path(f"{pulse}.beat{i}"))
+        if ctx.input.get("pulse_hang"):
+            time.sleep(3600)
     gate = ctx.input.get("gate")
     if gate and ctx.state == ctx.input.get("gate_in", "prepare"):
         _mark(started)

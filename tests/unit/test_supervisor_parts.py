@@ -151,3 +151,43 @@ def test_only_the_step_killed_at_its_timeout_is_replayed_as_timed_out(home):
         job = sup._next_job("r1")
         assert (job.kind, job.abandoned, job.last_seq) == ("advance", expected, 7)
     sup.pool.close()
+
+
+def test_heartbeats_are_rate_limited_and_dropped_rather_than_block():
+    import multiprocessing
+    import threading
+
+    from engine.clock import FakeClock
+    from engine.workers import Heartbeat, _Pulse
+
+    ours, theirs = multiprocessing.Pipe(duplex=True)
+    clock = FakeClock()
+    pulse = _Pulse(theirs, clock)
+    pulse.beat()  # between jobs: nothing to say
+    assert not ours.poll()
+    pulse.run_id = "r1"
+    first = clock.now()
+    pulse.beat()
+    clock.advance(0.5)
+    pulse.beat()  # under a second after the last one: dropped
+    clock.advance(0.5)
+    pulse.beat()
+    assert [ours.recv(), ours.recv()] == [Heartbeat("r1", first), Heartbeat("r1", clock.now())]
+    assert not ours.poll()
+
+    def flood():  # nobody reads: the pipe fills up, and beat() must still return at once
+        for _ in range(100_000):
+            clock.advance(1)
+            pulse.beat()
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    flooder.join(20)
+    assert not flooder.is_alive()
+    sent = 0
+    while ours.poll():
+        assert ours.recv().run_id == "r1"
+        sent += 1
+    assert 0 < sent < 100_000
+    ours.close()
+    theirs.close()
