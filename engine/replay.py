@@ -60,6 +60,7 @@ class RunState:
     step_timeout: float | None = None
     entered: str = ""  # when the run entered its current state: a wait's deadline counts from it
     escalations: int = 0  # how many times the run escalated: numbers each notification
+    waiting: Waiting | None = None  # the record that opened the current wait
     # Beyond what `status` shows: what replay needs to resume anywhere.
     started: str = ""
     by: str | None = None
@@ -72,6 +73,16 @@ class RunState:
     def idempotency_key(self) -> str:
         """f"{run_id}/{state}/{visit}": stable across retries and restarts of one visit."""
         return f"{self.run_id}/{self.state}/{self.visits.get(self.state, 1)}"
+
+    @property
+    def stands_at(self) -> int:
+        """The seq of the record that opened what the run waits on now (a `waiting` or an
+        `escalated`); 0 when it waits on nothing. An inbox file answers one such record."""
+        if self.status == "waiting" and self.waiting is not None:
+            return self.waiting.seq
+        if self.status == "escalated" and self.escalation is not None:
+            return self.escalation.seq
+        return 0
 
     @property
     def ended(self) -> bool:
@@ -127,7 +138,7 @@ class RunState:
         self._running(("enter",))
 
     def _waiting(self, r: Waiting) -> None:
-        self.status, self.todo = "waiting", None
+        self.status, self.todo, self.waiting = "waiting", None, r
         self.triggers, self.approvers = list(r.triggers), r.approvers
         self.deadline = parse_iso(r.deadline) if r.deadline else None
 

@@ -159,10 +159,13 @@ class Runner:
             self.clock.sleep((rs.deadline - self.clock.now()).total_seconds())
             rs = None
 
-    def deliver(self, run_id: str, message: Any, source_file: str | None = None) -> Delivery:
+    def deliver(self, run_id: str, message: Any, source_file: str | None = None,
+                answers: int | None = None) -> Delivery:
         """Check, journal and apply a trigger or resolution from outside, then advance.
 
         Idempotent on `source_file`: a file already journaled gets its earlier answer.
+        `answers`: what the run stood at (RunState.stands_at) when the message arrived; if
+        the run has moved on since (even back to the same state), the message is stale.
         """
         with self._session(run_id) as s:
             if source_file and source_file in s.rs.inbox_files:
@@ -170,7 +173,7 @@ class Runner:
                 return Delivery(accepted, reason, s.rs)
             if s.rs.status == "waiting" and s.rs.deadline and self.clock.now() >= s.rs.deadline:
                 self._drive(s)  # the deadline passed first: the timeout wins over the message
-            reason = _refusal(s.rs, s.machine, message)
+            reason = _staleness(s.rs, answers) or _refusal(s.rs, s.machine, message)
             if reason:
                 self._journal(s, [TriggerRefused(
                     trigger=_label(message), state=s.rs.state, by=message.by, reason=reason,
@@ -351,6 +354,15 @@ def _refusal_of(rs: RunState, machine: Machine, message: Any) -> str | None:
     if machine.next_state(rs.state, message.trigger, {**rs.data, **(message.data or {})}) is None:
         return "conditions not met"
     return None
+
+
+def _staleness(rs: RunState, answers: int | None) -> str | None:
+    if answers is None or rs.stands_at == answers:
+        return None
+    then = f"waited on record #{answers}" if answers else "was not waiting for anything"
+    now = f"waits on record #{rs.stands_at}" if rs.stands_at else f"is {rs.status}"
+    return (f"stale: when this file arrived the run {then}; it has moved on and now {now} "
+            f"in '{rs.state}'; send it again if it still applies")
 
 
 def _label(message: Any) -> str:

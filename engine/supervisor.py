@@ -84,6 +84,7 @@ class Supervisor:
         self._timed_out: dict[str, int] = {}  # run -> seq of the step_started killed at its timeout
         self._dispatched: dict[str, datetime] = {}  # run -> when (clock) its current job was handed over
         self._mail: dict[str, deque[tuple[Claimed, Message, int]]] = {}
+        self._answers: dict[str, int] = {}  # claimed key -> RunState.stands_at when it was checked
         self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._later: list[tuple[float, str]] = []  # (monotonic, run): back-off until then
@@ -371,7 +372,8 @@ class Supervisor:
         queue = self._mail.get(run_id)
         if queue:
             item, message, _ = queue[0]
-            return Job(run_id, "deliver", message=message, source_file=item.key, last_seq=seq)
+            return Job(run_id, "deliver", message=message, source_file=item.key, last_seq=seq,
+                       answers=self._answers.get(item.key))
         self._mail.pop(run_id, None)
         return None
 
@@ -458,7 +460,7 @@ class Supervisor:
         except InvalidMessageError as exc:
             self._reject(item, exc.reason, exc.detail)
             return
-        tracked = self.runs.get(message.run) or self.refresh(message.run)
+        tracked = self.refresh(message.run)  # up to date: the file answers what the run is at now
         if tracked is None:
             self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.runs}")
             return
@@ -469,6 +471,7 @@ class Supervisor:
         if answer is not None:  # journaled before a crash: only the filing was missing
             self._file(item, *answer)
             return
+        self._answers[item.key] = tracked.state.stands_at
         self._mail.setdefault(message.run, deque()).append((item, message, 0))
 
     def _delivered(self, result: Result) -> None:
@@ -495,6 +498,7 @@ class Supervisor:
             log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
 
     def _file(self, item: Claimed, accepted: bool, reason: str) -> None:
+        self._answers.pop(item.key, None)
         try:
             if accepted:
                 target = self.box.mark_done(item)

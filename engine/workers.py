@@ -50,6 +50,7 @@ class Job:
     kind: Literal["advance", "deliver"] = "advance"
     abandoned: str | None = None
     abandoned_seq: int | None = None  # the in-flight step `abandoned` is about
+    answers: int | None = None  # for deliver: what the run stood at when the file arrived
     message: Message | None = None
     source_file: str | None = None
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
@@ -325,7 +326,8 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
         pulse.run_id = job.run_id
         try:
             if job.kind == "deliver":
-                delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file)
+                delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file,
+                                          answers=job.answers)
                 result = Result(job, "ok", delivery.state.status, delivery.accepted, delivery.reason)
             else:
                 state = runner.advance(job.run_id, abandoned=job.abandoned,

@@ -122,3 +122,21 @@ def test_hostile_inbox_files_are_rejected_with_reasons_while_a_valid_one_applies
     assert (outside / "valid-elsewhere.json").exists()
     unsafe = [n for n in notes if n.startswith("!unsafe-")]
     assert all("dropped as: " in (env.home.inbox_rejected / n).read_text() for n in unsafe)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "machines" / "renewal_review.yaml"
+
+
+def test_an_approval_for_a_wait_that_is_over_is_rejected_as_stale(env):
+    """Alice asks for a revision and Bob approves the same draft: after the revision the
+    run waits in 'review' again, for a new draft nobody approved. Bob's file is stale."""
+    assert env.cli("run", str(SHIPPED), "--id", "r1").returncode == 0
+    revise = env.send("r1", "revise", by="alice")
+    approve = env.send("r1", "approve", by="bob")
+    assert env.once().returncode == 0
+    refused = [r for r in env.records("r1") if r["type"] == "trigger_refused"]
+    assert [(r["trigger"], r["reason"].split(":")[0]) for r in refused] == [("approve", "stale")]
+    assert env.row("r1").state == "review"  # waiting on the second draft
+    assert not [e for e in env.ledger_lines() if e["kind"] == "email.send"]  # nothing was sent
+    assert (env.home.inbox_done / revise.name).exists()
+    assert "stale" in (env.home.inbox_rejected / f"{approve.name}.error.txt").read_text()

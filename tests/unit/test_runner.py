@@ -468,3 +468,12 @@ def test_a_journal_replaced_under_the_same_inode_is_folded_again(runner, machine
     path = runner.home.store.path(rid)
     path.write_bytes(other.home.store.path("r1").read_bytes())  # same inode, longer, another chain
     assert runner.advance(rid).input == {"customer": "beta"}
+
+
+def test_a_message_that_answers_an_earlier_wait_is_refused_as_stale(runner, machine):
+    rid = to_review(runner, machine)
+    stood_at = runner.read(rid).stands_at
+    d = runner.deliver(rid, msg(rid, "approve"), source_file="f1", answers=stood_at - 1)
+    assert not d.accepted and d.reason.startswith("stale:") and d.state.state == "review"
+    d = runner.deliver(rid, msg(rid, "approve"), source_file="f2", answers=stood_at)
+    assert d.accepted and d.state.state == "confirm"
