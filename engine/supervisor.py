@@ -230,6 +230,7 @@ class Supervisor:
         if tracked.broken:
             return tracked
         state, record = tracked.state, None
+        was = (state.status, state.state)
         try:
             contents = read(path, offset=tracked.offset, last_seq=state.last_seq, last_hash=tracked.last_hash)
             for record in contents.records:
@@ -250,6 +251,7 @@ class Supervisor:
             return None  # created, run_started not yet durable: look again on its next write
         self.runs[run_id] = tracked
         if contents.records:
+            _log_change(run_id, was, state)
             self._consider(run_id)
         return tracked
 
@@ -513,6 +515,18 @@ class Supervisor:
         target = self.box.reject(item, reason, detail)
         self._sent.discard(item.key)
         log.warning("rejected %s: %s: %s", target.name, reason, detail)
+
+
+def _log_change(run_id: str, was: tuple[str, str], state: RunState) -> None:
+    """One line per run that stopped to wait for a person, or ended (what an operator follows)."""
+    if (state.status, state.state) == was or not was[1]:
+        return
+    if state.status == "escalated" and state.escalation is not None:
+        log.warning("run %s escalated in '%s': %s", run_id, state.state, state.escalation.reason)
+    elif state.status == "waiting":
+        log.info("run %s waits in '%s' for %s", run_id, state.state, "|".join(state.triggers))
+    elif state.ended:
+        log.info("run %s %s in '%s'", run_id, state.status, state.state)
 
 
 def _age(now: datetime, then: datetime | str, bad: float = 0.0) -> float:
