@@ -64,7 +64,10 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
     Example:
       ratchet start renewal_review --input customer=acme --input seats=40 --id renewal-acme
     """
-    click.echo(_runner(ctx).start(machine, parse_inputs(inputs), run_id=run_id, by=by))
+    runner, given = _runner(ctx), parse_inputs(inputs)
+    rid = runner.start(machine, given, run_id=run_id, by=by)
+    _warn_if_input_ignored(given, runner.read(rid).input, rid)
+    click.echo(rid)
 
 
 @main.command()
@@ -85,8 +88,9 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
       ratchet run machines/renewal_review.yaml --input customer=acme
       ratchet run renewal_review --id renewal-acme     # continue after a crash
     """
-    runner = _runner(ctx, echo=True)
-    rs = runner.launch(machine, parse_inputs(inputs), run_id=run_id, by=by)
+    runner, given = _runner(ctx, echo=True), parse_inputs(inputs)
+    rs = runner.launch(machine, given, run_id=run_id, by=by)
+    _warn_if_input_ignored(given, rs.input, rs.run_id)
     rs = runner.run(rs.run_id, rs)
     click.echo(summary(rs))
     hint = next_step(rs)
@@ -109,6 +113,13 @@ def summary(rs) -> str:
     if rs.status == "retrying":
         return f"{head} retrying '{rs.state}' (attempt {rs.todo[1]}) at {_short_time(rs.deadline)}"
     return f"{head} {rs.status} in '{rs.state}'"
+
+
+def _warn_if_input_ignored(given: dict, kept: dict, run_id: str) -> None:
+    # Same --id twice is one run (idempotent start): its input is the first one, always.
+    if given and given != kept:
+        click.echo(f"ratchet: warning: run {run_id} already exists; its input stays "
+                   f"{json.dumps(kept)} (--input ignored)", err=True)
 
 
 def next_step(rs) -> str | None:

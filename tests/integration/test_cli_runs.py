@@ -37,6 +37,13 @@ def test_start_prints_the_id_and_is_idempotent_on_id(env):
     assert len(journal.read_text().splitlines()) == 1
 
 
+def test_starting_an_existing_id_with_other_input_keeps_the_first_and_says_so(env):
+    ratchet(env, "start", "renewal_review", "--id", "acme-2026", "--input", "customer=acme")
+    again = ratchet(env, "start", "renewal_review", "--id", "acme-2026", "--input", "customer=beta")
+    assert again.returncode == 0 and again.stdout.strip() == "acme-2026"
+    assert 'its input stays {"customer": "acme"}' in again.stderr
+
+
 def test_start_without_id_prints_a_new_ulid(env):
     out = ratchet(env, "start", RENEWAL)
     assert out.returncode == 0 and len(out.stdout.strip()) == 26
