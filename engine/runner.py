@@ -40,7 +40,7 @@ from engine.plan import plan
 from engine.replay import RunState, fold
 from engine.spec import OK
 from journal import (
-    Escalated, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
+    Escalated, JournalError, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
     StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id, read,
 )
 
@@ -306,9 +306,11 @@ class Runner:
             if inode == os.fstat(writer.fileno()).st_ino and end <= writer.size:
                 if end == writer.size and last_hash == writer.last_hash:
                     return rs
-                grown = read(writer.path, offset=end, last_seq=rs.last_seq, last_hash=last_hash)
-                follows = not grown.records or grown.records[0].prev == last_hash  # same chain
-                if follows and grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
+                try:  # raises if the new lines do not continue the chain read before
+                    grown = read(writer.path, offset=end, last_seq=rs.last_seq, last_hash=last_hash)
+                except JournalError:
+                    grown = None
+                if grown and grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
                     for record in grown.records:
                         rs.apply(record)
                     return rs

@@ -41,9 +41,19 @@ def line_hash(line: bytes) -> str:
 def read(path: Path | str, *, offset: int = 0, last_seq: int = 0, last_hash: str | None = None) -> Contents:
     """Read complete records from `offset` on (0: the whole file, as long as it is now).
 
-    To continue an earlier read, pass its `end_offset`, `last_seq` and `last_hash`.
+    To continue an earlier read, pass its `end_offset`, `last_seq` and `last_hash`: a
+    file now shorter than `offset`, or whose next record does not chain to `last_hash`,
+    is not the file read before (replaced or edited): CorruptJournalError.
     """
-    return parse(path, read_bytes(path, offset), offset=offset, last_seq=last_seq, last_hash=last_hash)
+    data = read_bytes(path, offset)
+    if offset and not data and os.stat(path).st_size < offset:
+        raise CorruptJournalError(Path(path), last_seq, f"the file shrank below byte {offset} read before "
+                                  "(replaced or cut)")
+    contents = parse(path, data, offset=offset, last_seq=last_seq, last_hash=last_hash)
+    if offset and last_hash is not None and contents.records and contents.records[0].prev != last_hash:
+        raise CorruptJournalError(Path(path), last_seq + 1, "does not chain to the lines read before "
+                                  "(the file was replaced or edited)")
+    return contents
 
 
 def read_bytes(path: Path | str, offset: int = 0) -> bytes:

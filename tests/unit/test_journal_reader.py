@@ -64,6 +64,19 @@ def test_incremental_read_continues_from_an_offset(store: FileStore, journal: Pa
     assert more.end_offset == journal.stat().st_size
 
 
+def test_continuing_a_read_of_a_file_that_was_replaced_is_an_error(store: FileStore, journal: Path, tmp_path: Path) -> None:
+    first = read(journal)
+    other = FileStore(tmp_path / "other")
+    with other.writer("r1", create=True) as w:  # another run r1: same lengths, another chain
+        w.append_many(run_records(steps=4))
+    journal.write_bytes(other.path("r1").read_bytes())
+    with pytest.raises(CorruptJournalError, match=r":11: does not chain to the lines read before"):
+        read(journal, offset=first.end_offset, last_seq=first.last_seq, last_hash=first.last_hash)
+    journal.write_bytes(b"")
+    with pytest.raises(CorruptJournalError, match="shrank"):
+        read(journal, offset=first.end_offset, last_seq=first.last_seq, last_hash=first.last_hash)
+
+
 def test_torn_tail_is_reported_then_cut_by_the_next_writer(store: FileStore, journal: Path) -> None:
     whole = journal.read_bytes()
     torn = b'{"type":"step_started","seq":11,"ts":"2026'
