@@ -34,7 +34,6 @@ from journal import (  # noqa: E402
     Transition,
     TriggerReceived,
     Waiting,
-    encode,
     read,
     verify,
 )

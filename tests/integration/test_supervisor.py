@@ -5,23 +5,8 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from pathlib import Path
 
-import pytest
-
-from supervisor_harness import Env, machine_folder, pid_alive, wait_for
-
-
-@pytest.fixture(scope="session")
-def machine_dir(tmp_path_factory) -> Path:
-    return machine_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def env(tmp_path: Path, machine_dir: Path):
-    e = Env(tmp_path, machine_dir)
-    yield e
-    e.cleanup()
+from supervisor_harness import pid_alive, wait_for
 
 
 def test_an_approval_file_resumes_the_run(env):

@@ -5,21 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
-from supervisor_harness import Env, machine_folder, pid_alive, wait_for
-
-
-@pytest.fixture(scope="module")
-def machine_dir(tmp_path_factory) -> Path:
-    return machine_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def env(tmp_path: Path, machine_dir: Path):
-    e = Env(tmp_path, machine_dir)
-    yield e
-    e.cleanup()
+from supervisor_harness import Env, pid_alive, wait_for
 
 
 def beat(pulse: Path, i: int) -> None:

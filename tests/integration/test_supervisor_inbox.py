@@ -6,22 +6,9 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
 from engine.message import MAX_BYTES
-from supervisor_harness import Env, machine_folder, wait_for
-
-
-@pytest.fixture(scope="module")
-def machine_dir(tmp_path_factory) -> Path:
-    return machine_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def env(tmp_path: Path, machine_dir: Path):
-    e = Env(tmp_path, machine_dir)
-    yield e
-    e.cleanup()
+from supervisor_harness import wait_for
 
 
 def msg(**fields) -> bytes:

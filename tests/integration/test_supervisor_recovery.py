@@ -7,25 +7,12 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from engine import inbox
 from journal import RunStarted, StepStarted
-from supervisor_harness import Env, machine_folder, pid_alive, wait_for
-
-
-@pytest.fixture(scope="module")
-def machine_dir(tmp_path_factory) -> Path:
-    return machine_folder(tmp_path_factory)
-
-
-@pytest.fixture
-def env(tmp_path: Path, machine_dir: Path):
-    e = Env(tmp_path, machine_dir)
-    yield e
-    e.cleanup()
+from supervisor_harness import Env, pid_alive, wait_for
 
 
 def types(env: Env, run_id: str) -> Counter:
