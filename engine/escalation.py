@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.context import StepContext
+from engine.durable import publish
 from engine.errors import ConditionError
 from engine.replay import RunState
 from journal import Escalated, fsync_dir
@@ -47,16 +48,8 @@ def ticket(rs: RunState, record: Escalated, triggers: list[str]) -> dict[str, An
 def write_ticket(path: Path, content: dict[str, Any]) -> None:
     """Atomic replace: a reader sees the old ticket or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = json.dumps(content, indent=2, sort_keys=True).encode() + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    publish(path.with_name(f".{path.name}.{os.getpid()}.tmp"), path, data)
 
 
 def read_ticket(path: Path) -> dict[str, Any] | None:

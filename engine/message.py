@@ -13,7 +13,6 @@ is in the inbox (claiming, reading, filing) is `engine.inbox`.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,8 +21,9 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.durable import publish
 from engine.errors import EngineError
-from journal import check_run_id, fsync_dir
+from journal import check_run_id
 from journal.store import InvalidRunIdError
 
 MAX_BYTES = 64 * 1024
@@ -169,15 +169,5 @@ def write_message(home: WriterHome, message: Message) -> Path:
     for folder in (home.inbox, home.inbox_tmp):
         folder.mkdir(parents=True, exist_ok=True)
     name = message_name(message)
-    tmp = home.inbox_tmp / name
     payload = message.model_dump_json(exclude_defaults=True).encode() + b"\n"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    target = home.inbox / name
-    os.rename(tmp, target)
-    fsync_dir(home.inbox)
-    return target
+    return publish(home.inbox_tmp / name, home.inbox / name, payload, exclusive=True)

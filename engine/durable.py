@@ -1,0 +1,32 @@
+"""Publishing a small file durably and atomically (inbox drops, escalation tickets).
+
+Write the bytes to a temporary name, fsync them, rename into place, fsync the folder:
+a reader sees the old file or the new one, never half of one, and after a crash the
+file is either entirely there or not at all (fsync(2), rename(2)).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from journal import fsync_dir
+
+
+def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False) -> Path:
+    """Write `data` at `tmp`, make it durable, rename it to `target` (replacing it).
+
+    `exclusive`: the temporary name must not exist yet (a writer that picked a unique name).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(tmp, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+    return target
