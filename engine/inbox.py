@@ -151,12 +151,6 @@ class InboxFolders:
             os.close(fd)
         self.fds = []
 
-    def __enter__(self) -> InboxFolders:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
 
 class ClaimBox:
     """This process's private folder under inbox/.claimed, flock'd for as long as it lives.
@@ -257,25 +251,6 @@ class ClaimBox:
         self.dirs.close()
 
 
-def unclaim(home: InboxHome, item: Claimed) -> Path:
-    """Put a file back under its name (it was still being written); never replaces one."""
-    with InboxFolders(home) as dirs, _ItemDir(item) as src:
-        return _move(src, item.path.name, dirs.inbox, home.inbox, item.name)
-
-
-class _ItemDir:
-    """A descriptor on the folder holding a claimed item (for the path-based functions)."""
-
-    def __init__(self, item: Claimed) -> None:
-        self.fd = _open_dir(item.path.parent)
-
-    def __enter__(self) -> int:
-        return self.fd
-
-    def __exit__(self, *_: object) -> None:
-        os.close(self.fd)
-
-
 def _is_safe(name: str) -> bool:
     return bool(NAME_PATTERN.match(name)) and ".." not in name
 
@@ -328,18 +303,6 @@ def _kind(mode: int) -> str:
 
 
 # --- Filing ---------------------------------------------------------------------------
-
-
-def mark_done(home: InboxHome, item: Claimed) -> Path:
-    """Move an applied file to inbox/done/ under its name (made unique if taken)."""
-    with InboxFolders(home) as dirs, _ItemDir(item) as src:
-        return _move(src, item.path.name, dirs.done, home.inbox_done, item.name)
-
-
-def reject(home: InboxHome, item: Claimed, reason: str, detail: str = "") -> Path:
-    """Move a refused file to inbox/rejected/ beside `<name>.error.txt` saying why."""
-    with InboxFolders(home) as dirs, _ItemDir(item) as src:
-        return _reject(src, dirs.rejected, home.inbox_rejected, item, reason, detail)
 
 
 def _reject(src: int, folder: int, where: Path, item: Claimed, reason: str, detail: str) -> Path:

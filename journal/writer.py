@@ -146,10 +146,6 @@ class JournalWriter:
     def fileno(self) -> int:
         return self._fd
 
-    def sync(self) -> None:
-        """fsync now (for durability="none" writers that want a checkpoint)."""
-        os.fdatasync(self._fd)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)  # closing the descriptor releases the flock

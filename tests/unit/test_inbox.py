@@ -131,10 +131,10 @@ def test_claim_has_exactly_one_winner(home, box):
 def test_done_and_rejected_never_replace_a_file(home, box):
     for _ in range(2):
         drop(home, "a.json", "{}")
-        inbox.mark_done(home, take(box, "a.json"))
+        box.mark_done(take(box, "a.json"))
     assert sorted(os.listdir(home.inbox_done)) == ["a.1.json", "a.json"]
     drop(home, "b.yaml", "x")
-    target = inbox.reject(home, take(box, "b.yaml"), "not a mapping", "the file holds a str")
+    target = box.reject(take(box, "b.yaml"), "not a mapping", "the file holds a str")
     note = target.with_name("b.yaml.error.txt").read_text()
     assert note.splitlines()[0] == "not a mapping" and "str" in note
     assert box.holding() == []
@@ -160,7 +160,7 @@ def test_symlink_fifo_directory_and_huge_files_are_refused(home, box, tmp_path):
         "pipe.json": "not a regular file",
     }
     for item in box.holding():
-        inbox.reject(home, item, "refused")
+        box.reject(item, "refused")
     assert sorted(os.listdir(home.inbox_rejected)) == sorted(
         n for name in reasons for n in (name, name + ".error.txt")
     )
@@ -174,7 +174,7 @@ def test_bad_names_are_claimed_then_refused(home, box, name, reason):
     with pytest.raises(InvalidMessageError) as info:
         inbox.read_message(item)
     assert info.value.reason == reason
-    target = inbox.reject(home, item, info.value.reason)
+    target = box.reject(item, info.value.reason)
     assert target.parent == home.inbox_rejected and "\n" not in target.name
 
 
@@ -195,7 +195,7 @@ def test_a_file_open_for_writing_is_not_complete(home):
 
 def test_unclaim_puts_the_file_back(home, box):
     drop(home, "a.json", "{}")
-    inbox.unclaim(home, take(box, "a.json"))
+    box.unclaim(take(box, "a.json"))
     assert inbox.pending(home) == ["a.json"] and box.holding() == []
 
 
