@@ -35,10 +35,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a clone without installing
 
-from engine.clock import FakeClock  # noqa: E402
+from engine.run.clock import FakeClock  # noqa: E402
 from engine.home import Home  # noqa: E402
-from engine.replay import fold  # noqa: E402
-from engine.runner import Runner  # noqa: E402
+from engine.run.replay import fold  # noqa: E402
+from engine.run.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.clock import iso  # noqa: E402
+from engine.run.clock import iso  # noqa: E402
 from engine.home import Home  # noqa: E402
-from engine.loader import load_machine  # noqa: E402
-from engine.runner import Runner  # noqa: E402
+from engine.definition.loader import load_machine  # noqa: E402
+from engine.run.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted, Waiting  # noqa: E402
 
 MACHINE = """

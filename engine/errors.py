@@ -53,7 +53,7 @@ class ImportPathError(EngineError):
         super().__init__(f"{import_path}: {reason}")
 
 
-# --- Runtime errors (engine.runner) ----------------------------------------------------
+# --- Runtime errors (engine.run.runner) ----------------------------------------------------
 
 
 class UnknownRunError(EngineError):

@@ -6,7 +6,7 @@ retry: BillingUnavailable is retried with backoff, CardDeclined is not (`non_ret
 and leads, like exhausted retries, to the `error` transition.
 """
 
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 machine = MachineSpec(
     name="invoice",

@@ -8,7 +8,7 @@ import click
 
 from engine.cli.app import UserError, existing_home, main
 from engine.errors import DefinitionError, NotAMachineError
-from engine.loader import SUFFIXES, load_file, load_machine, machine_from_definition
+from engine.definition.loader import SUFFIXES, load_file, load_machine, machine_from_definition
 
 
 @main.command()
@@ -82,7 +82,7 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
       ratchet graph machines/renewal_review.yaml > renewal.mmd
       ratchet graph renewal_review --run 01JD3Q...
     """
-    from engine.graph import to_mermaid
+    from engine.definition.mermaid import to_mermaid
 
     loaded = load_machine(machine)
     if run_id is None:

@@ -1,6 +1,6 @@
 """Commands that write inbox files: `send`, `approve`, `reject`, `resolve`.
 
-Each writes one file exactly as a manual drop would (engine.message.write_message: temp
+Each writes one file exactly as a manual drop would (engine.supervise.message.write_message: temp
 file, fsync, rename into the inbox), so it works whether or not a supervisor is running;
 the supervisor applies it, or moves it to inbox/rejected/ saying why. The path written
 is printed on stdout.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from engine.cli.app import UserError, existing_home, main
-from engine.cli.runs import parse_inputs
+from engine.cli.options import parse_inputs
 
 _by = click.option("--by", required=True, metavar="NAME",
                    help="Who sends it, kept in the journal (checked against the state's approvers).")
@@ -33,7 +33,7 @@ def _write(ctx: click.Context, **fields) -> None:
     from pydantic import ValidationError
 
     from engine.home import Home
-    from engine.message import Message, write_message
+    from engine.supervise.message import Message, write_message
     from journal import check_run_id
 
     home = Home(existing_home(ctx))
@@ -56,7 +56,7 @@ def _problem(error: dict) -> str:
 
 
 def _refuse_impossible(home, message) -> None:
-    from engine.replay import fold
+    from engine.run.replay import fold
 
     rs = fold(home.store.read(message.run).records)
     if rs.ended:

@@ -15,28 +15,14 @@ from pathlib import Path
 import click
 
 from engine.cli.app import UserError, home_of, main
-from engine.cli.audit import timeline_line
+from engine.cli.options import MACHINES_DIR, parse_inputs
+from engine.cli.timeline import timeline_line
 
-MACHINES_DIR = Path("machines")
-
-
-def parse_inputs(pairs: tuple[str, ...], option: str = "--input") -> dict:
-    """`k=v` pairs; a value is JSON when it parses as JSON (`n=3`, `ok=true`), else a string."""
-    values = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"{option} {pair!r}: expected KEY=VALUE")
-        try:
-            values[key] = json.loads(raw)
-        except ValueError:
-            values[key] = raw
-    return values
 
 
 def _runner(ctx: click.Context, *, echo: bool = False):
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.runner import Runner
+    from engine.run.runner import Runner
 
     on_record = (lambda record: click.echo(timeline_line(record))) if echo else None
     return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR, on_record=on_record)

@@ -9,7 +9,7 @@ import sys
 import click
 
 from engine.cli.app import UserError, existing_home, home_of, main
-from engine.cli.runs import MACHINES_DIR
+from engine.cli.options import MACHINES_DIR
 
 
 @main.command()
@@ -46,7 +46,7 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --once        # from cron
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.supervisor import Supervisor
+    from engine.supervise.supervisor import Supervisor
 
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
@@ -83,7 +83,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
       ratchet status renewal-acme --json | jq '.[0].deadline'
     """
     from engine.home import Home
-    from engine.status import status_rows
+    from engine.supervise.status import status_rows
 
     home = Home(existing_home(ctx))
     if run_id is not None:

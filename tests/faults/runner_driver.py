@@ -21,14 +21,14 @@ sys.path.append(str(ROOT / "examples"))
 
 import fake_services  # noqa: E402
 
-from engine.clock import clock_from_env  # noqa: E402
+from engine.run.clock import clock_from_env  # noqa: E402
 from engine.faults import crash_point  # noqa: E402
 from engine.home import Home  # noqa: E402
-from engine.runner import Runner  # noqa: E402
+from engine.run.runner import Runner  # noqa: E402
 
 
 class Message:
-    """What Runner.deliver reads of an inbox message (engine.message.Message is slower to import)."""
+    """What Runner.deliver reads of an inbox message (engine.supervise.message.Message is slower to import)."""
 
     def __init__(self, run: str, trigger: str, by: str) -> None:
         self.run, self.trigger, self.by = run, trigger, by

@@ -26,7 +26,7 @@ import pytest
 
 import runner_driver
 from engine import faults
-from engine.replay import fold
+from engine.run.replay import fold
 from journal import FileStore, StepStarted, StepSucceeded
 from journal.verify import verify
 

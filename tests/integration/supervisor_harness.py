@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.clock import FileClock
+from engine.run.clock import FileClock
 from engine.home import Home
-from engine.message import Message, write_message
-from engine.runner import Runner
-from engine.status import StatusRow, status_rows
+from engine.supervise.message import Message, write_message
+from engine.run.runner import Runner
+from engine.supervise.status import StatusRow, status_rows
 
 HERE = Path(__file__).parent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.loader import load_file
+from engine.definition.loader import load_file
 from journal import Escalated, FileStore, RunStarted, Transition
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.inbox import ClaimBox, read_message
+from engine.supervise.inbox import ClaimBox, read_message
 from supervisor_harness import Env, machine_folder
 
 

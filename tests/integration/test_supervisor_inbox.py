@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 
-from engine.message import MAX_BYTES
+from engine.supervise.message import MAX_BYTES
 from supervisor_harness import wait_for
 
 

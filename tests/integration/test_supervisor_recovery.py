@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from engine import inbox
+from engine.supervise import inbox
 from journal import RunStarted, StepStarted
 from supervisor_harness import Env, pid_alive, wait_for
 

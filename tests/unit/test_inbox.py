@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine import inbox, message
+from engine.supervise import inbox, message
 from engine.errors import UnsafeInboxError
-from engine.message import InvalidMessageError, Message
+from engine.supervise.message import InvalidMessageError, Message
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 import runner_test_actions as acts
-from engine.clock import FakeClock
+from engine.run.clock import FakeClock
 from engine.home import Home
-from engine.message import Message
-from engine.plan import Sleep, Stop, plan
-from engine.replay import fold
-from engine.runner import Runner
+from engine.supervise.message import Message
+from engine.run.plan import Sleep, Stop, plan
+from engine.run.replay import fold
+from engine.run.runner import Runner
 from journal import StepStarted, StepSucceeded
 from test_runner import MACHINE
 
@@ -71,7 +71,7 @@ def _records(lines: list[bytes]) -> list:
 
 def test_plan_is_a_pure_function_of_the_state(journal):
     machine_path, lines, _ = journal
-    from engine.loader import load_machine
+    from engine.definition.loader import load_machine
     machine = load_machine(machine_path)
     now = FakeClock().now()
     for k in range(1, len(lines) + 1):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 import runner_test_actions as acts
-from engine.clock import FakeClock
+from engine.run.clock import FakeClock
 from engine.errors import ReplayError, RunExistsError, RunLockedError, UnknownRunError
 from engine.home import Home
-from engine.message import Message
-from engine.runner import Runner
+from engine.supervise.message import Message
+from engine.run.runner import Runner
 from journal import CorruptJournalError
 
 DAY = 86400

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from engine.durations import format_duration, parse_duration
-from engine.loader import load_file, load_machine, machine_from_definition
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.durations import format_duration, parse_duration
+from engine.definition.loader import load_file, load_machine, machine_from_definition
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 REPO = Path(__file__).resolve().parents[2]
 MACHINES = REPO / "machines"

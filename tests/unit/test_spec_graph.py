@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.graph import to_mermaid
-from engine.loader import load_file
-from engine.spec import MachineSpec, StateSpec, TransitionSpec
+from engine.definition.mermaid import to_mermaid
+from engine.definition.loader import load_file
+from engine.definition.spec import MachineSpec, StateSpec, TransitionSpec
 
 MACHINES = Path(__file__).resolve().parents[2] / "machines"
 

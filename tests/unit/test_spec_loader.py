@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import DefinitionError, NotAMachineError
-from engine.loader import load_file, load_machine
+from engine.definition.loader import load_file, load_machine
 
 HERE = Path(__file__).parent / "definitions"
 BROKEN = sorted((HERE / "broken").glob("*.yaml")) + sorted(

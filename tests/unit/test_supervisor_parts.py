@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from engine.home import Home
-from engine.status import status_rows
-from engine.watcher import Watcher, Wakeup
-from engine.workers import Job, WorkerPool
-from engine.replay import RunState
-from engine.supervisor import Supervisor, Tracked
+from engine.supervise.status import status_rows
+from engine.supervise.watcher import Watcher, Wakeup
+from engine.supervise.workers import Job, WorkerPool
+from engine.run.replay import RunState
+from engine.supervise.supervisor import Supervisor, Tracked
 from journal import RunStarted, StepStarted, Waiting
 
 
@@ -157,8 +157,8 @@ def test_heartbeats_are_rate_limited_and_dropped_rather_than_block():
     import multiprocessing
     import threading
 
-    from engine.clock import FakeClock
-    from engine.workers import Heartbeat, _Pulse
+    from engine.run.clock import FakeClock
+    from engine.supervise.workers import Heartbeat, _Pulse
 
     ours, theirs = multiprocessing.Pipe(duplex=True)
     clock = FakeClock()

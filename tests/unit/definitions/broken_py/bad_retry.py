@@ -1,7 +1,7 @@
 # expect: 13: RetryPolicy.backoff: bad duration '2x'
 """A Python machine whose retry policy has a bad duration: the error names the object and line."""
 
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 machine = MachineSpec(
     name="bad_retry",

@@ -2,7 +2,7 @@
 # expect: -: states.charge.action: py_actions:charj: module 'py_actions' has no 'charj' (did you mean 'charge'?)
 """A Python machine that builds (each object is valid) but whose graph is wrong."""
 
-from engine.spec import MachineSpec, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, StateSpec, TransitionSpec
 
 machine = MachineSpec(
     name="unknown_dest_py",

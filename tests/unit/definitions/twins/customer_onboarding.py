@@ -1,6 +1,6 @@
 """machines/customer_onboarding.yaml written with the Python API: same canonical form and hash."""
 
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 machine = MachineSpec(
     name="customer_onboarding",

@@ -1,6 +1,6 @@
 """machines/renewal_review.yaml written with the Python API: it must pin to the same hash."""
 
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 machine = MachineSpec(
     name="renewal_review",

@@ -7,7 +7,7 @@ pydantic `Message` model: a trigger for a run, or a human's resolution of an esc
 
 Writers write into `inbox/.tmp`, fsync and rename into `inbox/` (`write_message` does
 this for the CLI), so a reader never sees half a file. What happens to a file once it
-is in the inbox (claiming, reading, filing) is `engine.inbox`.
+is in the inbox (claiming, reading, filing) is `engine.supervise.inbox`.
 """
 
 from __future__ import annotations

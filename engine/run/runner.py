@@ -1,7 +1,7 @@
 """Advance one run from its journal: replay, plan, journal, act — and nothing else.
 
 Each call (`start`, `advance`, `deliver`) holds the run's journal lock, folds the
-journal into a `RunState` (engine.replay), and repeats: ask `engine.plan.plan` what comes
+journal into a `RunState` (engine.run.replay), and repeats: ask `engine.run.plan.plan` what comes
 next, journal it, and call the action after a `step_started`. Durability rules:
 
 - `step_started` is fsync'd before the action is called (a crash then leaves an
@@ -29,16 +29,16 @@ from typing import Any
 
 import msgspec
 
-from engine import escalation as tickets
-from engine.clock import Clock, clock_from_env, iso
-from engine.context import Fire, StepContext
+from engine.run import tickets
+from engine.run.clock import Clock, clock_from_env, iso
+from engine.run.context import Fire, StepContext
 from engine.errors import ConditionError, ImportPathError, RunExistsError, RunLockedError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
-from engine.loader import Machine, load_machine, machine_from_definition
-from engine.plan import plan
-from engine.replay import RunState, fold
-from engine.spec import OK
+from engine.definition.loader import Machine, load_machine, machine_from_definition
+from engine.run.plan import plan
+from engine.run.replay import RunState, fold
+from engine.definition.spec import OK
 from journal import (
     Escalated, JournalError, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
     StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id, read,

@@ -19,10 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.context import StepContext
+from engine.run.context import StepContext
 from engine.durable import publish
 from engine.errors import ConditionError
-from engine.replay import RunState
+from engine.run.replay import RunState
 from journal import Escalated, fsync_dir
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Load machine definitions from YAML files, Python modules or a pinned journal copy.
 
 Every way in goes through one validation path (`_build`): pydantic for each object,
-engine.checks for the graph, then every import path is resolved. All problems are
-collected and raised together as one DefinitionError, each located (engine.sources):
+engine.definition.checks for the graph, then every import path is resolved. All problems are
+collected and raised together as one DefinitionError, each located (engine.definition.sources):
 `file:line` for YAML, the file and an object path (`states.charge.retry`) for Python.
 
 A Python machine file defines a module attribute `machine`: a MachineSpec (or a plain
@@ -23,11 +23,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from engine.checks import check_graph
+from engine.definition.checks import check_graph
 from engine.errors import ConditionError, DefinitionError, ImportPathError, Problem
-from engine.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
-from engine.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
-from engine.statechart import Statechart
+from engine.definition.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
+from engine.definition.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
+from engine.definition.statechart import Statechart
 
 SUFFIXES = (".yaml", ".yml", ".py")
 

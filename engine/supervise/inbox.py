@@ -1,6 +1,6 @@
 """The inbox: claiming message files dropped in `inbox/`, in the Maildir pattern, and filing them.
 
-Writers drop files as `engine.message` describes (write in `inbox/.tmp`, rename in). The
+Writers drop files as `engine.supervise.message` describes (write in `inbox/.tmp`, rename in). The
 supervisor *claims* a file by renaming it into `inbox/.claimed`
 under a unique name (exactly one racer wins a rename), reads and validates it there, and
 finally moves it to `inbox/done/` or to `inbox/rejected/` beside `<name>.error.txt`.
@@ -12,7 +12,7 @@ claimed name, which is the `source_file` the journal records).
 
 Hostile input is expected: files are read with O_NOFOLLOW|O_NONBLOCK and checked to be
 regular (no symlinks, FIFOs or directories) and at most MAX_BYTES, then parsed by
-`engine.message.parse_message`. A file still open for writing is left alone (a read lease
+`engine.supervise.message.parse_message`. A file still open for writing is left alone (a read lease
 probe tells); where leases are unavailable, a file must be unchanged for `settle` s.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.errors import EngineError, UnsafeInboxError
-from engine.message import MAX_BYTES, SUFFIXES, InvalidMessageError, Message, parse_message
+from engine.supervise.message import MAX_BYTES, SUFFIXES, InvalidMessageError, Message, parse_message
 
 SPECIAL_DIRS = {"done", "rejected"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")

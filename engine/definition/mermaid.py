@@ -8,8 +8,8 @@ State names match ^[a-z][a-z0-9_]*$, so they are valid Mermaid ids as they are.
 
 from __future__ import annotations
 
-from engine.durations import format_duration
-from engine.spec import MachineSpec, StateSpec
+from engine.definition.durations import format_duration
+from engine.definition.spec import MachineSpec, StateSpec
 
 CURRENT_STYLE = "fill:#ffe082,stroke:#e65100,stroke-width:3px"
 ESCALATED_STYLE = "fill:#ef9a9a,stroke:#b71c1c,stroke-width:3px"

@@ -4,7 +4,7 @@ Folding is incremental (`RunState.apply`) so a reader can keep a state up to dat
 journal grows. Besides what `status` shows (state, data, deadline, ...) the state keeps
 `todo`: the work a record leaves owed when the next one is missing, because the runner
 writes "outcome + transition + next step_started" as one batch and a crash may leave any
-prefix of it. `engine.plan.plan` turns a state into the next records, purely.
+prefix of it. `engine.run.plan.plan` turns a state into the next records, purely.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.clock import parse_iso
+from engine.run.clock import parse_iso
 from engine.errors import ReplayError
 from journal import (
     Cancelled, Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,

@@ -1,11 +1,11 @@
 """The definition model: a machine's states and transitions, validated by pydantic.
 
-YAML files and Python modules both end up here (engine.loader), so a machine written
+YAML files and Python modules both end up here (engine.definition.loader), so a machine written
 either way has one canonical form and one hash: the form pinned in a run's journal.
 
 The checks in this module are about one object at a time (a name, a duration, a state's
 fields fitting its kind). Checks across the graph (unknown or unreachable states, no
-way out) live in engine.checks, so that they can run even where pydantic found errors.
+way out) live in engine.definition.checks, so that they can run even where pydantic found errors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from engine.durations import parse_duration
+from engine.definition.durations import parse_duration
 from journal import hash_definition
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -3,12 +3,12 @@
 One loop in one thread. It keeps a `RunState` per run, folded incrementally from the
 journals (each journal's read offset is kept, so a change costs only its new bytes), a
 heap of deadlines (waiting timeouts, retry due dates), and the inbox. It never runs an
-action itself: each `advance` or `deliver` goes to a worker process (engine.workers),
+action itself: each `advance` or `deliver` goes to a worker process (engine.supervise.workers),
 at most one job per run at a time. The journal's lock, taken by the Runner inside the
 worker, is what guarantees a single writer per run even with two supervisors on one home.
 
 Sleeping: until the next deadline, a worker's answer or death, or a hint from the
-watcher (engine.watcher), capped so that a `FileClock` change is noticed; a full rescan
+watcher (engine.supervise.watcher), capped so that a `FileClock` change is noticed; a full rescan
 of `runs/` and `inbox/` every `rescan` seconds covers missed events.
 """
 
@@ -26,15 +26,15 @@ from datetime import datetime
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from engine import escalation as tickets
-from engine import inbox
-from engine.clock import Clock, FileClock, clock_from_env, parse_iso
+from engine.run import tickets
+from engine.supervise import inbox
+from engine.run.clock import Clock, FileClock, clock_from_env, parse_iso
 from engine.home import Home
-from engine.inbox import Claimed, ClaimBox
-from engine.message import InvalidMessageError, Message
-from engine.replay import RunState
-from engine.watcher import Watcher, Wakeup
-from engine.workers import Job, Result, WorkerPool
+from engine.supervise.inbox import Claimed, ClaimBox
+from engine.supervise.message import InvalidMessageError, Message
+from engine.run.replay import RunState
+from engine.supervise.watcher import Watcher, Wakeup
+from engine.supervise.workers import Job, Result, WorkerPool
 from journal import JournalError, read
 
 log = logging.getLogger("ratchet.supervisor")
@@ -150,7 +150,7 @@ class Supervisor:
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop())
-        # A read-lease probe (engine.inbox.is_complete) can earn a SIGIO whose default kills.
+        # A read-lease probe (engine.supervise.inbox.is_complete) can earn a SIGIO whose default kills.
         signal.signal(signal.SIGIO, signal.SIG_IGN)
 
     def _sleep(self, next_rescan: float) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from engine.clock import iso
+from engine.run.clock import iso
 from engine.home import Home
-from engine.replay import RunState, fold
+from engine.run.replay import RunState, fold
 from journal import JournalError
 
 

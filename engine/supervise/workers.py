@@ -33,9 +33,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.clock import Clock
+from engine.run.clock import Clock
 from engine.errors import EngineError
-from engine.message import Message
+from engine.supervise.message import Message
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -101,7 +101,7 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["engine.workers", "engine.runner"])
+        self._ctx.set_forkserver_preload(["engine.supervise.workers", "engine.run.runner"])
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 
@@ -308,9 +308,9 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
     _hold_lifeline(lifeline)
     # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from engine.clock import clock_from_env
+    from engine.run.clock import clock_from_env
     from engine.errors import RunLockedError
-    from engine.runner import Runner
+    from engine.run.runner import Runner
     from journal import JournalError, JournalLockedError
 
     clock = clock_from_env()

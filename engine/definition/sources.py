@@ -24,9 +24,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from engine.checks import Loc
+from engine.definition.checks import Loc
 from engine.errors import NotAMachineError, Problem
-from engine.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 
 
 NO_DATA = object()

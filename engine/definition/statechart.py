@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from transitions import Machine as _TransitionsMachine
 
-from engine.spec import MachineSpec
+from engine.definition.spec import MachineSpec
 
 Predicate = Callable[[dict], bool]
 

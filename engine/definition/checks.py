@@ -4,7 +4,7 @@ transitions, unhandled timeouts.
 They read the raw definition (the dict from YAML, or a Python machine's canonical form)
 defensively, so they still run where pydantic rejected some fields: a user sees every
 mistake in one pass. Each finding is `(loc, message, severity)`, where `loc` is a path
-into the definition such as `("transitions", 3, "dest")`; engine.loader turns it into
+into the definition such as `("transitions", 3, "dest")`; engine.definition.loader turns it into
 `file:line` or an object path.
 """
 
@@ -14,8 +14,8 @@ import difflib
 from collections import deque
 from typing import Any
 
-from engine.durations import format_duration
-from engine.spec import TIMEOUT
+from engine.definition.durations import format_duration
+from engine.definition.spec import TIMEOUT
 
 Loc = tuple[str | int, ...]
 Finding = tuple[Loc, str, str]

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from engine.clock import iso, parse_iso
+from engine.run.clock import iso, parse_iso
 from engine.errors import ConditionError
-from engine.replay import RunState
-from engine.spec import ERROR, TIMEOUT
+from engine.run.replay import RunState
+from engine.definition.spec import ERROR, TIMEOUT
 from journal import (
     Cancelled, Escalated, RetryScheduled, RunFinished, StepAbandoned, StepFailed, StepStarted,
     TimeoutFired, Transition, Waiting,

@@ -1,0 +1,83 @@
+"""One readable line per journal record: what `ratchet tail` and `ratchet run` print."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import msgspec
+
+from journal.records import AnyRecord
+
+DETAIL_WIDTH = 100  # data dicts and long texts are cut here: the line stays one line
+
+
+def timeline_line(record: AnyRecord) -> str:
+    """`2026-11-27 09:41:03Z  #5  step_failed      draft  attempt 2  Error: 503 (120 ms)`."""
+    kind = type(record).__struct_config__.tag  # type: ignore[attr-defined]
+    describe = _DESCRIBE.get(kind)
+    detail = describe(record) if describe else ""
+    return f"{_when(record.ts)}  {('#' + str(record.seq)).ljust(3)} {kind:<16} {_clean(detail)}".rstrip()
+
+
+def _when(ts: str) -> str:
+    try:
+        moment = datetime.fromisoformat(ts).astimezone(timezone.utc)
+    except ValueError:
+        return _clean(ts)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _clean(text: str) -> str:
+    # Journal data is whatever actions returned: never let it move the terminal's cursor.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _short(value: object) -> str:
+    text = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+    return text if len(text) <= DETAIL_WIDTH else text[: DETAIL_WIDTH - 1] + "…"
+
+
+def _ms(duration_ms: float | None) -> str:
+    return "" if duration_ms is None else f" ({duration_ms:.0f} ms)"
+
+
+def _by(by: str | None) -> str:
+    return f"  by {by}" if by else ""
+
+
+def _data(data: dict) -> str:
+    return f"  {_short(data)}" if data else ""
+
+
+def _note(text: str | None) -> str:
+    return f"  “{_short(text)}”" if text else ""
+
+
+_DESCRIBE = {
+    "run_started": lambda r: f"{r.machine} v{r.version}  run {r.run_id}{_by(r.by)}{_data(r.input)}",
+    "step_started": lambda r: f"{r.state}  attempt {r.attempt}  key {r.idempotency_key}",
+    "step_succeeded": lambda r: f"{r.state}  attempt {r.attempt}  → {r.trigger}{_data(r.data)}{_ms(r.duration_ms)}",
+    "step_failed": lambda r: (
+        f"{r.state}  attempt {r.attempt}  "
+        f"{_short(f'{r.error_type}: {r.error}' if r.error_type else r.error)}{_ms(r.duration_ms)}"
+        f"{'' if r.retryable else '  not retryable'}"
+    ),
+    "step_abandoned": lambda r: f"{r.state}  attempt {r.attempt}  {_short(r.reason)}",
+    "retry_scheduled": lambda r: f"{r.state}  attempt {r.attempt}  due {_when(r.due)} (in {r.delay_s:g} s)",
+    "transition": lambda r: f"{r.source} → {r.dest}  on {r.trigger}",
+    "waiting": lambda r: (
+        f"{r.state}  for {'|'.join(r.triggers)}"
+        f"{'  approvers ' + ', '.join(r.approvers) if r.approvers else ''}"
+        f"  {'until ' + _when(r.deadline) if r.deadline else 'no deadline'}"
+    ),
+    "trigger_received": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}{_note(r.comment)}{_data(r.data)}",
+    "trigger_refused": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}  refused: {_short(r.reason)}",
+    "timeout_fired": lambda r: f"{r.state}  deadline {_when(r.deadline)} passed",
+    "escalated": lambda r: (
+        f"{r.state}  {_short(r.reason)}{'  ' + _short(r.detail) if r.detail else ''}"
+        f"{'  ticket ' + r.ticket if r.ticket else ''}"
+    ),
+    "resolved": lambda r: f"{r.action}{' → ' + r.trigger if r.trigger else ''}{_by(r.by)}{_note(r.comment)}",
+    "run_finished": lambda r: f"{r.state}{'  outcome ' + r.outcome if r.outcome else ''}",
+    "cancelled": lambda r: f"{_by(r.by).strip()}{_note(r.reason)}",
+}

@@ -1,0 +1,1 @@
+"""Machine definitions: the model people write, its checks, and its pinned, canonical form."""

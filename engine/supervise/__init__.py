@@ -1,0 +1,1 @@
+"""Keeping every run moving: the inbox, worker processes, deadlines, and what status shows."""
