@@ -83,7 +83,7 @@ def encoded_lines(recs: list) -> list[bytes]:
 
 
 def raw_rate(folder: Path, lines: list[bytes]) -> float:
-    fd = os.open(folder / "raw.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    fd = os.open(FileStore(folder).runs_dir / "raw.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     sync = getattr(os, SYNC_CALL)
     start = time.perf_counter()
     for line in lines:
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="ratchet-bench-", dir=args.dir))
+    FileStore(folder).runs_dir.mkdir()  # the raw loop writes beside the journals: same folder
     try:
         sample = records(args.fsync_records)
         lines = encoded_lines(sample)

@@ -159,7 +159,7 @@ def replay(folder: Path, journals: int) -> dict:
     Runner(template_home, clock=FakeClock()).advance(
         Runner(template_home, clock=FakeClock()).start(machine, {}, run_id="template"))
     template = template_home.store.read("template").records
-    store = FileStore(folder / "replay" / "runs", durability="none")
+    store = FileStore(folder / "replay", durability="none")
     for i in range(journals):
         rid = f"run{i:06d}"
         records = [RunStarted(**{**_fields(template[0]), "run_id": rid, "seq": 0, "prev": ""})]

@@ -124,7 +124,7 @@ def create_waiting(home: Home, machine_path: Path, count: int) -> float:
     """`count` journals of runs waiting in `review`, written directly; seconds taken."""
     began = time.monotonic()
     machine = load_machine(machine_path)
-    store = FileStore(home.runs, durability="none")  # set-up only: durability is not measured here
+    store = FileStore(home.root, durability="none")  # set-up only: durability is not measured here
     now = datetime.now(timezone.utc)
     deadline = iso(now + timedelta(days=2))
     for i in range(count):

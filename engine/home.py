@@ -7,13 +7,17 @@ import stat
 from pathlib import Path
 
 from engine.errors import UnsafeInboxError
-from journal import FileStore
+from journal import Store, open_store
 
 
 class Home:
-    """The layout of one Ratchet home (see DESIGN.md "Files on disk")."""
+    """The layout of one Ratchet home (README "The journal" and "The inbox"), and its store.
 
-    def __init__(self, root: Path | str) -> None:
+    `store` is where journals and tickets live, made by `journal.open_store` from a URL:
+    `file:` (the default) keeps them in this folder (`runs/`, `escalations/`).
+    """
+
+    def __init__(self, root: Path | str, store: str = "file:") -> None:
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.inbox = self.root / "inbox"
@@ -22,7 +26,7 @@ class Home:
         self.inbox_done = self.inbox / "done"
         self.inbox_rejected = self.inbox / "rejected"
         self.escalations = self.root / "escalations"
-        self.store = FileStore(self.runs)
+        self.store: Store = open_store(store, self.root)
 
     def ensure(self) -> Home:
         """Create every folder (idempotent); UnsafeInboxError if an inbox folder is a symlink."""

@@ -1,10 +1,20 @@
 """Ratchet's journal: append-only, fsync'd, hash-chained JSON Lines, one file per run.
 
-This package imports only the standard library and msgspec; it knows nothing of the engine.
-See FORMAT.md beside this file for the on-disk format and how recovery works.
+This package imports only the standard library and msgspec (a store backend may import
+its own driver when it is used: inotify for the file store's watch); it knows nothing of
+the engine. `journal.store` is the interface the engine uses; FORMAT.md beside this
+file is the on-disk format and how recovery works.
 """
 
-from journal.errors import CorruptJournalError, JournalError, JournalLockedError, JournalWriteError
+from journal.errors import (
+    CorruptJournalError,
+    InvalidRunIdError,
+    JournalError,
+    JournalLockedError,
+    JournalNotFoundError,
+    JournalReplacedError,
+    JournalWriteError,
+)
 from journal.follow import follow, follow_lines
 from journal.reader import Contents, line_hash, read
 from journal.records import (
@@ -32,7 +42,8 @@ from journal.records import (
     encode,
     to_builtins,
 )
-from journal.store import FileStore, InvalidRunIdError, Store, check_run_id
+from journal.store import START, Changes, Chunk, Cursor, Store, Watch, Writer, check_run_id, open_store
+from journal.file_store import FileStore
 from journal.verify import VerifyResult, verify
 from journal.writer import JournalWriter, fsync_dir, utc_now
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from journal.errors import CorruptJournalError
+from journal.errors import CorruptJournalError, JournalReplacedError
 from journal.records import GENESIS, AnyRecord, decode, decode_lines
 
 
@@ -31,6 +31,7 @@ class Contents:
     last_seq: int = 0
     last_hash: str = GENESIS  # sha256 of the last complete line: the next record's `prev`
     torn_bytes: int = 0  # bytes after the last newline (a crash mid-write)
+    inode: int = 0  # the file read (a later read from `end_offset` must find the same one)
 
 
 def line_hash(line: bytes) -> str:
@@ -38,49 +39,54 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
 
 
-def read(path: Path | str, *, offset: int = 0, last_seq: int = 0, last_hash: str | None = None) -> Contents:
+def read(path: Path | str, *, offset: int = 0, last_seq: int = 0, last_hash: str | None = None,
+         inode: int | None = None) -> Contents:
     """Read complete records from `offset` on (0: the whole file, as long as it is now).
 
-    To continue an earlier read, pass its `end_offset`, `last_seq` and `last_hash`: a
-    file now shorter than `offset`, or whose next record does not chain to `last_hash`,
-    is not the file read before (replaced or edited): CorruptJournalError.
+    To continue an earlier read, pass its `end_offset`, `last_seq`, `last_hash` and
+    `inode`: a file that is another file now (inode), is shorter than `offset`, or whose
+    next record does not chain to `last_hash`, is not the file read before (replaced or
+    edited): JournalReplacedError.
     """
-    data = read_bytes(path, offset)
-    if offset and not data and os.stat(path).st_size < offset:
-        raise CorruptJournalError(Path(path), last_seq, f"the file shrank below byte {offset} read before "
-                                  "(replaced or cut)")
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if inode is not None and st.st_ino != inode:
+            raise JournalReplacedError(path, last_seq, "is another file than the one read before (replaced)")
+        if st.st_size < offset:
+            raise JournalReplacedError(path, last_seq, f"the file shrank below byte {offset} read before "
+                                       "(replaced or cut)")
+        data = _read_from(fd, offset, st.st_size - offset)
+    finally:
+        os.close(fd)
     contents = parse(path, data, offset=offset, last_seq=last_seq, last_hash=last_hash)
+    contents.inode = st.st_ino
     if offset and last_hash is not None and contents.records and contents.records[0].prev != last_hash:
-        raise CorruptJournalError(Path(path), last_seq + 1, "does not chain to the lines read before "
-                                  "(the file was replaced or edited)")
+        raise JournalReplacedError(path, last_seq + 1, "does not chain to the lines read before "
+                                   "(the file was replaced or edited)")
     return contents
 
 
-def read_bytes(path: Path | str, offset: int = 0) -> bytes:
-    """The file's bytes from `offset` to its size when opened (bytes appended later wait for the next read).
+def _read_from(fd: int, offset: int, want: int) -> bytes:
+    """`want` bytes from `offset`, or what is there if the file was cut meanwhile.
 
     Plain `os` calls: `open()` builds a buffered file object, which costs as much as the
     read itself for a journal of a few KB (replay reads thousands of them).
     """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        want = os.fstat(fd).st_size - offset
-        if want <= 0:
-            return b""
-        data = os.pread(fd, want, offset)
-        if len(data) < want:  # a short read (huge file, or cut meanwhile): go on to what is there
-            chunks = [data]
-            got = len(data)
-            while got < want:
-                chunk = os.pread(fd, want - got, offset + got)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                got += len(chunk)
-            data = b"".join(chunks)
-        return data
-    finally:
-        os.close(fd)
+    if want <= 0:
+        return b""
+    data = os.pread(fd, want, offset)
+    if len(data) < want:  # a short read (huge file, or cut meanwhile): go on to what is there
+        chunks = [data]
+        got = len(data)
+        while got < want:
+            chunk = os.pread(fd, want - got, offset + got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+    return data
 
 
 # Below this size a body's records are too few for the collector to matter, and pausing

@@ -1,97 +1,179 @@
-"""Where journals live: the small interface the engine uses, and its file implementation.
+"""Where journals live: the interface every store implements, and how to open one.
 
-The engine only asks a store to list runs, create or open a run's single writer, read a
-run back, and probe whether someone holds a run. A database-backed store (PostgreSQL
-rows, row locks) would implement the same methods; `FileStore` keeps one JSON Lines file
-per run under `runs/`.
+The engine speaks to a store in run ids, records and opaque cursors only:
+
+- `writer(run_id, create=)` owns a run (one writer at a time, across processes) and
+  appends batches durably; creating is idempotent (`Writer.created` says who created it);
+- `read(run_id, after=cursor)` returns the records after a cursor and a new cursor, and
+  refuses (`JournalReplacedError`) when the journal is no longer the one the cursor
+  was taken on (replaced, cut, edited);
+- `changes(since)` lists the runs whose journal is new or grew since an earlier call,
+  and `watch(on_change)` is a stream of hints ("run X changed") to wait on;
+- `follow`, `verify`, and small durable side files (`publish`/`fetch`/`withdraw`:
+  escalation tickets) complete what the CLI and the runner need.
+
+Paths, inodes, byte offsets, `flock`, inotify and `rename` stay inside the file backend
+(`journal.file_store`). `open_store("file:", home)` is the factory; a database-backed
+store registers another scheme. The contract suite in `tests/contract/` is what any
+store must pass.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 
-from journal.errors import JournalError
-from journal.reader import Contents, read
-from journal.writer import Durability, JournalWriter, fsync_dir
+from journal.errors import InvalidRunIdError, JournalError
+from journal.records import GENESIS, AnyRecord, Record
+from journal.verify import VerifyResult
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-SUFFIX = ".jsonl"
-
-
-class InvalidRunIdError(JournalError):
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(
-            f"invalid run id {run_id!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
 
 
 def check_run_id(run_id: str) -> str:
-    """Return `run_id` if it is safe as a file name (no path traversal), else raise."""
+    """Return `run_id` if it is a valid run id (safe as a file name, no path traversal), else raise."""
     if not isinstance(run_id, str) or not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
         raise InvalidRunIdError(str(run_id))
     return run_id
 
 
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a read of one journal stopped: after record `seq`, whose line hashes to `head`.
+
+    `position` belongs to the store that made the cursor (for files: the inode and the
+    byte offset); other code compares cursors and passes them back, nothing more.
+    """
+
+    seq: int = 0
+    head: str = GENESIS
+    position: Any = None
+
+
+START = Cursor()  # before the first record of any journal
+
+
+@dataclass(slots=True)
+class Chunk:
+    """What one read found: the records after a cursor, and the cursor after them."""
+
+    records: list[AnyRecord]
+    cursor: Cursor
+    torn_bytes: int = 0  # bytes after the last complete record (a crash mid-write): never a record
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """Runs whose journal is new or grew since the cursor given, and the cursor to pass next."""
+
+    run_ids: list[str]
+    cursor: Any = field(default=None, repr=False)
+
+
+class Writer(Protocol):
+    """The single writer of one run's journal (a context manager; `close` releases it)."""
+
+    run_id: str
+    created: bool  # this call created the journal (False: it existed)
+
+    @property
+    def last_seq(self) -> int: ...
+
+    @property
+    def cursor(self) -> Cursor:
+        """Just after the last durable record (equal to a read's cursor at the same point)."""
+        ...
+
+    def append(self, record: Record) -> Record: ...
+
+    def append_many(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Write records as one batch: all durable when this returns; fills seq, prev, ts."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Writer: ...
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
+
+class Watch(Protocol):
+    """A running hint stream (see `Store.watch`)."""
+
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
 class Store(Protocol):
+    """Where a home's journals live. Every method is safe from many processes at once."""
+
+    location: str  # where the journals are, for people: a folder, a database URL
+
+    def where(self, run_id: str) -> str:
+        """Where one run's journal is, for messages (`file:line` style for files)."""
+        ...
+
     def run_ids(self) -> list[str]: ...
+
     def exists(self, run_id: str) -> bool: ...
-    def writer(self, run_id: str, *, create: bool = False) -> JournalWriter: ...
-    def read(self, run_id: str) -> Contents: ...
-    def is_locked(self, run_id: str) -> bool: ...
+
+    def writer(self, run_id: str, *, create: bool = False) -> Writer:
+        """Own the run: JournalLockedError while another writer holds it;
+        JournalNotFoundError if it does not exist and `create` is false."""
+        ...
+
+    def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
+        """The complete records after `after` (default: all). JournalReplacedError if the
+        journal is not the one `after` was read from; CorruptJournalError on damage."""
+        ...
+
+    def changes(self, since: Any = None) -> Changes:
+        """Runs created or appended to since `since` (a `Changes.cursor`; None: all runs)."""
+        ...
+
+    def watch(self, on_change: Callable[[str], None]) -> Watch:
+        """Call `on_change(run_id)` (from another thread) soon after a run's journal
+        changes. Hints only: they may be late, doubled or, rarely, lost; `changes` is
+        the truth."""
+        ...
+
+    def follow(self, run_id: str, *, poll_interval: float = 0.1,
+               stop: Callable[[], bool] | None = None) -> Iterator[tuple[bytes, AnyRecord]]:
+        """Each record with its exact line bytes, existing then new, until `stop()`."""
+        ...
+
+    def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult: ...
+
+    def publish(self, kind: str, name: str, data: bytes) -> str:
+        """Durably and atomically store a small side file (e.g. kind "escalations"): a
+        reader sees the old content or the new, never half. Returns where it is."""
+        ...
+
+    def fetch(self, kind: str, name: str) -> bytes | None: ...
+
+    def withdraw(self, kind: str, name: str) -> None:
+        """Remove a side file (durably); nothing if it is not there."""
+        ...
+
+    def locate(self, kind: str, name: str) -> str:
+        """Where `publish(kind, name, ...)` puts it (what an `escalated` record names)."""
+        ...
 
 
-class FileStore:
-    """Journals as `<runs_dir>/<run_id>.jsonl`."""
+def open_store(url: str, home: Path | str | None = None, *, durability: str = "fsync") -> Store:
+    """The store a URL names: `file:` (journals under `home`) or `file:/path/to/home`."""
+    scheme, _, rest = url.partition(":")
+    if scheme == "file":
+        from journal.file_store import FileStore  # the backend imports this module's types
 
-    def __init__(self, runs_dir: Path, *, durability: Durability = "fsync") -> None:
-        self.runs_dir = Path(runs_dir)
-        self.durability = durability
-
-    def path(self, run_id: str) -> Path:
-        return self.runs_dir / f"{check_run_id(run_id)}{SUFFIX}"
-
-    def run_ids(self) -> list[str]:
-        try:
-            names = os.listdir(self.runs_dir)
-        except FileNotFoundError:
-            return []
-        ids = [n[: -len(SUFFIX)] for n in names if n.endswith(SUFFIX)]
-        return sorted(i for i in ids if RUN_ID_PATTERN.match(i) and ".." not in i)
-
-    def exists(self, run_id: str) -> bool:
-        return self.path(run_id).exists()
-
-    def writer(self, run_id: str, *, create: bool = False) -> JournalWriter:
-        """The run's single writer (raises JournalLockedError if another process holds it)."""
-        if create and not self.runs_dir.is_dir():
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.runs_dir.parent)  # the new folder's own entry must be durable too
-        return JournalWriter(self.path(run_id), run_id, create=create, durability=self.durability)
-
-    def read(self, run_id: str) -> Contents:
-        # A plain string: building a Path costs as much as reading a small journal.
-        path = os.path.join(self.runs_dir, check_run_id(run_id) + SUFFIX)
-        try:
-            return read(path)
-        except FileNotFoundError as exc:
-            raise JournalError(f"{path}: no journal for run '{run_id}'") from exc
-
-    def is_locked(self, run_id: str) -> bool:
-        """True while some process holds the run's writer lock (probe; takes nothing)."""
-        try:
-            fd = os.open(self.path(run_id), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # also releases the probe's lock if it got it
-        return False
+        root = Path(rest) if rest else home
+        if root is None:
+            raise JournalError(f"store {url!r}: 'file:' needs a home folder; write file:/path/to/home")
+        return FileStore(Path(root), durability=durability)  # type: ignore[arg-type]
+    raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home)")

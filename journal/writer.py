@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from journal.errors import JournalError, JournalLockedError, JournalWriteError
+from journal.errors import JournalLockedError, JournalNotFoundError, JournalWriteError
 from journal.reader import line_hash, tail_state
 from journal.records import Record, encode
+from journal.store import Cursor
 
 Durability = Literal["fsync", "none"]
 
@@ -58,6 +59,7 @@ class JournalWriter:
         self.recovered_bytes = 0  # size of the torn tail cut off on open
         self._fd = self._open(create)
         try:
+            self._inode = os.fstat(self._fd).st_ino
             self._lock()
             self._recover()
         except BaseException:
@@ -82,7 +84,7 @@ class JournalWriter:
         try:
             return os.open(self.path, flags)
         except FileNotFoundError as exc:
-            raise JournalError(f"{self.path}: no journal for run '{self.run_id}'") from exc
+            raise JournalNotFoundError(self.path, self.run_id) from exc
 
     def _lock(self) -> None:
         try:
@@ -136,6 +138,11 @@ class JournalWriter:
         self.last_seq, self.last_hash = seq, prev
         self.size += len(payload)
         return records
+
+    @property
+    def cursor(self) -> Cursor:
+        """Just after the last durable record: what a read up to here returns as its cursor."""
+        return Cursor(self.last_seq, self.last_hash, (self._inode, self.size))
 
     def _write_all(self, payload: bytes) -> None:
         view = memoryview(payload)

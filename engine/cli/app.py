@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from journal import Store
 
 EXIT_PROBLEM = 1
 
@@ -138,6 +142,15 @@ def existing_home(ctx: click.Context) -> Path:
         raise UserError(f"no Ratchet home at {home}; start a run first, or point --home "
                         "(or RATCHET_HOME) at the right folder")
     return home
+
+
+def require_run(store: Store, run_id: str) -> str:
+    """`run_id` if the store holds that run; a user error otherwise (a bad id included)."""
+    from journal import check_run_id
+
+    if not store.exists(check_run_id(run_id)):
+        raise UserError(f"no run '{run_id}' in {store.location}; see 'ratchet status'")
+    return run_id
 
 
 def run() -> None:

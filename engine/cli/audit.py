@@ -8,24 +8,18 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
-from engine.cli.app import UserError, existing_home, main
+from engine.cli.app import existing_home, main, require_run
 from engine.cli.timeline import timeline_line
-from journal import FileStore, follow_lines
-from journal.verify import torn_note, verify as verify_journal
-
-def _store(ctx: click.Context) -> FileStore:
-    return FileStore(existing_home(ctx) / "runs")
+from journal.verify import torn_note
 
 
-def _existing_path(store: FileStore, run_id: str) -> Path:
-    path = store.path(run_id)  # raises InvalidRunIdError (a user error) for a bad id
-    if not path.is_file():
-        raise UserError(f"no run '{run_id}' in {store.runs_dir}; see 'ratchet status'")
-    return path
+def _store(ctx: click.Context):
+    from engine.home import Home  # lazy: keeps `ratchet --help` fast
+
+    return Home(existing_home(ctx)).store
 
 
 @main.command()
@@ -49,18 +43,15 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
       ratchet verify 01JD8X3K renewal-acme
     """
     store = _store(ctx)
-    if run_ids:
-        paths = [(run_id, _existing_path(store, run_id)) for run_id in run_ids]
-    else:
-        paths = [(run_id, store.path(run_id)) for run_id in store.run_ids()]
-        if not paths:
-            click.echo(f"no journals in {store.runs_dir}", err=True)
+    ids = [require_run(store, run_id) for run_id in run_ids] or store.run_ids()
+    if not ids:
+        click.echo(f"no journals in {store.location}", err=True)
     bad = 0
-    for run_id, path in paths:
+    for run_id in ids:
         try:
-            result = verify_journal(path, run_id=run_id)
+            result = store.verify(run_id)
         except OSError as exc:
-            click.echo(f"{path}: cannot read ({exc.strerror or exc})")
+            click.echo(f"{store.where(run_id)}: cannot read ({exc.strerror or exc})")
             bad += 1
             continue
         click.echo(str(result) if not result.ok else f"{run_id}: {result}")
@@ -88,24 +79,21 @@ def tail(ctx: click.Context, run_id: str, live: bool, as_json: bool) -> None:
       ratchet tail renewal-acme -f
       ratchet tail renewal-acme --json | jq -c 'select(.type=="step_failed")'
     """
-    path = _existing_path(_store(ctx), run_id)
-    consumed = 0
+    store = _store(ctx)
+    require_run(store, run_id)
     try:
-        for line, record in follow_lines(path, stop=None if live else (lambda: True)):
+        for line, record in store.follow(run_id, stop=None if live else (lambda: True)):
             # echo flushes, so a follower (or a pipe) sees each record as soon as it is known;
             # bytes go to the binary stream untouched.
             click.echo(line if as_json else timeline_line(record))
-            consumed += len(line) + 1
     except KeyboardInterrupt:
         return  # Ctrl-C is how `tail -f` ends: not an error
     except BrokenPipeError:
         _quiet_stdout()  # `ratchet tail ID | head`: the reader left; stop without noise
         return
-    with open(path, "rb") as f:
-        f.seek(consumed)
-        rest = f.read()
-    if rest and b"\n" not in rest:  # a newline means a live writer appended since: not torn
-        click.echo(f"{path}: {torn_note(len(rest))}", err=True)
+    torn = store.read(run_id).torn_bytes  # after what was printed: a live writer may have appended
+    if torn:
+        click.echo(f"{store.where(run_id)}: {torn_note(torn)}", err=True)
 
 
 def _quiet_stdout() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from engine.cli.app import UserError, existing_home, main
+from engine.cli.app import UserError, existing_home, main, require_run
 from engine.errors import DefinitionError, NotAMachineError
 from engine.definition.loader import SUFFIXES, load_file, load_machine, machine_from_definition
 
@@ -99,13 +99,11 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
 
 def _run_position(home: Path, run_id: str):
     """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
-    from journal import (Escalated, FileStore, Resolved, RunFinished, RunStarted, Transition,
-                         pinned_definition)
+    from engine.home import Home
+    from journal import Escalated, Resolved, RunFinished, RunStarted, Transition, pinned_definition
 
-    store = FileStore(home / "runs")
-    if not store.exists(run_id):  # a bad id raises InvalidRunIdError: a user error too
-        raise UserError(f"no run '{run_id}' in {store.runs_dir}; see 'ratchet status'")
-    records = store.read(run_id).records
+    store = Home(home).store
+    records = store.read(require_run(store, run_id)).records
     if not records or not isinstance(records[0], RunStarted):
         raise UserError(f"run '{run_id}': journal does not start with run_started; run 'ratchet verify'")
     started = records[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli.app import UserError, existing_home, main
+from engine.cli.app import UserError, existing_home, main, require_run
 from engine.cli.options import parse_inputs
 
 _by = click.option("--by", required=True, metavar="NAME",
@@ -34,16 +34,13 @@ def _write(ctx: click.Context, **fields) -> None:
 
     from engine.home import Home
     from engine.supervise.message import Message, write_message
-    from journal import check_run_id
 
     home = Home(existing_home(ctx))
-    check_run_id(fields["run"])  # a bad id fails as in every other command (InvalidRunIdError)
+    require_run(home.store, fields["run"])
     try:
         message = Message.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise UserError(f"invalid message: {'; '.join(_problem(e) for e in exc.errors())}") from exc
-    if not home.store.exists(message.run):
-        raise UserError(f"no run '{message.run}' in {home.runs}; see 'ratchet status'")
     _refuse_impossible(home, message)
     click.echo(str(write_message(home, message)))
 

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from engine.cli.app import UserError, existing_home, home_of, main
+from engine.cli.app import existing_home, home_of, main, require_run
 from engine.cli.options import MACHINES_DIR
 
 
@@ -87,9 +87,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
 
     home = Home(existing_home(ctx))
     if run_id is not None:
-        home.store.path(run_id)  # a bad id is a user error (InvalidRunIdError)
-        if not home.store.exists(run_id):
-            raise UserError(f"no run '{run_id}' in {home.runs}; see 'ratchet status'")
+        require_run(home.store, run_id)
     rows = status_rows(home, [run_id] if run_id else None)
     rows = [r for r in rows if (not state_filter or r.state == state_filter)
             and (not status_filter or r.status == status_filter)
@@ -99,7 +97,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
         return
     if not rows:
         filtered = state_filter or status_filter or machine_filter
-        click.echo("no runs match the filters" if filtered else f"no runs in {home.runs}", err=True)
+        click.echo("no runs match the filters" if filtered else f"no runs in {home.store.location}", err=True)
         return
     table = [COLUMNS] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]

@@ -16,7 +16,6 @@ next, journal it, and call the action after a `step_started`. Durability rules:
 from __future__ import annotations
 
 import copy
-import os
 import random
 import secrets
 import time
@@ -40,8 +39,8 @@ from engine.run.plan import plan
 from engine.run.replay import RunState, fold
 from engine.definition.spec import OK
 from journal import (
-    Escalated, JournalError, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
-    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id, read,
+    Cursor, Escalated, JournalError, JournalLockedError, Record, Resolved, RunStarted, StepFailed,
+    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, Writer, check_run_id,
 )
 
 STATE_CACHE = 1024  # runs whose folded state a process keeps between sessions
@@ -68,7 +67,7 @@ class Delivery:
 class _Session:
     """One locked run: its writer, its folded state, its pinned machine, unflushed records."""
 
-    writer: JournalWriter
+    writer: Writer
     rs: RunState
     machine: Machine
     batch: list[Record] = field(default_factory=list)
@@ -89,7 +88,7 @@ class Runner:
         self.heartbeat = heartbeat
         self.rng = rng or random.Random()
         self._machines: dict[tuple[str, str | None], Machine] = {}
-        self._states: dict[str, tuple[int, int, str, RunState]] = {}  # see _replay
+        self._states: dict[str, tuple[Cursor, RunState]] = {}  # see _replay
 
     # --- public API -----------------------------------------------------------------------
 
@@ -191,7 +190,7 @@ class Runner:
     def read(self, run_id: str) -> RunState:
         """The run's current state, folded from its journal (no lock taken, nothing run)."""
         if not self.home.store.exists(run_id):
-            raise UnknownRunError(run_id, str(self.home.runs))
+            raise UnknownRunError(run_id, self.home.store.location)
         return fold(self.home.store.read(run_id).records)
 
     # --- driving ----------------------------------------------------------------------------
@@ -208,12 +207,12 @@ class Runner:
             for record in move:
                 record.ts = iso(now)
                 if isinstance(record, Escalated):
-                    record.ticket = str(tickets.ticket_path(self.home.escalations, rs.run_id))
+                    record.ticket = tickets.locate_ticket(self.home.store, rs.run_id)
             self._journal(s, move)
             last = move[-1]
             if isinstance(last, Escalated):
                 self._flush(s)
-                tickets.open_ticket(self.home.escalations, rs, last, machine)
+                tickets.open_ticket(self.home.store, rs, last, machine)
             elif isinstance(last, StepStarted):
                 self._flush(s)  # durable before the action is called
                 self._journal(s, [self._call(rs, machine, last)])
@@ -244,7 +243,7 @@ class Runner:
                                    comment=message.comment, source_file=source_file,
                                    ts=iso(self.clock.now()))])
         self._flush(s)  # durable before the ticket goes
-        tickets.remove_ticket(tickets.ticket_path(self.home.escalations, s.rs.run_id))
+        tickets.remove_ticket(self.home.store, s.rs.run_id)
 
     def _journal(self, s: _Session, records: list[Record]) -> None:
         """Queue records for the next flush and fold them into the live state now."""
@@ -271,7 +270,7 @@ class Runner:
     # --- opening runs -----------------------------------------------------------------------
 
     @contextmanager
-    def _writer(self, run_id: str, *, create: bool = False) -> Iterator[JournalWriter]:
+    def _writer(self, run_id: str, *, create: bool = False) -> Iterator[Writer]:
         try:
             writer = self.home.store.writer(run_id, create=create)
         except JournalLockedError as exc:
@@ -281,45 +280,46 @@ class Runner:
 
     @contextmanager
     def _session(self, run_id: str) -> Iterator[_Session]:
-        if not self.home.store.exists(run_id):
-            raise UnknownRunError(run_id, str(self.home.runs))
+        store = self.home.store
+        if not store.exists(run_id):
+            raise UnknownRunError(run_id, store.location)
         with self._writer(run_id) as writer:
             rs = self._replay(run_id, writer)
             if not rs.run_id:  # created, but the crash came before run_started was durable
-                raise UnknownRunError(run_id, str(self.home.store.path(run_id)))
+                raise UnknownRunError(run_id, store.where(run_id))
             s = _Session(writer, rs, self._machine(rs))
             if rs.status == "escalated":  # a crash may have come before its ticket was written
-                tickets.open_ticket(self.home.escalations, rs, rs.escalation, s.machine)
+                tickets.open_ticket(store, rs, rs.escalation, s.machine)
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
-                tickets.remove_ticket(tickets.ticket_path(self.home.escalations, run_id))
+                tickets.remove_ticket(store, run_id)
             yield s
             if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk
                 self._remember(run_id, writer, rs)
 
-    def _replay(self, run_id: str, writer: JournalWriter) -> RunState:
+    def _replay(self, run_id: str, writer: Writer) -> RunState:
         """The run's state from its journal: folded in full once per process, then only
-        from the lines added since this process last held the run (so a long run does
-        not cost a full replay per event). Any doubt about the file means a full fold."""
+        from the records added since this process last held the run (so a long run does
+        not cost a full replay per event). Any doubt about the journal means a full fold."""
         seen = self._states.pop(run_id, None)
         if seen is not None:
-            inode, end, last_hash, rs = seen
-            if inode == os.fstat(writer.fileno()).st_ino and end <= writer.size:
-                if end == writer.size and last_hash == writer.last_hash:
-                    return rs
-                try:  # raises if the new lines do not continue the chain read before
-                    grown = read(writer.path, offset=end, last_seq=rs.last_seq, last_hash=last_hash)
-                except JournalError:
-                    grown = None
-                if grown and grown.end_offset == writer.size and grown.last_hash == writer.last_hash:
-                    for record in grown.records:
-                        rs.apply(record)
-                    return rs
+            cursor, rs = seen
+            now = writer.cursor
+            if cursor == now:
+                return rs
+            try:  # raises if the journal is not the one read before (replaced, cut, edited)
+                grown = self.home.store.read(run_id, after=cursor)
+            except JournalError:
+                grown = None
+            if grown is not None and grown.cursor == now:
+                for record in grown.records:
+                    rs.apply(record)
+                return rs
         return fold(self.home.store.read(run_id).records)
 
-    def _remember(self, run_id: str, writer: JournalWriter, rs: RunState) -> None:
+    def _remember(self, run_id: str, writer: Writer, rs: RunState) -> None:
         if len(self._states) >= STATE_CACHE:
             self._states.pop(next(iter(self._states)))  # the run held longest ago
-        self._states[run_id] = (os.fstat(writer.fileno()).st_ino, writer.size, writer.last_hash, rs)
+        self._states[run_id] = (writer.cursor, rs)
 
     def _machine(self, rs: RunState) -> Machine:
         """The run's pinned definition (never the file as it is now), built once per process."""

@@ -1,4 +1,4 @@
-"""Escalation tickets: `escalations/<run_id>.json`, and the optional `on_escalate` call.
+"""Escalation tickets: `escalations/<run_id>.json` in the store, and the optional `on_escalate` call.
 
 The `escalated` record is journaled (durable) first; the ticket and the notification
 follow. A ticket is written atomically (temp, fsync, rename, fsync dir) with
@@ -15,21 +15,25 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
-from pathlib import Path
 from typing import Any
 
-from engine.run.context import StepContext
-from engine.durable import publish
 from engine.errors import ConditionError
+from engine.run.context import StepContext
 from engine.run.replay import RunState
-from journal import Escalated, fsync_dir
+from journal import Escalated, Store
 
 log = logging.getLogger(__name__)
 
+KIND = "escalations"  # the store's side files of this kind are the open tickets
 
-def ticket_path(escalations: Path, run_id: str) -> Path:
-    return escalations / f"{run_id}.json"
+
+def _name(run_id: str) -> str:
+    return f"{run_id}.json"
+
+
+def locate_ticket(store: Store, run_id: str) -> str:
+    """Where the run's ticket is (what its `escalated` record names)."""
+    return store.locate(KIND, _name(run_id))
 
 
 def ticket(rs: RunState, record: Escalated, triggers: list[str]) -> dict[str, Any]:
@@ -45,39 +49,32 @@ def ticket(rs: RunState, record: Escalated, triggers: list[str]) -> dict[str, An
     }
 
 
-def write_ticket(path: Path, content: dict[str, Any]) -> None:
+def write_ticket(store: Store, run_id: str, content: dict[str, Any]) -> None:
     """Atomic replace: a reader sees the old ticket or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(content, indent=2, sort_keys=True).encode() + b"\n"
-    publish(path.with_name(f".{path.name}.{os.getpid()}.tmp"), path, data)
+    store.publish(KIND, _name(run_id), json.dumps(content, indent=2, sort_keys=True).encode() + b"\n")
 
 
-def read_ticket(path: Path) -> dict[str, Any] | None:
+def read_ticket(store: Store, run_id: str) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data = store.fetch(KIND, _name(run_id))
+        return json.loads(data) if data is not None else None
     except (OSError, ValueError):
         return None  # missing or damaged: it is rewritten from the journal
 
 
-def remove_ticket(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return
-    fsync_dir(path.parent)
+def remove_ticket(store: Store, run_id: str) -> None:
+    store.withdraw(KIND, _name(run_id))
 
 
-def open_ticket(escalations: Path, rs: RunState, record: Escalated, machine: Any) -> Path:
+def open_ticket(store: Store, rs: RunState, record: Escalated, machine: Any) -> None:
     """Write the ticket (if missing or not yet notified) and call `on_escalate` once."""
-    path = ticket_path(escalations, rs.run_id)
-    existing = read_ticket(path)
+    existing = read_ticket(store, rs.run_id)
     if existing and existing.get("seq") == record.seq and existing.get("notified"):
-        return path
+        return
     content = ticket(rs, record, _skippable(machine, record.state, rs.data))
-    write_ticket(path, content)
+    write_ticket(store, rs.run_id, content)
     content.update(notify(rs, record, machine))
-    write_ticket(path, content)
-    return path
+    write_ticket(store, rs.run_id, content)
 
 
 def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:

@@ -21,10 +21,9 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.durable import publish
+from journal.durable import publish
 from engine.errors import EngineError
-from journal import check_run_id
-from journal.store import InvalidRunIdError
+from journal import InvalidRunIdError, check_run_id
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message

@@ -71,7 +71,7 @@ def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]
             rows.append(StatusRow(run_id=run_id, status="damaged", error=str(exc)))
             continue
         except Exception as exc:  # a decodable journal that cannot be folded: one row, not a crash
-            error = f"{home.runs / (run_id + '.jsonl')}: cannot fold ({type(exc).__name__}: {exc}); run 'ratchet verify'"
+            error = f"{home.store.where(run_id)}: cannot fold ({type(exc).__name__}: {exc}); run 'ratchet verify'"
             rows.append(StatusRow(run_id=run_id, status="damaged", error=error))
             continue
         if not state.run_id:

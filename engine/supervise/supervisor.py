@@ -272,7 +272,7 @@ class Supervisor:
         if (run_id, seq) in self._tickets_checked:
             return
         self._tickets_checked.add((run_id, seq))
-        ticket = tickets.read_ticket(tickets.ticket_path(self.home.escalations, run_id))
+        ticket = tickets.read_ticket(self.home.store, run_id)
         if ticket is None or ticket.get("seq") != seq or not ticket.get("notified"):
             log.info("run %s: escalation ticket missing or not notified; repairing it", run_id)
             self._ready[run_id] = None

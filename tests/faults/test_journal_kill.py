@@ -54,7 +54,7 @@ def mid_line(path: Path) -> bool:
 def kill_mid_append(runs: Path, size: int, durability: str, grow_by: int, aim: bool) -> None:
     path = runs / "r1.jsonl"
     before = path.stat().st_size if path.exists() else 0
-    child = subprocess.Popen([sys.executable, "-c", APPENDER, str(runs), str(size), durability])
+    child = subprocess.Popen([sys.executable, "-c", APPENDER, str(runs.parent), str(size), durability])
     try:
         wait_for(lambda: path.exists() and path.stat().st_size > before + grow_by, what="appends")
         # Aim the kill inside a write when one can be seen (large lines); else kill anyway.
@@ -73,7 +73,7 @@ def kill_mid_append(runs: Path, size: int, durability: str, grow_by: int, aim: b
     ids=["small-fsync", "medium-nosync", "1MB-nosync"],
 )
 def test_sigkill_in_a_tight_append_loop_leaves_a_verifiable_journal(tmp_path: Path, size, durability, grow_by) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     path = store.path("r1")
     aim = size >= 100_000  # a 1 MB line takes long enough to write that the kill can land inside it
     torn_seen = rounds = 0

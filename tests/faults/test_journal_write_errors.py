@@ -44,18 +44,18 @@ print(json.dumps(out))
 def test_a_write_error_makes_the_writer_refuse_further_appends(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     room = 40
-    proc = subprocess.run([sys.executable, "-c", FILLER, str(runs), str(room)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", FILLER, str(tmp_path), str(room)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["errno"] == errno.EFBIG and "append failed" in out["first"]
     assert "writer unusable after an earlier error" in out["second"] and "reopen" in out["second"]
 
-    path = FileStore(runs).path("r1")
+    path = FileStore(tmp_path).path("r1")
     assert path.stat().st_size == out["size_before"] + room  # the kernel wrote a partial line
     result = verify(path)
     assert result.ok and result.records == 2 and result.torn_bytes == room
 
-    with FileStore(runs).writer("r1") as w:  # reopening from disk: the partial line is cut
+    with FileStore(tmp_path).writer("r1") as w:  # reopening from disk: the partial line is cut
         assert w.recovered_bytes == room and w.last_seq == 2
         w.append(Transition(trigger="ok", source="s", dest="t"))
     assert verify(path).ok and [r.seq for r in read(path).records] == [1, 2, 3]
@@ -73,7 +73,7 @@ with FileStore(sys.argv[1]).writer("r1", create=True) as w:
 def test_creating_a_journal_fsyncs_its_directory_and_each_append_syncs_before_returning(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     log = tmp_path / "trace"
-    cmd = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,write,fsync,fdatasync", sys.executable, "-c", CREATE, str(runs)]
+    cmd = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,write,fsync,fdatasync", sys.executable, "-c", CREATE, str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 and "ptrace" in proc.stderr:
         pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")

@@ -103,7 +103,7 @@ class Case:
 
     @property
     def store(self) -> FileStore:
-        return FileStore(self.folder / "home" / "runs")
+        return FileStore(self.folder / "home")
 
     def ledger(self) -> list[dict]:
         path = self.folder / "ledger.jsonl"

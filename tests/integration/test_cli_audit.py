@@ -48,7 +48,7 @@ def run_records(run_id: str) -> list:
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    store = FileStore(tmp_path / "home" / "runs")
+    store = FileStore(tmp_path / "home")
     for run_id in ("acme", "globex"):
         with store.writer(run_id, create=True) as w:
             w.append_many(run_records(run_id))
@@ -202,7 +202,7 @@ def test_tail_follow_sees_records_appended_by_another_process_and_ctrl_c_exits_0
     try:
         lines = Lines(tail.stdout)
         assert len(lines.take(8)) == 8  # what was there already
-        appender = subprocess.run([sys.executable, "-c", APPENDER, str(home / "runs"), "4"], capture_output=True, timeout=60)
+        appender = subprocess.run([sys.executable, "-c", APPENDER, str(home), "4"], capture_output=True, timeout=60)
         assert appender.returncode == 0, appender.stderr
         new = lines.take(12)  # 4 steps x 3 records, appended while tail was following
         if as_json:

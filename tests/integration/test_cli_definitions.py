@@ -88,7 +88,7 @@ def test_graph_finds_a_machine_by_name_and_refuses_unknown_ones():
 
 def _start_run(home: Path, run_id: str, *later) -> None:
     machine = load_file(REPO / "machines" / "renewal_review.yaml")
-    with FileStore(home / "runs").writer(run_id, create=True) as writer:
+    with FileStore(home).writer(run_id, create=True) as writer:
         writer.append(RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                  definition=machine.definition, definition_hash=machine.hash,
                                  source=str(machine.source)))

@@ -81,7 +81,7 @@ def test_a_locked_run_is_refused_naming_it(env, tmp_path):
     assert ratchet(env, "start", "renewal_review", "--id", "r1").returncode == 0
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys,time; from journal import FileStore; "
-         f"w = FileStore({str(Path(env['RATCHET_HOME']) / 'runs')!r}).writer('r1'); print('locked', flush=True); "
+         f"w = FileStore({str(Path(env['RATCHET_HOME']))!r}).writer('r1'); print('locked', flush=True); "
          "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -32,7 +32,7 @@ def started() -> RunStarted:
 
 @pytest.fixture
 def store(tmp_path: Path) -> FileStore:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         w.append_many([started(), StepStarted(state="a", attempt=1, idempotency_key="k")])
     return store

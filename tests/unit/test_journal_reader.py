@@ -34,7 +34,7 @@ def run_records(steps: int = 3, run_id: str = "r1") -> list:
 
 @pytest.fixture
 def store(tmp_path: Path) -> FileStore:
-    return FileStore(tmp_path / "runs")
+    return FileStore(tmp_path)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def run_records(run_id: str = "r1") -> list:
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Path:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         w.append_many(run_records())
     return store.path("r1")
@@ -134,7 +134,7 @@ def test_first_record_must_be_run_started_with_genesis_prev(tmp_path: Path, jour
 
 def test_a_second_run_started_and_a_foreign_run_fail(journal: Path) -> None:
     assert "where run 'r2' was expected" in verify(journal, run_id="r2").problem
-    store = FileStore(journal.parent)
+    store = FileStore(journal.parent.parent)
     with store.writer("r1") as w:
         w.append(run_records()[0])
     result = verify(journal)

@@ -28,7 +28,7 @@ def started(run_id: str = "r1") -> RunStarted:
 
 
 def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         first = w.append(started())
         second = w.append(StepStarted(state="a", attempt=1, idempotency_key="r1/a/1"))
@@ -41,7 +41,7 @@ def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:
 
 
 def test_a_reopened_writer_continues_the_chain(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         w.append(started())
     with store.writer("r1") as w:
@@ -52,7 +52,7 @@ def test_a_reopened_writer_continues_the_chain(tmp_path: Path) -> None:
 
 
 def test_create_of_an_existing_run_opens_it_and_a_missing_run_is_an_error(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         assert w.created
         w.append(started())
@@ -63,27 +63,26 @@ def test_create_of_an_existing_run_opens_it_and_a_missing_run_is_an_error(tmp_pa
 
 
 def test_second_writer_in_the_same_process_is_refused_until_the_first_closes(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     first = store.writer("r1", create=True)
-    assert store.is_locked("r1")
     with pytest.raises(JournalLockedError, match="run 'r1' is already being advanced"):
         store.writer("r1")
     first.close()
-    assert not store.is_locked("r1")
     store.writer("r1").close()
 
 
-def test_is_locked_sees_a_lock_held_by_another_process(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+def test_a_lock_held_by_another_process_refuses_this_one(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
     store.writer("r1", create=True).close()
-    code = "import sys; from journal import FileStore; print(FileStore(sys.argv[1]).is_locked('r1'))"
+    code = ("import sys\nfrom journal import FileStore, JournalLockedError\ntry:\n"
+            "    FileStore(sys.argv[1]).writer('r1')\nexcept JournalLockedError:\n    print('locked')")
     with store.writer("r1"):
-        out = subprocess.run([sys.executable, "-c", code, str(store.runs_dir)], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "True"
+        out = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "locked"
 
 
 def test_run_ids_lists_only_valid_journal_names(tmp_path: Path) -> None:
-    store = FileStore(tmp_path / "runs")
+    store = FileStore(tmp_path)
     for run_id in ("b", "a"):
         store.writer(run_id, create=True).close()
     (store.runs_dir / "notes.txt").write_text("x")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from journal import fsync_dir
+from journal.writer import fsync_dir
 
 
 def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False) -> Path:

@@ -1,0 +1,150 @@
+"""The file store: one JSON Lines journal per run under `<home>/runs/`, side files beside.
+
+    <home>/runs/<run_id>.jsonl        a run's journal (journal/FORMAT.md)
+    <home>/<kind>/<name>              side files, e.g. escalations/<run_id>.json
+
+One writer per run is an exclusive `flock` on the journal's descriptor (journal.writer).
+A cursor's position is (inode, byte offset after the last complete line): a read from
+it checks the file is the same one, is not shorter, and that its next line chains to
+the cursor's head. `changes` compares each journal's size with the one seen at the last
+call; `watch` is inotify (journal.file_watch, only imported when used).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from journal.durable import publish
+from journal.errors import JournalNotFoundError
+from journal.follow import follow_lines
+from journal.reader import read
+from journal.records import AnyRecord
+from journal.store import RUN_ID_PATTERN, Changes, Chunk, Cursor, Watch, check_run_id
+from journal.verify import VerifyResult, verify
+from journal.writer import Durability, JournalWriter, fsync_dir
+
+SUFFIX = ".jsonl"
+
+
+class FileStore:
+    """Journals as `<root>/runs/<run_id>.jsonl`; side files as `<root>/<kind>/<name>`."""
+
+    def __init__(self, root: Path, *, durability: Durability = "fsync") -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+        self.durability = durability
+        self.location = str(self.runs_dir)
+
+    def path(self, run_id: str) -> Path:
+        """The journal's file (raises InvalidRunIdError for an id that is no safe name)."""
+        return self.runs_dir / f"{check_run_id(run_id)}{SUFFIX}"
+
+    def where(self, run_id: str) -> str:
+        return str(self.path(run_id))
+
+    def run_ids(self) -> list[str]:
+        return sorted(self._sizes())
+
+    def exists(self, run_id: str) -> bool:
+        return self.path(run_id).exists()
+
+    def writer(self, run_id: str, *, create: bool = False) -> JournalWriter:
+        """The run's single writer (raises JournalLockedError if another process holds it)."""
+        path = self.path(run_id)
+        if create and not self.runs_dir.is_dir():
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.runs_dir.parent)  # the new folder's own entry must be durable too
+        return JournalWriter(path, run_id, create=create, durability=self.durability)
+
+    def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
+        # A plain string: building a Path costs as much as reading a small journal.
+        path = os.path.join(self.runs_dir, check_run_id(run_id) + SUFFIX)
+        try:
+            if after is None or after.position is None:
+                contents = read(path)
+            else:
+                inode, offset = after.position
+                contents = read(path, offset=offset, last_seq=after.seq, last_hash=after.head, inode=inode)
+        except FileNotFoundError as exc:
+            raise JournalNotFoundError(path, run_id) from exc
+        cursor = Cursor(contents.last_seq, contents.last_hash, (contents.inode, contents.end_offset))
+        return Chunk(contents.records, cursor, contents.torn_bytes)
+
+    def changes(self, since: dict[str, int] | None = None) -> Changes:
+        sizes = self._sizes()
+        seen = since or {}
+        changed = [run_id for run_id, size in sizes.items() if size > seen.get(run_id, -1)]
+        return Changes(sorted(changed), sizes)
+
+    def _sizes(self) -> dict[str, int]:
+        """Every journal's size, by run id (names that are no valid run id are not journals)."""
+        sizes = {}
+        try:
+            entries = list(os.scandir(self.runs_dir))
+        except FileNotFoundError:
+            return {}
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(SUFFIX):
+                continue
+            run_id = name[: -len(SUFFIX)]
+            if not RUN_ID_PATTERN.match(run_id) or ".." in run_id:
+                continue
+            try:
+                sizes[run_id] = entry.stat().st_size
+            except FileNotFoundError:
+                continue  # removed since it was listed
+        return sizes
+
+    def watch(self, on_change: Callable[[str], None]) -> Watch:
+        from journal.file_watch import JournalWatch  # inotify (watchdog): only for those who watch
+
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        return JournalWatch(self.runs_dir, SUFFIX, on_change)
+
+    def follow(self, run_id: str, *, poll_interval: float = 0.1,
+               stop: Callable[[], bool] | None = None) -> Iterator[tuple[bytes, AnyRecord]]:
+        path = self.path(run_id)
+        if not path.is_file():
+            raise JournalNotFoundError(path, run_id)
+        return follow_lines(path, poll_interval=poll_interval, stop=stop)
+
+    def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult:
+        path = self.path(run_id)
+        if not path.is_file():
+            raise JournalNotFoundError(path, run_id)
+        return verify(path, run_id=run_id, head=head)
+
+    # --- side files ---------------------------------------------------------------------
+
+    def locate(self, kind: str, name: str) -> str:
+        return str(self._side(kind, name))
+
+    def publish(self, kind: str, name: str, data: bytes) -> str:
+        target = self._side(kind, name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data))
+
+    def fetch(self, kind: str, name: str) -> bytes | None:
+        try:
+            return self._side(kind, name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def withdraw(self, kind: str, name: str) -> None:
+        target = self._side(kind, name)
+        try:
+            os.unlink(target)
+        except FileNotFoundError:
+            return
+        fsync_dir(target.parent)
+
+    def _side(self, kind: str, name: str) -> Path:
+        check_run_id(kind)  # both become path parts: the same safe-name rule as run ids
+        check_run_id(name)
+        return self.root / kind / name
+
+    def __repr__(self) -> str:
+        return f"FileStore({str(self.root)!r})"
