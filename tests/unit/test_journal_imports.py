@@ -1,4 +1,5 @@
-"""journal/ stands alone: importing it loads no `engine` module and nothing outside stdlib + msgspec."""
+"""journal/ stands alone: importing it loads no `engine` module and nothing outside stdlib + msgspec
+(the file store's inotify watch, journal.file_watch, loads watchdog only when a caller watches)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 CHECK = """
 import json, sys
 before = set(sys.modules)
-import journal, journal.follow, journal.verify, journal.store, journal.writer, journal.reader
+import journal, journal.follow, journal.verify, journal.store, journal.file_store, journal.writer, journal.reader, journal.durable
 loaded = sorted(set(sys.modules) - before)
 print(json.dumps(loaded))
 """
