@@ -21,9 +21,9 @@ from journal.errors import JournalNotFoundError
 from journal.follow import follow_lines
 from journal.reader import read
 from journal.records import AnyRecord
-from journal.store import RUN_ID_PATTERN, Changes, Chunk, Cursor, Watch, check_run_id
+from journal.store import RUN_ID_PATTERN, Changes, Chunk, Cursor, Durability, Watch, check_run_id
 from journal.verify import VerifyResult, verify
-from journal.writer import Durability, JournalWriter, fsync_dir
+from journal.writer import JournalWriter, fsync_dir
 
 SUFFIX = ".jsonl"
 

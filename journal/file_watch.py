@@ -24,6 +24,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("ratchet.journal")
 
@@ -53,7 +54,7 @@ class JournalWatch:
         observer.schedule(_Handler(suffix, on_change), str(folder), event_filter=_EVENTS)
         observer.daemon = True
         observer.start()
-        self._observer: Observer | None = observer
+        self._observer: BaseObserver | None = observer
 
     def alive(self) -> bool:
         return self._observer is not None and self._observer.is_alive()

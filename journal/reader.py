@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -148,7 +149,7 @@ def _seqs_follow(records: list[AnyRecord], last_seq: int) -> bool:
 _seq_of = attrgetter("seq")
 
 
-def _decode_exact(path: Path, body: bytes, last_seq: int) -> list[AnyRecord]:
+def _decode_exact(path: Path | str, body: bytes, last_seq: int) -> list[AnyRecord]:
     """Line by line: slower, and the reference for what is valid; raises at the first bad line."""
     records: list[AnyRecord] = []
     append = records.append
@@ -166,7 +167,7 @@ def _decode_exact(path: Path, body: bytes, last_seq: int) -> list[AnyRecord]:
 
 
 @contextmanager
-def _gc_paused():
+def _gc_paused() -> Iterator[None]:
     # Decoded records hold no reference cycles, but every allocation counts toward the
     # collector's thresholds: left on, it rescans the growing list again and again
     # (replay ~1.5x slower). Re-enabled only if it was on, so nesting is harmless.

@@ -22,20 +22,18 @@ GENESIS = "0" * 64
 
 
 class Record(msgspec.Struct, tag_field="type", omit_defaults=True):
-    """Fields common to every record. `seq` and `prev` are filled in by the writer."""
+    """Fields common to every record. `seq` and `prev` are filled in by the writer.
+
+    Each record type is `kw_only`: its required fields can follow these defaults while
+    the common fields stay first on every line: {"type":…,"seq":…,"ts":…,"prev":…,…}
+    """
 
     seq: int = 0
     ts: str = ""
     prev: str = ""
 
 
-def _tag(name: str) -> dict:
-    # kw_only lets each type's required fields follow the common defaults, while the
-    # common fields stay first on every line: {"type":…,"seq":…,"ts":…,"prev":…,…}
-    return {"tag": name, "kw_only": True}
-
-
-class RunStarted(Record, **_tag("run_started")):
+class RunStarted(Record, tag="run_started", kw_only=True):
     """First record of a run: the pinned definition it will follow to the end."""
 
     run_id: str
@@ -51,7 +49,7 @@ class RunStarted(Record, **_tag("run_started")):
     by: str | None = None
 
 
-class StepStarted(Record, **_tag("step_started")):
+class StepStarted(Record, tag="step_started", kw_only=True):
     """Written (and fsync'd) before an action is called."""
 
     state: str
@@ -59,7 +57,7 @@ class StepStarted(Record, **_tag("step_started")):
     idempotency_key: str
 
 
-class StepSucceeded(Record, **_tag("step_succeeded")):
+class StepSucceeded(Record, tag="step_succeeded", kw_only=True):
     state: str
     attempt: int
     trigger: str
@@ -67,7 +65,7 @@ class StepSucceeded(Record, **_tag("step_succeeded")):
     duration_ms: float | None = None
 
 
-class StepFailed(Record, **_tag("step_failed")):
+class StepFailed(Record, tag="step_failed", kw_only=True):
     state: str
     attempt: int
     error: str
@@ -76,7 +74,7 @@ class StepFailed(Record, **_tag("step_failed")):
     duration_ms: float | None = None
 
 
-class StepAbandoned(Record, **_tag("step_abandoned")):
+class StepAbandoned(Record, tag="step_abandoned", kw_only=True):
     """An in-flight step whose worker died, hung past its timeout, or was stopped."""
 
     state: str
@@ -84,7 +82,7 @@ class StepAbandoned(Record, **_tag("step_abandoned")):
     reason: str
 
 
-class RetryScheduled(Record, **_tag("retry_scheduled")):
+class RetryScheduled(Record, tag="retry_scheduled", kw_only=True):
     """A durable backoff: the next attempt is due at `due`, whoever is running then."""
 
     state: str
@@ -93,13 +91,13 @@ class RetryScheduled(Record, **_tag("retry_scheduled")):
     delay_s: float
 
 
-class Transition(Record, **_tag("transition")):
+class Transition(Record, tag="transition", kw_only=True):
     trigger: str
     source: str
     dest: str
 
 
-class Waiting(Record, **_tag("waiting")):
+class Waiting(Record, tag="waiting", kw_only=True):
     """The run waits for a trigger from outside; `deadline` None means forever (declared)."""
 
     state: str
@@ -108,7 +106,7 @@ class Waiting(Record, **_tag("waiting")):
     deadline: str | None = None
 
 
-class TriggerReceived(Record, **_tag("trigger_received")):
+class TriggerReceived(Record, tag="trigger_received", kw_only=True):
     """A trigger from outside, accepted: who sent it and from which inbox file."""
 
     trigger: str
@@ -119,7 +117,7 @@ class TriggerReceived(Record, **_tag("trigger_received")):
     data: dict[str, Any] = {}
 
 
-class TriggerRefused(Record, **_tag("trigger_refused")):
+class TriggerRefused(Record, tag="trigger_refused", kw_only=True):
     """A trigger for this run that was refused (wrong state, not an approver): kept for audit."""
 
     trigger: str
@@ -129,12 +127,12 @@ class TriggerRefused(Record, **_tag("trigger_refused")):
     source_file: str | None = None
 
 
-class TimeoutFired(Record, **_tag("timeout_fired")):
+class TimeoutFired(Record, tag="timeout_fired", kw_only=True):
     state: str
     deadline: str
 
 
-class Escalated(Record, **_tag("escalated")):
+class Escalated(Record, tag="escalated", kw_only=True):
     """The run is parked for a human; `ticket` is the escalation file's path."""
 
     state: str
@@ -143,7 +141,7 @@ class Escalated(Record, **_tag("escalated")):
     ticket: str | None = None
 
 
-class Resolved(Record, **_tag("resolved")):
+class Resolved(Record, tag="resolved", kw_only=True):
     """A human's answer to an escalation: retry, skip (fire `trigger`) or abort."""
 
     action: str
@@ -153,12 +151,12 @@ class Resolved(Record, **_tag("resolved")):
     source_file: str | None = None
 
 
-class RunFinished(Record, **_tag("run_finished")):
+class RunFinished(Record, tag="run_finished", kw_only=True):
     state: str
     outcome: str | None = None
 
 
-class Cancelled(Record, **_tag("cancelled")):
+class Cancelled(Record, tag="cancelled", kw_only=True):
     by: str
     reason: str = ""
 
@@ -187,7 +185,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
 
 # One encoder and one decoder for the whole process: building them is the slow part.
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(AnyRecord)
+_decoder: msgspec.json.Decoder[AnyRecord] = msgspec.json.Decoder(AnyRecord)
 
 
 def encode(record: Record) -> bytes:
@@ -210,7 +208,8 @@ def decode_lines(data: bytes) -> list[AnyRecord]:
 
 def to_builtins(record: Record) -> dict[str, Any]:
     """The record as plain JSON-able data, exactly as it is on disk."""
-    return msgspec.to_builtins(record, enc_hook=_raw_to_builtins)
+    plain: dict[str, Any] = msgspec.to_builtins(record, enc_hook=_raw_to_builtins)
+    return plain
 
 
 def _raw_to_builtins(value: Any) -> Any:

@@ -25,12 +25,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from journal.errors import InvalidRunIdError, JournalError
 from journal.records import GENESIS, AnyRecord, Record
 from journal.verify import VerifyResult
 
+Durability = Literal["fsync", "none"]  # "none": no fsync (tests and benchmarks only)
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -166,7 +167,7 @@ class Store(Protocol):
         ...
 
 
-def open_store(url: str, home: Path | str | None = None, *, durability: str = "fsync") -> Store:
+def open_store(url: str, home: Path | str | None = None, *, durability: Durability = "fsync") -> Store:
     """The store a URL names: `file:` (journals under `home`) or `file:/path/to/home`."""
     scheme, _, rest = url.partition(":")
     if scheme == "file":
@@ -175,5 +176,5 @@ def open_store(url: str, home: Path | str | None = None, *, durability: str = "f
         root = Path(rest) if rest else home
         if root is None:
             raise JournalError(f"store {url!r}: 'file:' needs a home folder; write file:/path/to/home")
-        return FileStore(Path(root), durability=durability)  # type: ignore[arg-type]
+        return FileStore(Path(root), durability=durability)
     raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home)")

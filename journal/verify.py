@@ -137,4 +137,4 @@ def _check_ts(ts: str) -> str | None:
 
 
 def _type(record: AnyRecord) -> str:
-    return type(record).__struct_config__.tag  # type: ignore[attr-defined]
+    return str(type(record).__struct_config__.tag)

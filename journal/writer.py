@@ -15,14 +15,12 @@ import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
 from journal.errors import JournalLockedError, JournalNotFoundError, JournalWriteError
 from journal.reader import line_hash, tail_state
 from journal.records import Record, encode
-from journal.store import Cursor
+from journal.store import Cursor, Durability
 
-Durability = Literal["fsync", "none"]
 
 
 def utc_now() -> str:
@@ -161,7 +159,7 @@ class JournalWriter:
     def __enter__(self) -> JournalWriter:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __del__(self) -> None:
