@@ -1,20 +1,22 @@
-"""The supervisor's parts on their own: wake-ups, the watcher, the worker pool, status rows."""
+"""The supervisor's parts on their own: wake-ups, the watcher, the worker pool, status rows, step timeouts."""
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import timedelta
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import pytest
 
 from engine.home import Home
+from engine.run.clock import FakeClock, iso
+from engine.run.replay import RunState
 from engine.supervise.status import status_rows
+from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Watcher, Wakeup
 from engine.supervise.workers import Job, WorkerPool
-from engine.run.replay import RunState
-from engine.supervise.supervisor import Supervisor, Tracked
 from journal import RunStarted, StepStarted, Waiting
 
 
@@ -139,18 +141,58 @@ def test_status_rows_show_a_journal_that_cannot_be_folded(home):
     assert row.status == "damaged" and "r1.jsonl" in row.error and "nowhere" in row.error
 
 
-def test_only_the_step_killed_at_its_timeout_is_replayed_as_timed_out(home):
-    sup = Supervisor(home, workers=1)
+def test_only_the_step_killed_at_its_timeout_is_replayed_as_timed_out():
+    timeouts = StepTimeouts(FakeClock())
     state = RunState(run_id="r1", status="running", last_seq=7)
     state.in_flight = StepStarted(state="a", attempt=1, idempotency_key="r1/a/1", seq=7)
-    sup.runs["r1"] = Tracked(state)
     for killed_seq, expected in ((7, "timeout"), (4, "worker died"), (None, "worker died")):
         if killed_seq is not None:
-            sup._timed_out["r1"] = killed_seq
-        sup._ready["r1"] = None
-        job = sup._next_job("r1")
+            timeouts.killed("r1", Overdue("step 'a' attempt 1 exceeded its timeout of 30s", step_seq=killed_seq))
+        job = timeouts.advance_job("r1", state)
         assert (job.kind, job.abandoned, job.last_seq) == ("advance", expected, 7)
-    sup.pool.close()
+
+
+def running_step(clock: FakeClock, *, seq: int, started_ago: float, timeout: float | None) -> RunState:
+    """A run whose step (record `seq`) started `started_ago` seconds before the clock's now."""
+    started = iso(clock.now() - timedelta(seconds=started_ago))
+    state = RunState(run_id="r1", status="running", last_seq=seq, updated=started, step_timeout=timeout)
+    state.in_flight = StepStarted(state="a", attempt=2, idempotency_key="r1/a/1", seq=seq, ts=started)
+    return state
+
+
+def test_a_step_is_overdue_a_timeout_after_its_start_its_hand_over_or_its_last_heartbeat():
+    clock = FakeClock()
+    timeouts = StepTimeouts(clock, job_timeout=300)
+    job = Job("r1", last_seq=4)  # handed over before its step 5 started: the step is the job's
+    timeouts.handed_over("r1")
+    clock.advance(40)
+    now = clock.now()
+    assert timeouts.judge(job, running_step(clock, seq=5, started_ago=29, timeout=30), None, now) is None
+    overdue = timeouts.judge(job, running_step(clock, seq=5, started_ago=31, timeout=30), None, now)
+    assert overdue == Overdue("step 'a' attempt 2 exceeded its timeout of 30s", step_seq=5)
+    state = running_step(clock, seq=5, started_ago=100, timeout=30)
+    assert timeouts.judge(job, state, now - timedelta(seconds=10), now) is None  # it heartbeats: alive
+    overdue = timeouts.judge(job, state, now - timedelta(seconds=35), now)
+    assert overdue.step_seq == 5 and overdue.why.endswith("since its last heartbeat")
+    assert timeouts.judge(job, running_step(clock, seq=5, started_ago=100, timeout=None), None, now) is None
+
+
+def test_a_job_without_a_step_of_its_own_is_overdue_after_job_timeout_without_progress():
+    clock = FakeClock()
+    timeouts = StepTimeouts(clock, job_timeout=300)
+    job = Job("r1", last_seq=5)  # step 5 was in flight before the hand-over: a replay, not the job's step
+    state = running_step(clock, seq=5, started_ago=3600, timeout=30)
+    timeouts.handed_over("r1")
+    clock.advance(299)
+    assert timeouts.judge(job, state, None, clock.now()) is None
+    clock.advance(1)
+    overdue = timeouts.judge(job, state, None, clock.now())
+    assert overdue == Overdue("advance made no progress for 300s with no step of its own in flight")
+    assert timeouts.judge(job, state, clock.now() - timedelta(seconds=1), clock.now()) is None  # a heartbeat
+    timeouts.finished("r1")  # a job whose hand-over is not known counts as just handed over
+    assert timeouts.judge(job, state, None, clock.now()) is None
+    timeouts.killed("r1", overdue)  # not a step killed at its limit: replayed as "worker died"
+    assert timeouts.advance_job("r1", state).abandoned == "worker died"
 
 
 def test_heartbeats_are_rate_limited_and_dropped_rather_than_block():

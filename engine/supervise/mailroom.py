@@ -1,0 +1,204 @@
+"""The mailroom: an inbox file's whole life, from its drop to done/ or rejected/.
+
+A file is claimed once complete (`scan`; files of claimers that died are `adopt`ed),
+read and checked, then either filed at once (invalid, for an unknown or damaged run, or
+already journaled before a crash) or queued for its run as a `Letter`, with what the run
+stood at when the file arrived (`RunState.stands_at`: a file that answers a wait that is
+over is refused as stale). The supervisor's loop asks for a run's `next_delivery`, hands
+it to a worker, and gives the mailroom the result (`delivered`): applied files go to
+done/, refused ones to rejected/ saying why, and an engine error is tried again up to
+DELIVERY_TRIES times. `close` gives back, at shutdown, the files never handed over.
+
+Delivery is idempotent on the claimed key (the `source_file` the journal records), so a
+file ever handed to a worker is never unclaimed: it stays claimed, and the next start
+adopts it and delivers it again under the same key. The file mechanics (claiming,
+moving, reading safely) are engine.supervise.inbox's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+from engine.home import Home
+from engine.supervise import inbox
+from engine.supervise.inbox import Claimed, ClaimBox
+from engine.supervise.message import InvalidMessageError, Message
+from engine.supervise.runs import RunTable
+from engine.supervise.workers import Job, Result
+
+log = logging.getLogger("ratchet.supervisor")
+
+DELIVERY_TRIES = 3  # an engine error on delivery; then the file is rejected with it
+
+
+@dataclass
+class Letter:
+    """A claimed, valid inbox file waiting for its run."""
+
+    item: Claimed
+    message: Message
+    answers: int  # what the run stood at when the file was checked (RunState.stands_at)
+    tries: int = 0  # deliveries that ended in an engine error so far
+
+
+class Mailroom:
+    """Claims, checks, queues per run, and files the inbox's files (`open` before use)."""
+
+    def __init__(self, home: Home, runs: RunTable) -> None:
+        self.home = home
+        self.runs = runs
+        self.settle = 1.0  # a file unchanged this long counts as complete where leases are unavailable
+        self.box: ClaimBox | None = None
+        self._queues: dict[str, deque[Letter]] = {}  # run -> its files, oldest first (runs insertion-ordered)
+        self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
+        self._incomplete: set[str] = set()  # names in the inbox still being written
+
+    def open(self, *, settle: float) -> None:
+        """Take this process's claim box (UnsafeInboxError if an inbox folder is a symlink)."""
+        self.settle = settle
+        self.box = ClaimBox(self.home)
+
+    # --- taking files in ----------------------------------------------------------------------
+
+    def scan(self) -> None:
+        """Claim and check every complete file in the inbox."""
+        self._incomplete.clear()
+        for name in inbox.pending(self.home):
+            if not inbox.is_complete(self.home.inbox / name, settle=self.settle):
+                self._incomplete.add(name)
+                continue
+            try:
+                item = self.box.claim(name)
+            except OSError as exc:  # e.g. EACCES, a name too long for the claimed name: skip it
+                log.error("inbox file %s cannot be claimed: %s; it is left in place", name, exc)
+                continue
+            if item is not None:
+                self._accept(item)
+
+    @property
+    def waiting_for_writers(self) -> bool:
+        """Did the last scan leave files that were still being written? (Look again soon.)"""
+        return bool(self._incomplete)
+
+    def adopt(self) -> None:
+        """Take over (and handle) the files of claimers that died; delivery is idempotent."""
+        try:
+            items = self.box.adopt_orphans()
+        except OSError as exc:
+            log.error("adopting claimed files failed: %s; trying again at the next rescan", exc)
+            return
+        queued = {letter.item.key for queue in self._queues.values() for letter in queue}
+        for item in items:
+            if item.key not in queued:
+                self._accept(item)
+
+    def _accept(self, item: Claimed) -> None:
+        """Check a claimed file; queue it for its run, or file it now."""
+        try:
+            self._check(item)
+        except OSError as exc:  # one bad file (or a full disk) must not stop the supervisor
+            log.error("inbox file %s: %s; it stays claimed and is handled again at the next start", item.key, exc)
+
+    def _check(self, item: Claimed) -> None:
+        try:
+            message = inbox.read_message(item)
+        except InvalidMessageError as exc:
+            self._reject(item, exc.reason, exc.detail)
+            return
+        tracked = self.runs.refresh(message.run)  # up to date: the file answers what the run is at now
+        if tracked is None:
+            self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.runs}")
+            return
+        if tracked.broken:
+            self._refuse_damaged(item, tracked.broken)
+            return
+        answer = tracked.state.inbox_files.get(item.key)
+        if answer is not None:  # journaled before a crash: only the filing was missing
+            self._file(item, *answer)
+            return
+        self._queues.setdefault(message.run, deque()).append(Letter(item, message, tracked.state.stands_at))
+
+    # --- delivering ---------------------------------------------------------------------------
+
+    def runs_with_mail(self) -> list[str]:
+        """Runs with files queued, in the order their first file came."""
+        return list(self._queues)
+
+    def next_delivery(self, run_id: str) -> Job | None:
+        """The job delivering the run's oldest file, counted as handed to a worker from now on.
+
+        None if it has no file; a run that is gone or damaged has its files refused instead.
+        """
+        tracked = self.runs.get(run_id)
+        if tracked is None or tracked.broken:
+            for letter in self._queues.pop(run_id, ()):
+                self._refuse_damaged(letter.item, tracked.broken if tracked else "it is gone")
+            return None
+        queue = self._queues.get(run_id)
+        if not queue:
+            self._queues.pop(run_id, None)
+            return None
+        letter = queue[0]
+        self._sent.add(letter.item.key)
+        return Job(run_id, "deliver", message=letter.message, source_file=letter.item.key,
+                   last_seq=tracked.state.last_seq, answers=letter.answers)
+
+    def delivered(self, result: Result) -> None:
+        """File the delivery's file by its result (a died/killed/locked one stays queued)."""
+        queue = self._queues.get(result.job.run_id)
+        if not queue or queue[0].item.key != result.job.source_file:
+            return
+        letter = queue[0]
+        if result.outcome == "ok":
+            queue.popleft()
+            self._file(letter.item, bool(result.accepted), result.reason)
+        elif result.outcome == "error":
+            letter.tries += 1
+            if letter.tries >= DELIVERY_TRIES:
+                queue.popleft()
+                self._file(letter.item, False, f"engine error: {result.error}")
+        if not queue:
+            self._queues.pop(result.job.run_id, None)
+
+    # --- filing -------------------------------------------------------------------------------
+
+    def _refuse_damaged(self, item: Claimed, error: str) -> None:
+        try:
+            self._reject(item, f"run's journal is damaged: {error}", "fix or remove the journal, then send again")
+        except OSError as exc:
+            log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
+
+    def _file(self, item: Claimed, accepted: bool, reason: str) -> None:
+        try:
+            if accepted:
+                target = self.box.mark_done(item)
+                self._sent.discard(item.key)
+                log.info("applied %s", target.name)
+            else:
+                self._reject(item, "refused by the run", reason)
+        except OSError as exc:
+            log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
+
+    def _reject(self, item: Claimed, reason: str, detail: str) -> None:
+        target = self.box.reject(item, reason, detail)
+        self._sent.discard(item.key)
+        log.warning("rejected %s: %s: %s", target.name, reason, detail)
+
+    def close(self) -> None:
+        """At shutdown: give back the files never handed to a worker, then release the box."""
+        for queue in self._queues.values():
+            for letter in queue:
+                item = letter.item
+                if item.key in self._sent:
+                    # Maybe journaled under this key: it stays claimed, and the next start adopts
+                    # it under the same key (delivery is idempotent on it). Never applied twice.
+                    log.info("inbox file %s stays claimed; the next start finishes it", item.key)
+                    continue
+                try:  # never dispatched: nothing journaled, give it back
+                    self.box.unclaim(item)
+                except OSError as exc:
+                    log.error("inbox file %s: %s; it stays claimed for the next start", item.key, exc)
+        self._queues.clear()
+        self.box.close()

@@ -1,0 +1,71 @@
+"""The run table: journals folded incrementally, changes noted, damaged journals left alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.home import Home
+from engine.supervise.runs import RunTable
+from journal import RunStarted, StepStarted, Waiting
+
+DEFINITION = {"initial": "review", "states": {"review": {}}}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    return Home(tmp_path / "home").ensure()
+
+
+def start(home: Home, run_id: str, *records) -> None:
+    with home.store.writer(run_id, create=True) as w:
+        w.append_many([RunStarted(run_id=run_id, machine="m", version=1, definition=DEFINITION,
+                                  definition_hash="sha256:x"), *records])
+
+
+def test_scan_folds_new_and_grown_journals_and_notes_the_changes(home):
+    start(home, "r1")
+    start(home, "r2", Waiting(state="review", triggers=["approve"]))
+    runs = RunTable(home)
+    runs.scan()
+    assert sorted(runs.take_changed()) == ["r1", "r2"] and runs.take_changed() == []
+    assert runs.counts() == {"running": 1, "waiting": 1} and len(runs) == 2
+    runs.scan()  # nothing grew: nothing read
+    assert runs.take_changed() == []
+    before = runs.get("r2").position
+    with home.store.writer("r2") as w:
+        w.append(StepStarted(state="review", attempt=1, idempotency_key="r2/review/1"))
+    runs.scan()
+    assert runs.take_changed() == ["r2"]
+    tracked = runs.get("r2")
+    assert tracked.state.last_seq == 3 and tracked.position.last_seq == 3
+    assert tracked.position.offset == os.path.getsize(home.store.path("r2")) > before.offset
+
+
+def test_a_journal_without_run_started_yet_is_not_a_run(home):
+    (home.runs / "r1.jsonl").write_bytes(b"")
+    runs = RunTable(home)
+    assert runs.refresh("r1") is None and runs.get("r1") is None
+    assert runs.refresh("../escape") is None  # not a run id
+
+
+def test_a_journal_replaced_since_it_was_read_marks_its_run_damaged(home):
+    start(home, "r1", Waiting(state="review", triggers=["approve"]))
+    runs = RunTable(home)
+    runs.refresh("r1")
+    runs.take_changed()
+    path = home.store.path("r1")
+    path.write_bytes(path.read_bytes()[:10])  # cut below what was read
+    tracked = runs.refresh("r1")
+    assert tracked.status == "damaged" and "shrank" in tracked.broken
+    assert runs.take_changed() == []
+    assert runs.refresh("r1") is tracked  # left alone from now on
+    assert runs.counts() == {"damaged": 1}
+
+
+def test_a_journal_that_cannot_be_folded_marks_its_run_damaged_with_where(home):
+    start(home, "r1", StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1"))
+    tracked = RunTable(home).refresh("r1")
+    assert tracked.status == "damaged" and "r1.jsonl:2" in tracked.broken and "ratchet verify" in tracked.broken
