@@ -109,7 +109,7 @@ class Mailroom:
             return
         tracked = self.runs.refresh(message.run)  # up to date: the file answers what the run is at now
         if tracked is None:
-            self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.runs}")
+            self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.store.location}")
             return
         if tracked.broken:
             self._refuse_damaged(item, tracked.broken)

@@ -1,9 +1,9 @@
 """The run table: every run as the supervisor knows it, folded from its journal.
 
-Each run's `RunState` is folded incrementally: its `ReadPosition` says where its journal
-was read to, so a change costs only the new bytes. All of the supervisor's journal reads
-are here, behind two methods: `scan` (which journals are new or grew) and `refresh`
-(fold one run's new records). A journal that cannot be read or folded marks its run
+Each run's `RunState` is folded incrementally: its store cursor says where its journal
+was read to, so a change costs only the new records. All of the supervisor's journal
+reads are here, behind two methods: `scan` (the store's `changes`: which journals are
+new or grew) and `refresh` (fold one run's records after its cursor). A journal that cannot be read or folded marks its run
 damaged (`Tracked.broken`): logged once, left alone, the other runs go on.
 
 The table does not decide what a run needs; it notes which runs got new records
@@ -13,26 +13,15 @@ The table does not decide what a run needs; it notes which runs got new records
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from engine.home import Home
 from engine.run.replay import RunState
-from journal import JournalError, read
+from journal import Cursor, JournalError, JournalNotFoundError
 
 log = logging.getLogger("ratchet.supervisor")
-
-JOURNAL_SUFFIX = ".jsonl"
-
-
-@dataclass(frozen=True)
-class ReadPosition:
-    """Where a journal was read to: what the next read continues from (and checks it continues)."""
-
-    offset: int = 0  # byte just after the last complete line read
-    last_seq: int = 0
-    last_hash: str | None = None  # the chain hash of the last line read: the next one's `prev`
 
 
 @dataclass
@@ -40,7 +29,7 @@ class Tracked:
     """A run as the supervisor knows it: its folded state and where its journal was read to."""
 
     state: RunState
-    position: ReadPosition = field(default_factory=ReadPosition)
+    cursor: Cursor | None = None  # None: nothing read yet
     broken: str = ""  # a corrupt journal: left alone, shown in the log
 
     @property
@@ -55,6 +44,7 @@ class RunTable:
         self.home = home
         self._runs: dict[str, Tracked] = {}
         self._changed: dict[str, None] = {}  # runs with new records since take_changed (insertion-ordered)
+        self._listed: Any = None  # the store's changes cursor: what `scan` saw last
 
     def get(self, run_id: str) -> Tracked | None:
         return self._runs.get(run_id)
@@ -72,22 +62,11 @@ class RunTable:
         return changed
 
     def scan(self) -> None:
-        """Fold every journal that is new or grew since it was last read."""
-        try:
-            entries = list(os.scandir(self.home.runs))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if not entry.name.endswith(JOURNAL_SUFFIX):
-                continue
-            run_id = entry.name[: -len(JOURNAL_SUFFIX)]
-            tracked = self._runs.get(run_id)
-            try:
-                size = entry.stat().st_size
-            except FileNotFoundError:
-                continue
-            if tracked is None or size > tracked.position.offset:
-                self.refresh(run_id)
+        """Fold every journal that is new or grew since the last scan."""
+        changes = self.home.store.changes(self._listed)
+        self._listed = changes.cursor
+        for run_id in changes.run_ids:
+            self.refresh(run_id)
 
     def refresh(self, run_id: str) -> Tracked | None:
         """Read a journal's new bytes and fold them in; None for a run not (yet) started.
@@ -95,35 +74,36 @@ class RunTable:
         A journal that cannot be read or folded (whatever the exception) marks its run
         broken: logged, left alone; the others go on.
         """
+        store = self.home.store
         try:
-            path = self.home.store.path(run_id)
+            path = store.where(run_id)
         except JournalError:
-            return None
+            return None  # not a run id at all
         tracked = self._runs.get(run_id) or Tracked(RunState())
         if tracked.broken:
             return tracked
-        state, record, at = tracked.state, None, tracked.position
+        state, record = tracked.state, None
         was = (state.status, state.state)
         try:
-            contents = read(path, offset=at.offset, last_seq=at.last_seq, last_hash=at.last_hash)
-            for record in contents.records:
+            chunk = store.read(run_id, after=tracked.cursor)
+            for record in chunk.records:
                 state.apply(record)  # pinned definitions are shared (journal.records caches them)
-        except FileNotFoundError:
+        except JournalNotFoundError:
             return self._runs.get(run_id)
         except Exception as exc:  # one bad journal must never take the supervisor down
-            where = f"{path}:{record.seq}" if record is not None else str(path)
+            where = f"{path}:{record.seq}" if record is not None else path
             if isinstance(exc, JournalError):
-                tracked.broken = str(exc) if str(path) in str(exc) else f"{where}: {exc}"
+                tracked.broken = str(exc) if path in str(exc) else f"{where}: {exc}"
             else:
                 tracked.broken = f"{where}: cannot fold this record ({type(exc).__name__}: {exc}); run 'ratchet verify'"
             self._runs[run_id] = tracked
             log.error("%s; the run is left alone", tracked.broken)
             return tracked
-        tracked.position = ReadPosition(contents.end_offset, contents.last_seq, contents.last_hash)
+        tracked.cursor = chunk.cursor
         if not state.run_id:
             return None  # created, run_started not yet durable: look again on its next write
         self._runs[run_id] = tracked
-        if contents.records:
+        if chunk.records:
             _log_change(run_id, was, state)
             self._changed[run_id] = None
         return tracked

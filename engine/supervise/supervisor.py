@@ -81,7 +81,7 @@ class Supervisor:
         self.home.ensure()  # refuses symlinked inbox folders, before anything starts
         self.mailroom.open(settle=0.0 if once else self.pacing.settle)
         self.pool.start()
-        watcher = None if once else Watcher(self.home.inbox, self.home.runs, self.wake)
+        watcher = None if once else Watcher(self.home.inbox, self.home.store, self.wake)
         if watcher:
             watcher.start()
         self.runs.scan()

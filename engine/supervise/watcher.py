@@ -1,10 +1,10 @@
-"""Wake-up hints from the file system: watchdog on `inbox/` and `runs/`, never the data.
+"""Wake-up hints: watchdog on `inbox/`, the store's watch on journals; never the data.
 
 An event only says "look again soon": which journals changed and whether the inbox
-did. Everything is then read from disk by the supervisor, and a periodic rescan covers
-whatever the watcher missed (inotify's queue overflows silently; a handler exception
-would kill the observer thread, so the handler catches everything and the supervisor
-restarts a dead observer).
+did. Everything is then read by the supervisor, and a periodic rescan covers whatever
+the watcher missed (inotify's queue overflows silently; a handler exception would kill
+the observer thread, so the handler catches everything and the supervisor restarts a
+dead watch).
 """
 
 from __future__ import annotations
@@ -12,24 +12,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
     FileClosedEvent,
     FileCreatedEvent,
-    FileModifiedEvent,
     FileMovedEvent,
     FileSystemEvent,
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from journal import Store, Watch
 
 log = logging.getLogger("ratchet.supervisor")
 
-JOURNAL_SUFFIX = ".jsonl"
 # inotify would report reads too (IN_OPEN/IN_ACCESS/IN_CLOSE_NOWRITE) if not narrowed.
 _INBOX_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
-_RUNS_EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent]
 
 
 class Wakeup:
@@ -79,50 +80,33 @@ def _shorten_move_pairing() -> None:
     InotifyMoveEventGrouper.delay = 0.02
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, watcher: Watcher, kind: str) -> None:
-        self.watcher, self.kind = watcher, kind
+class _InboxHandler(FileSystemEventHandler):
+    def __init__(self, on_event: Callable[[], None]) -> None:
+        self.on_event = on_event
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
-            self.watcher._hint(self.kind, event)
+            self.on_event()
         except Exception:  # an escaping exception would kill the observer thread silently
             log.exception("watcher: handler failed on %r", event)
 
 
-class Watcher:
-    """Watches `inbox` and `runs`; collects hints and raises `wake` on each."""
+class InboxWatch:
+    """An inotify watch of the inbox folder and its subfolders, started on creation."""
 
-    def __init__(self, inbox: Path, runs: Path, wake: Wakeup) -> None:
-        self.inbox, self.runs, self.wake = Path(inbox), Path(runs), wake
-        self._lock = threading.Lock()
-        self._changed_runs: set[str] = set()
-        self._inbox_changed = False
-        self._observer: Observer | None = None
-
-    def start(self) -> None:
+    def __init__(self, inbox: Path, on_event: Callable[[], None]) -> None:
         _shorten_move_pairing()
         observer = Observer()
         # Recursive on purpose: watchdog holds an unpaired IN_MOVED_FROM for 0.5 s (waiting
         # for its IN_MOVED_TO) and every later event queues behind it. Claiming moves a file
         # from inbox/ to inbox/.claimed/; watching the subfolders pairs the two at once.
-        observer.schedule(_Handler(self, "inbox"), str(self.inbox), recursive=True, event_filter=_INBOX_EVENTS)
-        observer.schedule(_Handler(self, "runs"), str(self.runs), event_filter=_RUNS_EVENTS)
+        observer.schedule(_InboxHandler(on_event), str(inbox), recursive=True, event_filter=_INBOX_EVENTS)
         observer.daemon = True
         observer.start()
-        self._observer = observer
+        self._observer: BaseObserver | None = observer
 
     def alive(self) -> bool:
         return self._observer is not None and self._observer.is_alive()
-
-    def ensure_alive(self) -> bool:
-        """Restart a dead observer; True if it was restarted (the caller must rescan)."""
-        if self.alive():
-            return False
-        log.warning("watcher: observer died; restarting it (a rescan covers the gap)")
-        self.stop()
-        self.start()
-        return True
 
     def stop(self) -> None:
         observer, self._observer = self._observer, None
@@ -133,6 +117,37 @@ class Watcher:
             except Exception:  # stopping a dead observer may raise; there is nothing to save
                 log.debug("watcher: stop failed", exc_info=True)
 
+
+class Watcher:
+    """Watches the inbox and the store's journals; collects hints and raises `wake` on each."""
+
+    def __init__(self, inbox: Path, store: Store, wake: Wakeup) -> None:
+        self.inbox, self.store, self.wake = Path(inbox), store, wake
+        self._lock = threading.Lock()
+        self._changed_runs: set[str] = set()
+        self._inbox_changed = False
+        self.watches: list[Watch] = []  # the inbox's and the journals'
+
+    def start(self) -> None:
+        self.watches = [InboxWatch(self.inbox, self._inbox_hint), self.store.watch(self._journal_hint)]
+
+    def alive(self) -> bool:
+        return bool(self.watches) and all(watch.alive() for watch in self.watches)
+
+    def ensure_alive(self) -> bool:
+        """Restart a dead watch; True if one was restarted (the caller must rescan)."""
+        if self.alive():
+            return False
+        log.warning("watcher: a watch died; restarting it (a rescan covers the gap)")
+        self.stop()
+        self.start()
+        return True
+
+    def stop(self) -> None:
+        watches, self.watches = self.watches, []
+        for watch in watches:
+            watch.stop()
+
     def take(self) -> tuple[set[str], bool]:
         """(run ids whose journal changed, whether the inbox changed) since the last take."""
         with self._lock:
@@ -140,15 +155,12 @@ class Watcher:
             self._changed_runs, self._inbox_changed = set(), False
         return runs, inbox
 
-    def _hint(self, kind: str, event: FileSystemEvent) -> None:
-        if kind == "inbox":
-            with self._lock:
-                self._inbox_changed = True
-        else:
-            path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
-            name = os.path.basename(path)
-            if not name.endswith(JOURNAL_SUFFIX):
-                return
-            with self._lock:
-                self._changed_runs.add(name[: -len(JOURNAL_SUFFIX)])
+    def _inbox_hint(self) -> None:
+        with self._lock:
+            self._inbox_changed = True
+        self.wake.set()
+
+    def _journal_hint(self, run_id: str) -> None:
+        with self._lock:
+            self._changed_runs.add(run_id)
         self.wake.set()

@@ -34,14 +34,14 @@ def test_scan_folds_new_and_grown_journals_and_notes_the_changes(home):
     assert runs.counts() == {"running": 1, "waiting": 1} and len(runs) == 2
     runs.scan()  # nothing grew: nothing read
     assert runs.take_changed() == []
-    before = runs.get("r2").position
+    before = runs.get("r2").cursor
     with home.store.writer("r2") as w:
         w.append(StepStarted(state="review", attempt=1, idempotency_key="r2/review/1"))
     runs.scan()
     assert runs.take_changed() == ["r2"]
     tracked = runs.get("r2")
-    assert tracked.state.last_seq == 3 and tracked.position.last_seq == 3
-    assert tracked.position.offset == os.path.getsize(home.store.path("r2")) > before.offset
+    assert tracked.state.last_seq == 3 and tracked.cursor.seq == 3 > before.seq
+    assert tracked.cursor == home.store.read("r2").cursor  # read to the end of the journal
 
 
 def test_a_journal_without_run_started_yet_is_not_a_run(home):

@@ -49,7 +49,7 @@ def test_wakeup_wakes_a_wait_and_clears():
 
 def test_watcher_hints_journal_changes_and_inbox_drops(home):
     wake = Wakeup()
-    watcher = Watcher(home.inbox, home.runs, wake)
+    watcher = Watcher(home.inbox, home.store, wake)
     watcher.start()
     try:
         with open(home.runs / "r1.jsonl", "ab") as f:
@@ -73,13 +73,13 @@ def test_watcher_hints_journal_changes_and_inbox_drops(home):
         wake.close()
 
 
-def test_a_dead_observer_is_restarted(home):
+@pytest.mark.parametrize("which", [0, 1], ids=["inbox", "journals"])
+def test_a_dead_watch_is_restarted(home, which):
     wake = Wakeup()
-    watcher = Watcher(home.inbox, home.runs, wake)
+    watcher = Watcher(home.inbox, home.store, wake)
     watcher.start()
     try:
-        watcher._observer.stop()
-        watcher._observer.join(5)
+        watcher.watches[which].stop()  # as if its observer thread had died
         assert not watcher.alive()
         assert watcher.ensure_alive() is True
         assert watcher.alive() and watcher.ensure_alive() is False
