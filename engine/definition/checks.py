@@ -16,9 +16,10 @@ from typing import Any
 
 from engine.definition.durations import format_duration
 from engine.definition.spec import TIMEOUT
+from engine.problem import Severity
 
 Loc = tuple[str | int, ...]
-Finding = tuple[Loc, str, str]
+Finding = tuple[Loc, str, Severity]
 
 
 def check_graph(raw: Any) -> list[Finding]:

@@ -24,10 +24,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from engine.definition.checks import check_graph
-from engine.errors import ConditionError, DefinitionError, ImportPathError, Problem
+from engine.errors import ConditionError, DefinitionError, ImportPathError
 from engine.definition.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
 from engine.definition.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
 from engine.definition.statechart import Statechart
+from engine.problem import Problem
 
 SUFFIXES = (".yaml", ".yml", ".py")
 

@@ -25,8 +25,9 @@ import yaml
 from pydantic import ValidationError
 
 from engine.definition.checks import Loc
-from engine.errors import NotAMachineError, Problem
 from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.errors import NotAMachineError
+from engine.problem import Problem, Severity
 
 
 NO_DATA = object()
@@ -41,7 +42,7 @@ class Source:
     line_of: Callable[[Loc], int | None] = lambda loc: None
     problems: list[Problem] = field(default_factory=list)
 
-    def problem(self, loc: Loc, message: str, severity: str = "error") -> Problem:
+    def problem(self, loc: Loc, message: str, severity: Severity = "error") -> Problem:
         prefix = f"{dotted(loc)}: " if loc else ""
         return Problem(self.where, self.line_of(loc), prefix + message, severity)
 

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.durable import publish
-from engine.errors import EngineError
+from engine.errors import InvalidMessageError  # also imported from here by supervisor.py
 from journal import check_run_id
 from journal.store import InvalidRunIdError
 
@@ -38,15 +38,6 @@ class WriterHome(Protocol):
 
     inbox: Path
     inbox_tmp: Path
-
-
-class InvalidMessageError(EngineError):
-    """An inbox file refused before delivery. `reason` is one short line, `detail` more."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 class Message(BaseModel):
