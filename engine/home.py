@@ -11,7 +11,7 @@ from journal import FileStore
 
 
 class Home:
-    """The layout of one Ratchet home (see DESIGN.md "Files on disk")."""
+    """The layout of one Ratchet home: runs/, inbox/ (with done/ and rejected/), escalations/."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
