@@ -9,7 +9,6 @@ families alike.
     ├── DefinitionError ── NotAMachineError     machine files and modules
     ├── ImportPathError                         a `module:attribute` that does not resolve
     ├── UnknownRunError, RunExistsError         run ids
-    ├── RunLockedError
     ├── ReplayError, ConditionError             a run that cannot go on as written
     ├── ClockError                              $RATCHET_CLOCK_FILE (tests)
     └── UnsafeInboxError, InvalidMessageError   the inbox and its files
@@ -60,17 +59,6 @@ class UnknownRunError(EngineError):
     def __init__(self, run_id: str, where: str = "") -> None:
         self.run_id = run_id
         super().__init__(f"{where or 'runs'}: no run '{run_id}'; list runs with 'ratchet status'")
-
-
-class RunLockedError(EngineError):
-    """Another process is advancing this run (it holds the journal's lock)."""
-
-    def __init__(self, run_id: str, path: str = "") -> None:
-        self.run_id = run_id
-        super().__init__(
-            f"{path or run_id}: run '{run_id}' is being advanced by another process; "
-            "wait for it to finish or stop it"
-        )
 
 
 class RunExistsError(EngineError):

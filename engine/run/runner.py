@@ -32,7 +32,7 @@ import msgspec
 from engine.run import tickets
 from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.context import Fire, StepContext
-from engine.errors import ConditionError, ImportPathError, RunExistsError, RunLockedError, UnknownRunError
+from engine.errors import ConditionError, ImportPathError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
 from engine.definition.loader import Machine, load_machine, machine_from_definition
@@ -40,7 +40,7 @@ from engine.run.plan import plan
 from engine.run.replay import RunState, fold
 from engine.definition.spec import OK
 from journal import (
-    Escalated, JournalError, JournalLockedError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
+    Escalated, JournalError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
     StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, check_run_id, read,
 )
 
@@ -272,10 +272,7 @@ class Runner:
 
     @contextmanager
     def _writer(self, run_id: str, *, create: bool = False) -> Iterator[JournalWriter]:
-        try:
-            writer = self.home.store.writer(run_id, create=create)
-        except JournalLockedError as exc:
-            raise RunLockedError(run_id, str(exc.path)) from exc
+        writer = self.home.store.writer(run_id, create=create)  # JournalLockedError: another process has it
         with writer:
             yield writer
 

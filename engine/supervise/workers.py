@@ -308,7 +308,6 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
     # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from engine.run.clock import clock_from_env
-    from engine.errors import RunLockedError
     from engine.run.runner import Runner
     from journal import JournalError, JournalLockedError
 
@@ -331,7 +330,7 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
             else:
                 runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq)
                 result = Result(job, "ok")
-        except (RunLockedError, JournalLockedError):
+        except JournalLockedError:
             result = Result(job, "locked")
         except (EngineError, JournalError) as exc:  # said plainly; the supervisor logs it
             result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
