@@ -51,7 +51,7 @@ class Machine:
     def name(self) -> str:
         return self.spec.name
 
-    def resolve(self, import_path: str) -> Callable:
+    def resolve(self, import_path: str) -> Callable[..., Any]:
         """The object named by `module:attribute`, the machine's folder first on sys.path."""
         if import_path not in self._resolved:
             self._resolved[import_path] = resolve_import(import_path, self.base_dir)
@@ -69,7 +69,7 @@ class Machine:
                     if state in t.source or (t.source == ["*"] and not self.state(state).final)]
         return list(dict.fromkeys(triggers))
 
-    def next_state(self, state: str, trigger: str, data: dict) -> str | None:
+    def next_state(self, state: str, trigger: str, data: dict[str, Any]) -> str | None:
         """Where `trigger` leads from `state` given the run's `data`; None if nowhere.
 
         Guards get a copy of `data` (they cannot change the run); one that raises is a
@@ -81,6 +81,11 @@ class Machine:
             return self._chart.next_state(state, trigger, copy.deepcopy(data))
         except Exception as exc:
             raise ConditionError(state, trigger, exc) from exc
+
+    def on_escalate(self, state: str) -> str | None:
+        """The import path to notify when a run escalates in `state`: the state's
+        `on_escalate`, else the machine's; None if neither is set."""
+        return self.state(state).on_escalate or self.spec.on_escalate
 
     def retryable(self, state: str, error: BaseException) -> bool:
         """False if `error` is listed in the state's `non_retryable` (by class or class name)."""

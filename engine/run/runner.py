@@ -36,8 +36,9 @@ from engine.errors import ConditionError, ImportPathError, RunExistsError, Unkno
 from engine.faults import crash_point
 from engine.home import Home
 from engine.definition.loader import Machine, load_machine, machine_from_definition
-from engine.run.plan import plan
+from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
+from engine.run.status import RunStatus
 from engine.definition.spec import OK
 from journal import (
     Escalated, JournalError, JournalWriter, Record, Resolved, RunStarted, StepFailed,
@@ -154,7 +155,7 @@ class Runner:
         """
         while True:
             rs = rs or self.advance(run_id)
-            if rs.status != "retrying":
+            if rs.status != RunStatus.RETRYING:
                 return rs
             self.clock.sleep((rs.deadline - self.clock.now()).total_seconds())
             rs = None
@@ -171,7 +172,7 @@ class Runner:
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
                 return Delivery(accepted, reason, s.rs)
-            if s.rs.status == "waiting" and s.rs.deadline and self.clock.now() >= s.rs.deadline:
+            if s.rs.status == RunStatus.WAITING and s.rs.deadline and self.clock.now() >= s.rs.deadline:
                 self._drive(s)  # the deadline passed first: the timeout wins over the message
             reason = _staleness(s.rs, answers) or _refusal(s.rs, s.machine, message)
             if reason:
@@ -202,15 +203,15 @@ class Runner:
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
-            if not isinstance(move, list):
+            if not isinstance(move, Append):  # Stop or Sleep: nothing more to do now
                 self._flush(s)
                 return rs
-            for record in move:
+            for record in move.records:
                 record.ts = iso(now)
                 if isinstance(record, Escalated):
                     record.ticket = str(tickets.ticket_path(self.home.escalations, rs.run_id))
-            self._journal(s, move)
-            last = move[-1]
+            self._journal(s, move.records)
+            last = move.records[-1]
             if isinstance(last, Escalated):
                 self._flush(s)
                 tickets.open_ticket(self.home.escalations, rs, last, machine)
@@ -337,13 +338,13 @@ def _refusal(rs: RunState, machine: Machine, message: Any) -> str | None:
 
 def _refusal_of(rs: RunState, machine: Machine, message: Any) -> str | None:
     if message.resolve:
-        if rs.status != "escalated":
+        if rs.status != RunStatus.ESCALATED:
             return f"run is not escalated (it is {rs.status} in '{rs.state}'); nothing to resolve"
         if message.resolve == "skip" and machine.next_state(rs.state, message.trigger, rs.data) is None:
             return (f"'{rs.state}' has no transition for '{message.trigger}' "
                     f"(or its conditions are not met); skip with one of: {'|'.join(machine.triggers_from(rs.state))}")
         return None
-    if rs.status != "waiting":
+    if rs.status != RunStatus.WAITING:
         return f"run is {rs.status} in '{rs.state}', not waiting for a trigger"
     if message.trigger not in rs.triggers:
         return (f"'{message.trigger}' is not a trigger of state '{rs.state}' "

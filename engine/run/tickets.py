@@ -19,9 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.run.context import StepContext
 from engine.durable import publish
 from engine.errors import ConditionError
+from engine.run.context import StepContext
+from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from journal import Escalated, fsync_dir
 
@@ -54,9 +55,10 @@ def write_ticket(path: Path, content: dict[str, Any]) -> None:
 
 def read_ticket(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        content = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # missing or damaged: it is rewritten from the journal
+    return content if isinstance(content, dict) else None
 
 
 def remove_ticket(path: Path) -> None:
@@ -67,7 +69,7 @@ def remove_ticket(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-def open_ticket(escalations: Path, rs: RunState, record: Escalated, machine: Any) -> Path:
+def open_ticket(escalations: Path, rs: RunState, record: Escalated, machine: RunnableMachine) -> Path:
     """Write the ticket (if missing or not yet notified) and call `on_escalate` once."""
     path = ticket_path(escalations, rs.run_id)
     existing = read_ticket(path)
@@ -80,9 +82,9 @@ def open_ticket(escalations: Path, rs: RunState, record: Escalated, machine: Any
     return path
 
 
-def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
+def notify(rs: RunState, record: Escalated, machine: RunnableMachine) -> dict[str, Any]:
     """Call the state's (else the machine's) on_escalate; what happened, for the ticket."""
-    target = machine.state(record.state).on_escalate or machine.spec.on_escalate
+    target = machine.on_escalate(record.state)
     if not target:
         return {"notified": True, "notifier": None}
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=record.state, attempt=1,
@@ -97,7 +99,7 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
     return {"notified": True, "notifier": target}
 
 
-def _skippable(machine: Any, state: str, data: dict) -> list[str]:
+def _skippable(machine: RunnableMachine, state: str, data: dict[str, Any]) -> list[str]:
     """Triggers that `skip` can fire from `state` now (a guarded one only if its conditions hold)."""
     try:
         triggers = machine.triggers_from(state)
@@ -106,7 +108,7 @@ def _skippable(machine: Any, state: str, data: dict) -> list[str]:
     return [t for t in triggers if _leads_somewhere(machine, state, t, data)]
 
 
-def _leads_somewhere(machine: Any, state: str, trigger: str, data: dict) -> bool:
+def _leads_somewhere(machine: RunnableMachine, state: str, trigger: str, data: dict[str, Any]) -> bool:
     try:
         return machine.next_state(state, trigger, data) is not None
     except ConditionError:
