@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from engine.definition.checks import Loc
 from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
@@ -51,7 +52,7 @@ _FIELDS = sorted({name for model in (MachineSpec, StateSpec, TransitionSpec, Ret
                   for name in model.model_fields})
 
 
-def describe(error: dict) -> str:
+def describe(error: ErrorDetails) -> str:
     """A pydantic error as one readable phrase."""
     kind, loc = error["type"], error["loc"]
     if kind == "value_error":
@@ -185,6 +186,9 @@ def read_python(path: Path) -> Source:
                                         "defines no module attribute 'machine' (a MachineSpec)")])
     module_name = f"_ratchet_machine_{abs(hash(str(path.resolve())))}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:  # never for a .py file; said plainly if it happens
+        source.problems.append(Problem(str(path), None, "cannot load: not a Python module file"))
+        return source
     module = importlib.util.module_from_spec(spec)
     put_first_on_path(path.parent)
     try:

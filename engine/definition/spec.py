@@ -177,7 +177,7 @@ class MachineSpec(_Strict):
     transitions: list[TransitionSpec]
     on_escalate: ImportPath | None = None
 
-    def canonical(self) -> dict:
+    def canonical(self) -> dict[str, Any]:
         """Plain JSON data, every field explicit, durations in seconds: the pinned form.
 
         Defaults are written out so that a pinned run keeps its behaviour even if a
