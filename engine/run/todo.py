@@ -3,12 +3,17 @@
 The runner writes "outcome + transition + next step_started" as one batch, and a crash may
 leave any prefix of it; so after folding, the run may owe the rest. One small frozen class
 per kind of work owed; `Todo` is their union, matched in `plan`.
+
+They are frozen msgspec Structs rather than frozen dataclasses (same use: fields, value
+equality, `match`): replay makes one for most records it folds, and a Struct is made
+about 7 times faster, which keeps replaying thousands of journals as fast as it was.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 from journal import StepFailed
 
@@ -17,40 +22,34 @@ from journal import StepFailed
 Cause = Literal["step", "trigger", "resolution", "timeout"]
 
 
-@dataclass(frozen=True, slots=True)
-class Enter:
+class Enter(msgspec.Struct, frozen=True):
     """Start the current state: `step_started` (task), `waiting`, or `run_finished` (final)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(msgspec.Struct, frozen=True):
     """(Re)start the current task at `attempt` (once a scheduled retry is due)."""
 
     attempt: int
 
 
-@dataclass(frozen=True, slots=True)
-class Take:
+class Take(msgspec.Struct, frozen=True):
     """Take the transition for `trigger` from the current state, or escalate."""
 
     trigger: str
     cause: Cause
 
 
-@dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(msgspec.Struct, frozen=True):
     """A step failed: retry it, take the `error` transition, or escalate."""
 
     failure: StepFailed
 
 
-@dataclass(frozen=True, slots=True)
-class TimeoutDue:
+class TimeoutDue(msgspec.Struct, frozen=True):
     """A wait's deadline passed: take the `timeout` transition, or escalate."""
 
 
-@dataclass(frozen=True, slots=True)
-class Cancel:
+class Cancel(msgspec.Struct, frozen=True):
     """Write `cancelled`: a human's `abort` resolution whose record is missing."""
 
     by: str
