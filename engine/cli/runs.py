@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import home_of, main
 from engine.cli.options import MACHINES_DIR, parse_inputs
 from engine.cli.timeline import timeline_line
 from engine.run.status import RunStatus
