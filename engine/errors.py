@@ -1,34 +1,31 @@
 """The engine's error tree: one base class, a few leaves with structured attributes.
 
-Messages read `where: what; hint`, so the CLI can print them as one line.
+Messages read `where: what; hint`, so the CLI can print them as one line. Journal errors
+(`journal.JournalError` and its leaves, such as `JournalLockedError` when another process
+advances a run) are not wrapped: they already say where and what, and the CLI shows both
+families alike.
+
+    EngineError
+    ├── DefinitionError ── NotAMachineError     machine files and modules
+    ├── ImportPathError                         a `module:attribute` that does not resolve
+    ├── UnknownRunError, RunExistsError         run ids
+    ├── ReplayError, ConditionError             a run that cannot go on as written
+    ├── ClockError                              $RATCHET_CLOCK_FILE (tests)
+    └── UnsafeInboxError, InvalidMessageError   the inbox and its files
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+from engine.problem import Problem
 
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""
 
 
-# --- Definition errors (machine files and Python machine modules) ---------------------
-
-from dataclasses import dataclass  # noqa: E402  (kept beside its only users)
-from typing import Literal  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One mistake in a definition. `where` is a file (with `line`) or a Python object."""
-
-    where: str
-    line: int | None
-    message: str
-    severity: Literal["error", "warning"] = "error"
-
-    def __str__(self) -> str:
-        place = f"{self.where}:{self.line}" if self.line else self.where
-        label = "warning: " if self.severity == "warning" else ""
-        return f"{place}: {label}{self.message}"
+# --- Definitions ------------------------------------------------------------------------
 
 
 class DefinitionError(EngineError):
@@ -53,7 +50,7 @@ class ImportPathError(EngineError):
         super().__init__(f"{import_path}: {reason}")
 
 
-# --- Runtime errors (engine.run.runner) ----------------------------------------------------
+# --- Runs ---------------------------------------------------------------------------------
 
 
 class UnknownRunError(EngineError):
@@ -62,17 +59,6 @@ class UnknownRunError(EngineError):
     def __init__(self, run_id: str, where: str = "") -> None:
         self.run_id = run_id
         super().__init__(f"{where or 'runs'}: no run '{run_id}'; list runs with 'ratchet status'")
-
-
-class RunLockedError(EngineError):
-    """Another process is advancing this run (it holds the journal's lock)."""
-
-    def __init__(self, run_id: str, path: str = "") -> None:
-        self.run_id = run_id
-        super().__init__(
-            f"{path or run_id}: run '{run_id}' is being advanced by another process; "
-            "wait for it to finish or stop it"
-        )
 
 
 class RunExistsError(EngineError):
@@ -84,24 +70,6 @@ class RunExistsError(EngineError):
             f"run '{run_id}' already exists with machine '{machine}', not '{wanted}'; "
             "choose another --id"
         )
-
-
-class RunNotWaitingError(EngineError):
-    """A trigger was sent to a run that is not waiting for one."""
-
-    def __init__(self, run_id: str, reason: str) -> None:
-        self.run_id = run_id
-        self.reason = reason
-        super().__init__(f"run '{run_id}': {reason}")
-
-
-class UnsafeInboxError(EngineError):
-    """An inbox folder is a symlink or not a directory: files could be moved out of the inbox."""
-
-    def __init__(self, path: object, what: str) -> None:
-        self.path = path
-        super().__init__(f"{path}: {what}; inbox folders must be real directories "
-                         "(replace it with a directory, then start again)")
 
 
 class ReplayError(EngineError):
@@ -125,3 +93,35 @@ class ConditionError(EngineError):
         self.state, self.trigger = state, trigger
         super().__init__(f"a condition of '{trigger}' from '{state}' raised "
                          f"{type(cause).__name__}: {cause}; fix the predicate, then resolve")
+
+
+class ClockError(EngineError):
+    """The clock file ($RATCHET_CLOCK_FILE, a test hook) does not hold a time."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+        super().__init__(f"{path}: {text[:40]!r} is not an ISO 8601 time; "
+                         "write one like 2026-03-02T09:00:00Z")
+
+
+# --- The inbox ----------------------------------------------------------------------------
+
+
+class UnsafeInboxError(EngineError):
+    """An inbox folder is a symlink or not a directory: files could be moved out of the inbox."""
+
+    def __init__(self, path: object, what: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {what}; inbox folders must be real directories "
+                         "(replace it with a directory, then start again)")
+
+
+class InvalidMessageError(EngineError):
+    """An inbox file refused before delivery. `reason` is one short line, `detail` more
+    (the supervisor files both beside the refused file, which is the `where`)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)

@@ -179,10 +179,6 @@ AnyRecord = Union[
     Cancelled,
 ]
 
-RECORD_TYPES: dict[str, type[Record]] = {
-    cls.__struct_config__.tag: cls for cls in AnyRecord.__args__  # type: ignore[attr-defined]
-}
-
 # One encoder and one decoder for the whole process: building them is the slow part.
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyRecord] = msgspec.json.Decoder(AnyRecord)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.cli.app import UserError
 
-MACHINES_DIR = Path("machines")  # where a MACHINE given by name is looked up (DESIGN.md)
+MACHINES_DIR = Path("machines")  # where a MACHINE given by name is looked up (README, "Commands")
 
 
 def parse_inputs(pairs: tuple[str, ...], option: str = "--input") -> dict:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import UserError, home_of, main
+from engine.cli.app import home_of, main
 from engine.cli.options import MACHINES_DIR, parse_inputs
 from engine.cli.timeline import timeline_line
+from engine.run.status import RunStatus
 
+if TYPE_CHECKING:  # the runner stack is imported lazily: `ratchet --help` stays fast
+    from engine.run.replay import RunState
 
 
 def _runner(ctx: click.Context, *, echo: bool = False):
@@ -84,20 +87,20 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
         click.echo(hint, err=True)  # stderr: stdout's last line stays the summary
 
 
-def summary(rs) -> str:
+def summary(rs: RunState) -> str:
     """One line: where the run stands. `run ID: waiting in 'review' for approve|reject ...`."""
     head = f"run {rs.run_id}:"
-    if rs.status == "waiting":
+    if rs.status == RunStatus.WAITING:
         who = f" from {', '.join(rs.approvers)}" if rs.approvers else ""
         until = f" until {_short_time(rs.deadline)}" if rs.deadline else " (no deadline)"
         return f"{head} waiting in '{rs.state}' for {'|'.join(rs.triggers)}{who}{until}"
-    if rs.status == "finished":
+    if rs.status == RunStatus.FINISHED:
         return f"{head} finished in '{rs.state}'" + (f" (outcome: {rs.outcome})" if rs.outcome else "")
-    if rs.status == "escalated":
+    if rs.status == RunStatus.ESCALATED:
         e = rs.escalation
         return f"{head} escalated in '{rs.state}': {e.reason}; ticket {e.ticket}"
-    if rs.status == "retrying":
-        return f"{head} retrying '{rs.state}' (attempt {rs.todo[1]}) at {_short_time(rs.deadline)}"
+    if rs.status == RunStatus.RETRYING:
+        return f"{head} retrying '{rs.state}' (attempt {rs.retry_attempt}) at {_short_time(rs.deadline)}"
     return f"{head} {rs.status} in '{rs.state}'"
 
 
@@ -108,13 +111,13 @@ def _warn_if_input_ignored(given: dict, kept: dict, run_id: str) -> None:
                    f"{json.dumps(kept)} (--input ignored)", err=True)
 
 
-def next_step(rs) -> str | None:
+def next_step(rs: RunState) -> str | None:
     """What a person can do next with a run that stopped to wait for one."""
-    if rs.status == "waiting":
+    if rs.status == RunStatus.WAITING:
         who = f"; NAME: {'|'.join(rs.approvers)}" if rs.approvers else ""
         return (f"next: ratchet send {rs.run_id} TRIGGER --by NAME (TRIGGER: {'|'.join(rs.triggers)}{who}); "
                 "`ratchet supervise` applies it")
-    if rs.status == "escalated":
+    if rs.status == RunStatus.ESCALATED:
         return f"next: ratchet resolve {rs.run_id} retry|skip TRIGGER|abort --by NAME (see the ticket)"
     return None
 

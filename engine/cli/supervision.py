@@ -10,6 +10,7 @@ import click
 
 from engine.cli.app import existing_home, home_of, main, require_run
 from engine.cli.options import MACHINES_DIR
+from engine.run.status import RunStatus
 
 
 @main.command()
@@ -64,7 +65,7 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list of runs).")
 @click.option("--state", "state_filter", metavar="STATE", help="Only runs in this state.")
 @click.option("--status", "status_filter", metavar="STATUS",
-              help="Only runs with this status (running, waiting, retrying, escalated, finished, cancelled).")
+              help=f"Only runs with this status ({', '.join(RunStatus)}).")
 @click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
@@ -112,5 +113,5 @@ def _cells(row) -> tuple[str, ...]:
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
     return (row.run_id, row.machine, row.state, row.status + (" (in flight)" if row.in_flight else ""),
-            waiting, row.deadline or ("forever" if row.status == "waiting" else ""),
+            waiting, row.deadline or ("forever" if row.status == RunStatus.WAITING else ""),
             str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")

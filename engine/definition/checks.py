@@ -16,9 +16,11 @@ from typing import Any
 
 from engine.definition.durations import format_duration
 from engine.definition.spec import TIMEOUT
+from engine.problem import Severity
 
 Loc = tuple[str | int, ...]
-Finding = tuple[Loc, str, str]
+Finding = tuple[Loc, str, Severity]
+Fields = dict[str, Any]  # one state's fields, unvalidated
 
 
 def check_graph(raw: Any) -> list[Finding]:
@@ -43,17 +45,17 @@ def check_graph(raw: Any) -> list[Finding]:
 class _Edge:
     """One transition, read leniently: fields that are not usable are None."""
 
-    def __init__(self, index: int, raw: dict) -> None:
+    def __init__(self, index: int, raw: dict[str, Any]) -> None:
         self.index = index
-        self.trigger = raw.get("trigger") if isinstance(raw.get("trigger"), str) else None
-        source = raw.get("source")
+        trigger, source, dest = raw.get("trigger"), raw.get("source"), raw.get("dest")
+        self.trigger: str | None = trigger if isinstance(trigger, str) else None
         source = [source] if isinstance(source, str) else source
-        self.sources = [s for s in source if isinstance(s, str)] if isinstance(source, list) else []
-        self.dest = raw.get("dest") if isinstance(raw.get("dest"), str) else None
+        self.sources: list[str] = [s for s in source if isinstance(s, str)] if isinstance(source, list) else []
+        self.dest: str | None = dest if isinstance(dest, str) else None
         self.guarded = bool(raw.get("conditions") or raw.get("unless"))
         self.label = f"transition '{self.trigger}'" if self.trigger else f"transition #{index + 1}"
 
-    def leaves(self, state: str, states: dict) -> bool:
+    def leaves(self, state: str, states: dict[str, Fields]) -> bool:
         if "*" in self.sources:
             return not _is_final(states.get(state, {}))
         return state in self.sources
@@ -65,24 +67,24 @@ def _edges(raw: Any) -> list[_Edge]:
     return [_Edge(i, t) for i, t in enumerate(raw) if isinstance(t, dict)]
 
 
-def _is_final(fields: dict) -> bool:
+def _is_final(fields: Fields) -> bool:
     return fields.get("final") is True
 
 
-def _kind(fields: dict) -> str:
+def _kind(fields: Fields) -> str:
     if _is_final(fields):
         return "final"
     return "task" if fields.get("action") else "waiting"
 
 
-def _unknown(name: str, states: dict) -> str:
+def _unknown(name: str, states: dict[str, Fields]) -> str:
     close = difflib.get_close_matches(name, list(states), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else f"; known states: {', '.join(states)}"
     return f"unknown state '{name}'{hint}"
 
 
-def _unknown_states(initial: Any, states: dict, edges: list[_Edge]) -> list[Finding]:
-    found = []
+def _unknown_states(initial: Any, states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
+    found: list[Finding] = []
     if isinstance(initial, str) and initial not in states:
         found.append((("initial",), f"initial state: {_unknown(initial, states)}", "error"))
     for edge in edges:
@@ -96,14 +98,14 @@ def _unknown_states(initial: Any, states: dict, edges: list[_Edge]) -> list[Find
     return found
 
 
-def _leaving_final_states(states: dict, edges: list[_Edge]) -> list[Finding]:
+def _leaving_final_states(states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
     return [(("transitions", edge.index, "source"),
              f"{edge.label} leaves final state '{name}': a run ends there", "error")
             for edge in edges for name in edge.sources
             if name in states and _is_final(states[name])]
 
 
-def _dead_ends(states: dict, edges: list[_Edge]) -> list[Finding]:
+def _dead_ends(states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
     return [(("states", name),
              f"state '{name}' has no way out and is not final; "
              "add a transition from it or mark it 'final: true'", "error")
@@ -111,25 +113,26 @@ def _dead_ends(states: dict, edges: list[_Edge]) -> list[Finding]:
             if not _is_final(fields) and not any(e.leaves(name, states) for e in edges)]
 
 
-def _unreachable(initial: Any, states: dict, edges: list[_Edge]) -> list[Finding]:
+def _unreachable(initial: Any, states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
     if not isinstance(initial, str) or initial not in states:
         return []  # reported as an unknown initial state already
     seen, queue = {initial}, deque([initial])
     while queue:
         state = queue.popleft()
         for edge in edges:
-            if edge.dest in states and edge.dest not in seen and edge.leaves(state, states):
-                seen.add(edge.dest)
-                queue.append(edge.dest)
+            dest = edge.dest
+            if dest is not None and dest in states and dest not in seen and edge.leaves(state, states):
+                seen.add(dest)
+                queue.append(dest)
     return [(("states", name),
              f"state '{name}' is unreachable from initial state '{initial}'", "error")
             for name in states if name not in seen]
 
 
-def _shadowed(states: dict, edges: list[_Edge]) -> list[Finding]:
+def _shadowed(states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
     # transitions tries a trigger's transitions in the order written; the first whose
     # guards pass wins. After an unguarded one, later ones for that state never fire.
-    found = []
+    found: list[Finding] = []
     for name in states:
         first_unguarded: dict[str, _Edge] = {}
         for edge in edges:
@@ -146,8 +149,8 @@ def _shadowed(states: dict, edges: list[_Edge]) -> list[Finding]:
     return _dedupe(found)
 
 
-def _unhandled_timeouts(states: dict, edges: list[_Edge]) -> list[Finding]:
-    found = []
+def _unhandled_timeouts(states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
+    found: list[Finding] = []
     for name, fields in states.items():
         timeout = fields.get("timeout")
         # A state with its own on_escalate has planned its escalation: nothing to warn of.
@@ -163,7 +166,8 @@ def _unhandled_timeouts(states: dict, edges: list[_Edge]) -> list[Finding]:
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:
     # A "*" transition is checked once per state: report each location once.
-    seen, unique = set(), []
+    seen: set[Loc] = set()
+    unique: list[Finding] = []
     for finding in findings:
         if finding[0] not in seen:
             seen.add(finding[0])

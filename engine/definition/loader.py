@@ -17,17 +17,18 @@ import difflib
 import hashlib
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from pydantic import ValidationError
 
-from engine.definition.checks import check_graph
-from engine.errors import ConditionError, DefinitionError, ImportPathError, Problem
+from engine.definition.checks import Finding, Loc, check_graph
+from engine.errors import ConditionError, DefinitionError, ImportPathError
 from engine.definition.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
 from engine.definition.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
 from engine.definition.statechart import Statechart
+from engine.problem import Problem
 
 SUFFIXES = (".yaml", ".yml", ".py")
 
@@ -43,14 +44,14 @@ class Machine:
         self.warnings = list(warnings or [])
         self.definition = spec.canonical()
         self.hash = spec.hash()
-        self._resolved: dict[str, Any] = {}
+        self._resolved: dict[str, Callable[..., Any]] = {}
         self._chart: Statechart | None = None  # built on first use: it resolves predicates
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def resolve(self, import_path: str) -> Callable:
+    def resolve(self, import_path: str) -> Callable[..., Any]:
         """The object named by `module:attribute`, the machine's folder first on sys.path."""
         if import_path not in self._resolved:
             self._resolved[import_path] = resolve_import(import_path, self.base_dir)
@@ -68,7 +69,7 @@ class Machine:
                     if state in t.source or (t.source == ["*"] and not self.state(state).final)]
         return list(dict.fromkeys(triggers))
 
-    def next_state(self, state: str, trigger: str, data: dict) -> str | None:
+    def next_state(self, state: str, trigger: str, data: dict[str, Any]) -> str | None:
         """Where `trigger` leads from `state` given the run's `data`; None if nowhere.
 
         Guards get a copy of `data` (they cannot change the run); one that raises is a
@@ -81,12 +82,18 @@ class Machine:
         except Exception as exc:
             raise ConditionError(state, trigger, exc) from exc
 
+    def on_escalate(self, state: str) -> str | None:
+        """The import path to notify when a run escalates in `state`: the state's
+        `on_escalate`, else the machine's; None if neither is set."""
+        return self.state(state).on_escalate or self.spec.on_escalate
+
     def retryable(self, state: str, error: BaseException) -> bool:
         """False if `error` is listed in the state's `non_retryable` (by class or class name)."""
         names = {cls.__name__ for cls in type(error).__mro__}
         for entry in self.state(state).non_retryable:
             if ":" in entry:
-                if isinstance(error, self.resolve(entry)):
+                # An exception class: checked when the definition was validated (_check_imports).
+                if isinstance(error, cast(type[BaseException], self.resolve(entry))):
                     return False
             elif entry in names:
                 return False
@@ -146,10 +153,10 @@ def load_file(path: Path, *, base_dir: Path | None = None) -> Machine:
     return machine
 
 
-_loaded: dict[tuple, Machine] = {}
+_loaded: dict[tuple[str, bytes, str], Machine] = {}  # (resolved path, sha256 of its bytes, base_dir)
 
 
-def machine_from_definition(definition: dict, base_dir: Path | None,
+def machine_from_definition(definition: dict[str, Any], base_dir: Path | None,
                             *, check_imports: bool = True) -> Machine:
     """Rebuild a machine from the canonical dict pinned in a journal.
 
@@ -180,15 +187,15 @@ def _build(source: Source, base_dir: Path | None, path: Path | None,
     return Machine(spec, base_dir=base_dir, source=path, warnings=warnings)
 
 
-def _validate(raw: Any) -> tuple[MachineSpec | None, list]:
+def _validate(raw: Any) -> tuple[MachineSpec | None, list[Finding]]:
     try:
         return MachineSpec.model_validate(raw), []
     except ValidationError as exc:
         return None, [(tuple(e["loc"]), describe(e), "error") for e in exc.errors()]
 
 
-def _check_imports(raw: Any, base_dir: Path | None) -> list:
-    findings = []
+def _check_imports(raw: Any, base_dir: Path | None) -> list[Finding]:
+    findings: list[Finding] = []
     for loc, import_path, want in _import_paths(raw):
         try:
             obj = resolve_import(import_path, base_dir)
@@ -202,12 +209,15 @@ def _check_imports(raw: Any, base_dir: Path | None) -> list:
     return findings
 
 
-def _import_paths(raw: Any):
+_Wanted = Literal["callable", "exception"]
+
+
+def _import_paths(raw: Any) -> Iterator[tuple[Loc, str, _Wanted]]:
     """(loc, import path, what it must be) for every well-formed import path in `raw`."""
     if not isinstance(raw, dict):
         return
-    found = [(("on_escalate",), raw.get("on_escalate"), "callable")]
-    states = raw.get("states") if isinstance(raw.get("states"), dict) else {}
+    found: list[tuple[Loc, Any, _Wanted]] = [(("on_escalate",), raw.get("on_escalate"), "callable")]
+    states = raw["states"] if isinstance(raw.get("states"), dict) else {}
     for name, fields in states.items():
         if not isinstance(fields, dict):
             continue
@@ -216,13 +226,13 @@ def _import_paths(raw: Any):
         retries = fields.get("non_retryable")
         for i, entry in enumerate(retries if isinstance(retries, list) else []):
             found.append((("states", name, "non_retryable", i), entry, "exception"))
-    transitions = raw.get("transitions") if isinstance(raw.get("transitions"), list) else []
+    transitions = raw["transitions"] if isinstance(raw.get("transitions"), list) else []
     for i, t in enumerate(transitions):
         for key in ("conditions", "unless"):
             value = t.get(key) if isinstance(t, dict) else None
             paths = [value] if isinstance(value, str) else value if isinstance(value, list) else []
             for j, path in enumerate(paths):
-                loc = ("transitions", i, key) if isinstance(value, str) else ("transitions", i, key, j)
+                loc: Loc = ("transitions", i, key) if isinstance(value, str) else ("transitions", i, key, j)
                 found.append((loc, path, "callable"))
     yield from ((loc, p, want) for loc, p, want in found
                 if isinstance(p, str) and IMPORT_PATH.match(p))

@@ -45,13 +45,13 @@ def _describe(state: StateSpec) -> str:
     # Plain words only: a colon, brace or quote could end Mermaid's description text.
     if state.kind == "final":
         return f"final, {state.outcome}" if state.outcome else "final"
-    parts = [state.kind]
+    parts: list[str] = [state.kind]
     if state.kind == "waiting":
         if state.approvers:
             parts.append("approvers " + " ".join(state.approvers))
         parts.append(f"timeout {format_duration(state.timeout)}" if state.timeout else "no deadline")
     else:
-        parts.append(state.action.split(":")[1])
+        parts.append((state.action or "").partition(":")[2])  # a task always has an action
         if state.retry and state.retry.attempts > 1:
             parts.append(f"{state.retry.attempts} attempts")
         if not state.idempotent:

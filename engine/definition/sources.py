@@ -23,10 +23,12 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from engine.definition.checks import Loc
-from engine.errors import NotAMachineError, Problem
 from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
+from engine.errors import NotAMachineError
+from engine.problem import Problem, Severity
 
 
 NO_DATA = object()
@@ -41,7 +43,7 @@ class Source:
     line_of: Callable[[Loc], int | None] = lambda loc: None
     problems: list[Problem] = field(default_factory=list)
 
-    def problem(self, loc: Loc, message: str, severity: str = "error") -> Problem:
+    def problem(self, loc: Loc, message: str, severity: Severity = "error") -> Problem:
         prefix = f"{dotted(loc)}: " if loc else ""
         return Problem(self.where, self.line_of(loc), prefix + message, severity)
 
@@ -50,7 +52,7 @@ _FIELDS = sorted({name for model in (MachineSpec, StateSpec, TransitionSpec, Ret
                   for name in model.model_fields})
 
 
-def describe(error: dict) -> str:
+def describe(error: ErrorDetails) -> str:
     """A pydantic error as one readable phrase."""
     kind, loc = error["type"], error["loc"]
     if kind == "value_error":
@@ -184,6 +186,9 @@ def read_python(path: Path) -> Source:
                                         "defines no module attribute 'machine' (a MachineSpec)")])
     module_name = f"_ratchet_machine_{abs(hash(str(path.resolve())))}_{path.stem}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:  # never for a .py file; said plainly if it happens
+        source.problems.append(Problem(str(path), None, "cannot load: not a Python module file"))
+        return source
     module = importlib.util.module_from_spec(spec)
     put_first_on_path(path.parent)
     try:

@@ -22,7 +22,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 CLASS_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
-# Triggers the engine fires by itself (see DESIGN.md "The model").
+# Triggers the engine fires by itself (README, "Defining machines": reserved triggers).
 OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
 
@@ -177,7 +177,7 @@ class MachineSpec(_Strict):
     transitions: list[TransitionSpec]
     on_escalate: ImportPath | None = None
 
-    def canonical(self) -> dict:
+    def canonical(self) -> dict[str, Any]:
         """Plain JSON data, every field explicit, durations in seconds: the pinned form.
 
         Defaults are written out so that a pinned run keeps its behaviour even if a

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from transitions import Machine as _TransitionsMachine
 
 from engine.definition.spec import MachineSpec
 
-Predicate = Callable[[dict], bool]
+Predicate = Callable[[dict[str, Any]], bool]
 
 
 class _Probe:
-    """The model a question is asked on: a plain object (transitions sets `state` on it)."""
+    """The model a question is asked on: a plain object (transitions sets `state` on it,
+    and adds one method per trigger, which `trigger(name)` dispatches to)."""
 
     state: str
+    trigger: Callable[..., bool]
 
 
 class Statechart:
@@ -51,7 +54,7 @@ class Statechart:
         self._machine.add_model(self._probe, initial=spec.initial)
         self._lock = threading.Lock()  # one probe, asked one question at a time
 
-    def next_state(self, state: str, trigger: str, data: dict) -> str | None:
+    def next_state(self, state: str, trigger: str, data: dict[str, Any]) -> str | None:
         """The destination, or None if no transition for `trigger` leaves `state` or its
         guards fail. A guard that raises propagates (the caller decides what that means)."""
         with self._lock:
@@ -60,9 +63,9 @@ class Statechart:
             return self._probe.state if moved else None
 
 
-def _guard(predicate: Predicate) -> Callable:
+def _guard(predicate: Predicate) -> Callable[[Any], bool]:
     # transitions compares a guard's result with `== True`: give it a real bool.
-    def guard(event) -> bool:
+    def guard(event: Any) -> bool:
         return bool(predicate(event.kwargs.get("data", {})))
 
     guard.__name__ = getattr(predicate, "__name__", "guard")

@@ -13,13 +13,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Protocol
 
-from engine.errors import EngineError
+from engine.errors import ClockError
 
 CLOCK_FILE_ENV = "RATCHET_CLOCK_FILE"
-
-
-class ClockError(EngineError):
-    """The clock file ($RATCHET_CLOCK_FILE) does not hold a time."""
 
 
 def iso(dt: datetime) -> str:
@@ -78,8 +74,7 @@ class FileClock:
         try:
             return parse_iso(text)
         except ValueError as exc:
-            raise ClockError(f"{self.path}: {text[:40]!r} is not an ISO 8601 time; "
-                             f"write one like 2026-03-02T09:00:00Z") from exc
+            raise ClockError(self.path, text) from exc
 
     def set(self, dt: datetime) -> None:
         # Atomic replace, so a reader in another process never sees a half-written time.

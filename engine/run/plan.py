@@ -1,9 +1,9 @@
 """What a run does next, as a pure function of its `RunState`, the machine and the time.
 
-`plan()` returns the records to journal next, or `Stop`/`Sleep` when there is nothing
-to do now. It calls no action and writes nothing: the runner journals what it returns
-(and calls the action after a `step_started`). Because it depends only on the folded
-state, replaying any prefix of a journal and planning from there resumes the run
+`plan()` returns the records to journal next (`Append`), or `Stop`/`Sleep` when there is
+nothing to do now. It calls no action and writes nothing: the runner journals what it
+returns (and calls the action after a `step_started`). Because it depends only on the
+folded state, replaying any prefix of a journal and planning from there resumes the run
 exactly where it stopped; tests check this for every prefix.
 """
 
@@ -12,15 +12,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
-from engine.run.clock import iso, parse_iso
+from engine.definition.spec import ERROR, TIMEOUT, RetryPolicy
 from engine.errors import ConditionError
+from engine.run.clock import iso, parse_iso
+from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
-from engine.definition.spec import ERROR, TIMEOUT
+from engine.run.status import RunStatus
+from engine.run.todo import Cancel, Cause, Enter, Failed, Step, Take, TimeoutDue
 from journal import (
-    Cancelled, Escalated, RetryScheduled, RunFinished, StepAbandoned, StepFailed, StepStarted,
-    TimeoutFired, Transition, Waiting,
+    Cancelled, Escalated, Record, RetryScheduled, RunFinished, StepAbandoned, StepFailed,
+    StepStarted, TimeoutFired, Transition, Waiting,
 )
 
 MAX_ABANDONS = 3  # crash-restarts of one step before it is escalated as "stalled repeatedly"
@@ -33,6 +36,13 @@ EXHAUSTED = "retries exhausted"
 NON_RETRYABLE = "non-retryable error"
 NO_TRANSITION = "no transition"
 CONDITION_FAILED = "condition failed"
+
+
+@dataclass(frozen=True)
+class Append:
+    """Journal `records` next, in order, as one batch (their `ts` still to be set)."""
+
+    records: list[Record]
 
 
 @dataclass(frozen=True)
@@ -49,43 +59,51 @@ class Sleep:
     until: datetime
 
 
-def plan(rs: RunState, machine: Any, now: datetime, *, abandoned: str | None = None,
-         rng: random.Random | None = None) -> list | Stop | Sleep:
-    """The records that come next for `rs` at `now` (or Stop / Sleep).
+Move = Append | Stop | Sleep
+
+
+class Uniform(Protocol):
+    """Where jitter comes from: `random` itself, or a seeded `random.Random` in tests."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def plan(rs: RunState, machine: RunnableMachine, now: datetime, *, abandoned: str | None = None,
+         rng: random.Random | None = None) -> Move:
+    """What comes next for `rs` at `now`: records to append, or Stop / Sleep.
 
     `abandoned` says why an in-flight step found in the journal has no outcome: a
     restart ("worker died", the default) or the supervisor's "timeout".
     """
     if rs.ended:
         return Stop(rs.status)
-    if rs.status == "escalated":
-        return Stop("escalated")
+    if rs.status == RunStatus.ESCALATED:
+        return Stop(RunStatus.ESCALATED)
     if rs.in_flight is not None:
-        return _recover(rs, machine, abandoned or "worker died")
-    todo = rs.todo
-    if todo is None:
-        if rs.status == "waiting" and rs.deadline is not None and now >= rs.deadline:
-            return [TimeoutFired(state=rs.state, deadline=iso(rs.deadline))]
-        return Stop(rs.status)
-    kind = todo[0]
-    if kind == "enter":
-        return _enter(rs, machine, now)
-    if kind == "step":
-        if rs.status == "retrying" and rs.deadline is not None and now < rs.deadline:
-            return Sleep(rs.deadline)
-        return [_started(rs, todo[1])]
-    if kind == "fire":
-        return _fire(rs, machine, todo[1], todo[2])
-    if kind == "failed":
-        return _failed(rs, machine, todo[1], now, rng or random)
-    if kind == "timeout":
-        return _fire(rs, machine, TIMEOUT, "timeout")
-    if kind == "cancel":
-        return [Cancelled(by=todo[1], reason="aborted by resolution")]
-    raise ValueError(f"run {rs.run_id}: unknown todo {todo!r}")  # a bug in replay, not data
+        return Append(_recover(rs, rs.in_flight, machine, abandoned or "worker died"))
+    match rs.todo:
+        case None:
+            if rs.status == RunStatus.WAITING and rs.deadline is not None and now >= rs.deadline:
+                return Append([TimeoutFired(state=rs.state, deadline=iso(rs.deadline))])
+            return Stop(rs.status)
+        case Enter():
+            return Append(_enter(rs, machine, now))
+        case Step(attempt):
+            if rs.status == RunStatus.RETRYING and rs.deadline is not None and now < rs.deadline:
+                return Sleep(rs.deadline)
+            return Append([_started(rs, attempt)])
+        case Take(trigger, cause):
+            return Append(_take(rs, machine, trigger, cause))
+        case Failed(failure):
+            return Append(_failed(rs, machine, failure, now, rng or random))
+        case TimeoutDue():
+            return Append(_take(rs, machine, TIMEOUT, "timeout"))
+        case Cancel(by):
+            return Append([Cancelled(by=by, reason="aborted by resolution")])
+    raise ValueError(f"run {rs.run_id}: unknown todo {rs.todo!r}")  # a bug in replay, not data
 
 
-def retry_delay(policy: Any, attempt: int, rng: Any) -> float:
+def retry_delay(policy: RetryPolicy, attempt: int, rng: Uniform) -> float:
     """Seconds before the attempt after `attempt`: exponential, capped, jittered in [d/2, d]."""
     delay = min(policy.max_backoff, policy.backoff * policy.factor ** (attempt - 1))
     return rng.uniform(delay / 2, delay) if policy.jitter else delay
@@ -99,7 +117,7 @@ def _started(rs: RunState, attempt: int) -> StepStarted:
     return StepStarted(state=rs.state, attempt=attempt, idempotency_key=rs.idempotency_key)
 
 
-def _enter(rs: RunState, machine: Any, now: datetime) -> list:
+def _enter(rs: RunState, machine: RunnableMachine, now: datetime) -> list[Record]:
     spec = machine.state(rs.state)
     if spec.kind == "task":
         return [_started(rs, 1)]
@@ -113,7 +131,7 @@ def _enter(rs: RunState, machine: Any, now: datetime) -> list:
     return [Waiting(state=rs.state, triggers=triggers, approvers=spec.approvers, deadline=deadline)]
 
 
-def _fire(rs: RunState, machine: Any, trigger: str, cause: str) -> list:
+def _take(rs: RunState, machine: RunnableMachine, trigger: str, cause: Cause) -> list[Record]:
     try:
         dest = machine.next_state(rs.state, trigger, rs.data)
     except ConditionError as exc:
@@ -129,8 +147,7 @@ def _fire(rs: RunState, machine: Any, trigger: str, cause: str) -> list:
                        "or its conditions are not met; fix the definition, then resolve")]
 
 
-def _recover(rs: RunState, machine: Any, reason: str) -> list:
-    step = rs.in_flight
+def _recover(rs: RunState, step: StepStarted, machine: RunnableMachine, reason: str) -> list[Record]:
     spec = machine.state(step.state)
     what = f"step '{step.state}' attempt {step.attempt} (key {step.idempotency_key}, seq {step.seq})"
     if not spec.idempotent:
@@ -147,10 +164,11 @@ def _recover(rs: RunState, machine: Any, reason: str) -> list:
     return [StepAbandoned(state=step.state, attempt=step.attempt, reason=reason), _started(rs, step.attempt)]
 
 
-def _failed(rs: RunState, machine: Any, failure: StepFailed, now: datetime, rng: Any) -> list:
+def _failed(rs: RunState, machine: RunnableMachine, failure: StepFailed, now: datetime,
+            rng: Uniform) -> list[Record]:
     policy = machine.state(rs.state).retry
     attempts = policy.attempts if policy else 1
-    if failure.retryable and failure.attempt < attempts:
+    if policy is not None and failure.retryable and failure.attempt < attempts:
         delay = retry_delay(policy, failure.attempt, rng)
         due = iso(now + timedelta(seconds=delay))
         return [RetryScheduled(state=rs.state, attempt=failure.attempt + 1, due=due, delay_s=round(delay, 6))]

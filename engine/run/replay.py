@@ -2,36 +2,32 @@
 
 Folding is incremental (`RunState.apply`) so a reader can keep a state up to date as a
 journal grows. Besides what `status` shows (state, data, deadline, ...) the state keeps
-`todo`: the work a record leaves owed when the next one is missing, because the runner
-writes "outcome + transition + next step_started" as one batch and a crash may leave any
-prefix of it. `engine.run.plan.plan` turns a state into the next records, purely.
+`todo`: the work a record leaves owed when the next one is missing (engine.run.todo).
+`engine.run.plan.plan` turns a state into the next records, purely.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.run.clock import parse_iso
 from engine.errors import ReplayError
+from engine.run.clock import parse_iso
+from engine.run.status import RunStatus
+from engine.run.todo import Cancel, Enter, Failed, Step, Take, TimeoutDue, Todo
 from journal import (
-    Cancelled, Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
+    Cancelled, Escalated, Record, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
     StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
     TriggerRefused, Waiting, pinned_definition,
 )
 
-STATUSES = ("running", "waiting", "retrying", "escalated", "finished", "cancelled")
-
-# What a record leaves owed (RunState.todo):
-#   ("enter",)                 start the current state: step_started / waiting / run_finished
-#   ("step", attempt)          (re)start the current task at `attempt` (after a retry's due date)
-#   ("fire", trigger, cause)   take the transition for `trigger` (cause: step|trigger|resolution)
-#   ("failed", StepFailed)     decide: retry, the `error` transition, or escalate
-#   ("timeout",)               take the `timeout` transition, or escalate
-#   ("cancel", by)             write `cancelled` (an abort whose record is missing)
-Todo = tuple
+# Made or looked up once, not per record: fold runs for every record of thousands of
+# journals, and an Enum member costs about three times a global to look up.
+_ENTER, _TIMEOUT_DUE = Enter(), TimeoutDue()  # immutable: every fold may share them
+_RUNNING, _WAITING, _RETRYING = RunStatus.RUNNING, RunStatus.WAITING, RunStatus.RETRYING
+_ESCALATED, _FINISHED, _CANCELLED = RunStatus.ESCALATED, RunStatus.FINISHED, RunStatus.CANCELLED
 
 
 @dataclass
@@ -46,7 +42,7 @@ class RunState:
     source: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
     state: str = ""
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     data: dict[str, Any] = field(default_factory=dict)
     attempt: int = 0
     in_flight: StepStarted | None = None
@@ -78,17 +74,24 @@ class RunState:
     def stands_at(self) -> int:
         """The seq of the record that opened what the run waits on now (a `waiting` or an
         `escalated`); 0 when it waits on nothing. An inbox file answers one such record."""
-        if self.status == "waiting" and self.waiting is not None:
+        if self.status == RunStatus.WAITING and self.waiting is not None:
             return self.waiting.seq
-        if self.status == "escalated" and self.escalation is not None:
+        if self.status == RunStatus.ESCALATED and self.escalation is not None:
             return self.escalation.seq
         return 0
 
     @property
     def ended(self) -> bool:
-        return self.status in ("finished", "cancelled")
+        return self.status in (RunStatus.FINISHED, RunStatus.CANCELLED)
 
-    def apply(self, record: Any) -> RunState:
+    @property
+    def retry_attempt(self) -> int | None:
+        """The attempt a scheduled retry will make (None unless the run is retrying)."""
+        if self.status == RunStatus.RETRYING and isinstance(self.todo, Step):
+            return self.todo.attempt
+        return None
+
+    def apply(self, record: Record) -> RunState:
         """Fold one record in (records must come in journal order)."""
         try:
             _HANDLERS[type(record)](self, record)
@@ -107,7 +110,7 @@ class RunState:
         self.input, self.by, self.started = dict(r.input), r.by, r.ts
         self.state, self.entered = self.definition["initial"], r.ts
         self.visits[self.state] = 1
-        self._running(("enter",))
+        self._running(_ENTER)
 
     def _step_started(self, r: StepStarted) -> None:
         self.in_flight, self.attempt = r, r.attempt
@@ -117,34 +120,34 @@ class RunState:
 
     def _step_succeeded(self, r: StepSucceeded) -> None:
         self.data.update(r.data)
-        self._step_over(("fire", r.trigger, "step"))
+        self._step_over(Take(r.trigger, "step"))
         self.abandons = 0
 
     def _step_failed(self, r: StepFailed) -> None:
-        self._step_over(("failed", r))
+        self._step_over(Failed(r))
         self.abandons = 0
 
     def _step_abandoned(self, r: StepAbandoned) -> None:
-        self._step_over(("step", r.attempt))
+        self._step_over(Step(r.attempt))
         self.abandons += 1
 
     def _retry_scheduled(self, r: RetryScheduled) -> None:
-        self.status, self.deadline, self.todo = "retrying", parse_iso(r.due), ("step", r.attempt)
+        self.status, self.deadline, self.todo = _RETRYING, parse_iso(r.due), Step(r.attempt)
 
     def _transition(self, r: Transition) -> None:
         self.state, self.entered = r.dest, r.ts
         self.visits[r.dest] = self.visits.get(r.dest, 0) + 1
         self.attempt, self.abandons = 0, 0
-        self._running(("enter",))
+        self._running(_ENTER)
 
     def _waiting(self, r: Waiting) -> None:
-        self.status, self.todo, self.waiting = "waiting", None, r
+        self.status, self.todo, self.waiting = _WAITING, None, r
         self.triggers, self.approvers = list(r.triggers), r.approvers
         self.deadline = parse_iso(r.deadline) if r.deadline else None
 
     def _trigger_received(self, r: TriggerReceived) -> None:
         self.data.update(r.data)
-        self._running(("fire", r.trigger, "trigger"))
+        self._running(Take(r.trigger, "trigger"))
         if r.source_file:
             self.inbox_files[r.source_file] = (True, "accepted")
 
@@ -153,41 +156,48 @@ class RunState:
             self.inbox_files[r.source_file] = (False, r.reason)
 
     def _timeout_fired(self, r: TimeoutFired) -> None:
-        self._running(("timeout",))
+        self._running(_TIMEOUT_DUE)
 
     def _escalated(self, r: Escalated) -> None:
-        self.status, self.escalation, self.todo = "escalated", r, None
+        self.status, self.escalation, self.todo = _ESCALATED, r, None
         self.escalations += 1
         self.in_flight, self.deadline, self.step_timeout = None, None, None
 
     def _resolved(self, r: Resolved) -> None:
         self.escalation = None
         self.abandons = 0
-        todo = {"retry": ("enter",), "skip": ("fire", r.trigger, "resolution"),
-                "abort": ("cancel", r.by)}[r.action]
-        if r.action == "retry":
-            self.entered = r.ts  # a wait retried by a human gets a fresh deadline
-        self._running(todo)
+        self._running(self._resolution(r))
         if r.source_file:
             self.inbox_files[r.source_file] = (True, "accepted")
 
     def _run_finished(self, r: RunFinished) -> None:
-        self.status, self.outcome, self.todo, self.deadline = "finished", r.outcome, None, None
+        self.status, self.outcome, self.todo, self.deadline = _FINISHED, r.outcome, None, None
 
     def _cancelled(self, r: Cancelled) -> None:
-        self.status, self.todo, self.deadline, self.in_flight = "cancelled", None, None, None
+        self.status, self.todo, self.deadline, self.in_flight = _CANCELLED, None, None, None
 
     # --- shared pieces ------------------------------------------------------------------
 
+    def _resolution(self, r: Resolved) -> Todo:
+        """What a human's resolution of the escalation leaves owed."""
+        if r.action == "retry":
+            self.entered = r.ts  # a wait retried by a human gets a fresh deadline
+            return _ENTER
+        if r.action == "skip" and r.trigger is not None:
+            return Take(r.trigger, "resolution")
+        if r.action == "abort":
+            return Cancel(r.by)
+        raise ValueError(f"unknown resolution {r.action!r} (skip needs a trigger)")
+
     def _running(self, todo: Todo | None) -> None:
-        self.status, self.todo, self.deadline = "running", todo, None
+        self.status, self.todo, self.deadline = _RUNNING, todo, None
         self.triggers, self.approvers = [], None
 
     def _step_over(self, todo: Todo) -> None:
         self.in_flight, self.step_timeout, self.todo = None, None, todo
 
 
-_HANDLERS = {
+_HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     RunStarted: RunState._run_started,
     StepStarted: RunState._step_started,
     StepSucceeded: RunState._step_succeeded,
@@ -206,7 +216,7 @@ _HANDLERS = {
 }
 
 
-def fold(records: Iterable[Any]) -> RunState:
+def fold(records: Iterable[Record]) -> RunState:
     """The state of a run after all of `records` (its journal, in order).
 
     `RunState.apply` for each record, inlined: replay folds thousands of journals, and

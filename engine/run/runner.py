@@ -2,7 +2,8 @@
 
 Each call (`start`, `advance`, `deliver`) holds the run's journal lock, folds the
 journal into a `RunState` (engine.run.replay), and repeats: ask `engine.run.plan.plan` what comes
-next, journal it, and call the action after a `step_started`. Durability rules:
+next, journal it, and call the action after a `step_started` (engine.run.outcome). Whether
+a message from outside applies is engine.run.delivery's to say. Durability rules:
 
 - `step_started` is fsync'd before the action is called (a crash then leaves an
   in-flight step that replay finds: re-run with the same key, or escalate if the state
@@ -15,52 +16,31 @@ next, journal it, and call the action after a `step_started`. Durability rules:
 
 from __future__ import annotations
 
-import copy
 import random
-import secrets
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from engine.run import tickets
+from engine.run import delivery, tickets
 from engine.run.clock import Clock, clock_from_env, iso
-from engine.run.context import Fire, StepContext
-from engine.errors import ConditionError, ImportPathError, RunExistsError, RunLockedError, UnknownRunError
+from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
 from engine.definition.loader import Machine, load_machine, machine_from_definition
-from engine.run.plan import plan
+from engine.run.delivery import Delivery, Request
+from engine.run.ids import new_run_id
+from engine.run.outcome import call_step
+from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
-from engine.definition.spec import OK
+from engine.run.status import RunStatus
 from journal import (
-    Cursor, Escalated, JournalError, JournalLockedError, Record, Resolved, RunStarted, StepFailed,
-    StepStarted, StepSucceeded, TriggerReceived, TriggerRefused, Writer, check_run_id,
+    Cursor, Escalated, JournalError, Record, Resolved, RunStarted, StepStarted,
+    TriggerReceived, TriggerRefused, Writer, check_run_id,
 )
 
 STATE_CACHE = 1024  # runs whose folded state a process keeps between sessions
-
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def new_run_id(now: datetime) -> str:
-    """A ULID (26 chars: 48-bit milliseconds + 80 random bits): unique, sorts by start time."""
-    value = (int(now.timestamp() * 1000) << 80) | secrets.randbits(80)
-    return "".join(_CROCKFORD[(value >> (5 * i)) & 31] for i in reversed(range(26)))
-
-
-@dataclass
-class Delivery:
-    """What became of a trigger or resolution sent to a run."""
-
-    accepted: bool
-    reason: str
-    state: RunState
 
 
 @dataclass
@@ -114,6 +94,8 @@ class Runner:
         with self._writer(run_id, create=True) as writer:
             if writer.last_seq:  # it exists (or a crash left only a torn first line, cut on open)
                 first = self.home.store.read(run_id).records[0]
+                if not isinstance(first, RunStarted):  # damage: verify names the line
+                    raise ReplayError(run_id, first, ValueError("a run's first record must be run_started"))
                 if first.machine != machine.name:
                     raise RunExistsError(run_id, first.machine, machine.name)
                 return run_id, None
@@ -153,12 +135,12 @@ class Runner:
         """
         while True:
             rs = rs or self.advance(run_id)
-            if rs.status != "retrying":
+            if rs.status != RunStatus.RETRYING or rs.deadline is None:
                 return rs
             self.clock.sleep((rs.deadline - self.clock.now()).total_seconds())
             rs = None
 
-    def deliver(self, run_id: str, message: Any, source_file: str | None = None,
+    def deliver(self, run_id: str, message: Request, source_file: str | None = None,
                 answers: int | None = None) -> Delivery:
         """Check, journal and apply a trigger or resolution from outside, then advance.
 
@@ -170,18 +152,18 @@ class Runner:
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
                 return Delivery(accepted, reason, s.rs)
-            if s.rs.status == "waiting" and s.rs.deadline and self.clock.now() >= s.rs.deadline:
+            if s.rs.status == RunStatus.WAITING and s.rs.deadline and self.clock.now() >= s.rs.deadline:
                 self._drive(s)  # the deadline passed first: the timeout wins over the message
-            reason = _staleness(s.rs, answers) or _refusal(s.rs, s.machine, message)
-            if reason:
+            refused = delivery.refusal(s.rs, s.machine, message, answers)
+            if refused:
                 self._journal(s, [TriggerRefused(
-                    trigger=_label(message), state=s.rs.state, by=message.by, reason=reason,
+                    trigger=delivery.label(message), state=s.rs.state, by=message.by, reason=refused,
                     source_file=source_file)])
                 self._flush(s)
-                return Delivery(False, reason, s.rs)
-            if message.resolve:
-                self._resolve(s, message, source_file)
-            else:
+                return Delivery(False, refused, s.rs)
+            if message.resolve is not None:
+                self._resolve(s, message.resolve, message, source_file)
+            elif message.trigger is not None:  # always: a trigger message without one is refused
                 self._journal(s, [TriggerReceived(
                     trigger=message.trigger, state=s.rs.state, by=message.by, source_file=source_file,
                     comment=message.comment, data=dict(message.data or {}))])
@@ -201,45 +183,25 @@ class Runner:
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
-            if not isinstance(move, list):
+            if not isinstance(move, Append):  # Stop or Sleep: nothing more to do now
                 self._flush(s)
                 return rs
-            for record in move:
+            for record in move.records:
                 record.ts = iso(now)
                 if isinstance(record, Escalated):
                     record.ticket = tickets.locate_ticket(self.home.store, rs.run_id)
-            self._journal(s, move)
-            last = move[-1]
+            self._journal(s, move.records)
+            last = move.records[-1]
             if isinstance(last, Escalated):
                 self._flush(s)
                 tickets.open_ticket(self.home.store, rs, last, machine)
             elif isinstance(last, StepStarted):
                 self._flush(s)  # durable before the action is called
-                self._journal(s, [self._call(rs, machine, last)])
+                self._journal(s, [call_step(rs, machine, last, self.clock, self.heartbeat)])
 
-    def _call(self, rs: RunState, machine: Machine, started: StepStarted) -> Record:
-        """Call the action of the step just started; its outcome record (not yet journaled)."""
-        spec = machine.state(started.state)
-        ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=started.state,
-                          attempt=started.attempt, idempotency_key=started.idempotency_key,
-                          input=copy.deepcopy(rs.input), data=copy.deepcopy(rs.data),
-                          _heartbeat=self.heartbeat)
-        crash_point("before_action")
-        began = time.perf_counter()
-        try:
-            result = machine.resolve(spec.action)(ctx)
-        except Exception as exc:
-            crash_point("after_action")
-            retryable = not isinstance(exc, ImportPathError) and machine.retryable(started.state, exc)
-            return StepFailed(state=started.state, attempt=started.attempt, error=str(exc) or repr(exc),
-                              error_type=type(exc).__name__, retryable=retryable,
-                              duration_ms=_ms(began), ts=iso(self.clock.now()))
-        crash_point("after_action")
-        return _outcome(started, result, _ms(began), iso(self.clock.now()))
-
-    def _resolve(self, s: _Session, message: Any, source_file: str | None) -> None:
-        self._journal(s, [Resolved(action=message.resolve, by=message.by,
-                                   trigger=message.trigger if message.resolve == "skip" else None,
+    def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None) -> None:
+        self._journal(s, [Resolved(action=action, by=message.by,
+                                   trigger=message.trigger if action == "skip" else None,
                                    comment=message.comment, source_file=source_file,
                                    ts=iso(self.clock.now()))])
         self._flush(s)  # durable before the ticket goes
@@ -271,10 +233,7 @@ class Runner:
 
     @contextmanager
     def _writer(self, run_id: str, *, create: bool = False) -> Iterator[Writer]:
-        try:
-            writer = self.home.store.writer(run_id, create=create)
-        except JournalLockedError as exc:
-            raise RunLockedError(run_id, str(exc.path)) from exc
+        writer = self.home.store.writer(run_id, create=create)  # JournalLockedError: another process has it
         with writer:
             yield writer
 
@@ -329,74 +288,3 @@ class Runner:
             self._machines[key] = machine_from_definition(rs.definition, base_dir)
         return self._machines[key]
 
-
-def _refusal(rs: RunState, machine: Machine, message: Any) -> str | None:
-    """Why `message` cannot be applied to the run now (None: it can)."""
-    try:
-        return _refusal_of(rs, machine, message)
-    except ConditionError as exc:
-        return str(exc)
-
-
-def _refusal_of(rs: RunState, machine: Machine, message: Any) -> str | None:
-    if message.resolve:
-        if rs.status != "escalated":
-            return f"run is not escalated (it is {rs.status} in '{rs.state}'); nothing to resolve"
-        if message.resolve == "skip" and machine.next_state(rs.state, message.trigger, rs.data) is None:
-            return (f"'{rs.state}' has no transition for '{message.trigger}' "
-                    f"(or its conditions are not met); skip with one of: {'|'.join(machine.triggers_from(rs.state))}")
-        return None
-    if rs.status != "waiting":
-        return f"run is {rs.status} in '{rs.state}', not waiting for a trigger"
-    if message.trigger not in rs.triggers:
-        return (f"'{message.trigger}' is not a trigger of state '{rs.state}' "
-                f"(it waits for {'|'.join(rs.triggers) or 'nothing'})")
-    if rs.approvers and message.by not in rs.approvers:
-        return f"'{message.by}' is not an approver of '{rs.state}' (approvers: {', '.join(rs.approvers)})"
-    if machine.next_state(rs.state, message.trigger, {**rs.data, **(message.data or {})}) is None:
-        return "conditions not met"
-    return None
-
-
-def _staleness(rs: RunState, answers: int | None) -> str | None:
-    if answers is None or rs.stands_at == answers:
-        return None
-    then = f"waited on record #{answers}" if answers else "was not waiting for anything"
-    now = f"waits on record #{rs.stands_at}" if rs.stands_at else f"is {rs.status}"
-    return (f"stale: when this file arrived the run {then}; it has moved on and now {now} "
-            f"in '{rs.state}'; send it again if it still applies")
-
-
-def _label(message: Any) -> str:
-    return f"resolve:{message.resolve}" if message.resolve else message.trigger
-
-
-def _outcome(started: StepStarted, result: Any, ms: float, ts: str) -> Record:
-    """The record for what an action returned (None, a trigger, a dict of data, or Fire)."""
-    if result is None:
-        trigger, data = OK, {}
-    elif isinstance(result, str):
-        trigger, data = result, {}
-    elif isinstance(result, dict):
-        trigger, data = OK, result
-    elif isinstance(result, Fire):
-        trigger, data = result.trigger, result.data or {}
-    else:
-        return _bad_result(started, f"returned a {type(result).__name__}; expected None, str, dict or Fire", ms, ts)
-    try:
-        # Round-trip through JSON so the live state equals what replay will read back.
-        data = msgspec.json.decode(msgspec.json.encode(data))
-    except (TypeError, msgspec.EncodeError) as exc:
-        return _bad_result(started, f"returned data that is not JSON: {exc}", ms, ts)
-    return StepSucceeded(state=started.state, attempt=started.attempt, trigger=trigger, data=data,
-                         duration_ms=ms, ts=ts)
-
-
-def _bad_result(started: StepStarted, error: str, ms: float, ts: str) -> StepFailed:
-    # A wrong return type is a bug in the action: retrying would give the same answer.
-    return StepFailed(state=started.state, attempt=started.attempt, error=error,
-                      error_type="TypeError", retryable=False, duration_ms=ms, ts=ts)
-
-
-def _ms(began: float) -> float:
-    return round((time.perf_counter() - began) * 1000, 3)

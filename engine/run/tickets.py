@@ -19,6 +19,7 @@ from typing import Any
 
 from engine.errors import ConditionError
 from engine.run.context import StepContext
+from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from journal import Escalated, Store
 
@@ -57,16 +58,17 @@ def write_ticket(store: Store, run_id: str, content: dict[str, Any]) -> None:
 def read_ticket(store: Store, run_id: str) -> dict[str, Any] | None:
     try:
         data = store.fetch(KIND, _name(run_id))
-        return json.loads(data) if data is not None else None
+        content = json.loads(data) if data is not None else None
     except (OSError, ValueError):
         return None  # missing or damaged: it is rewritten from the journal
+    return content if isinstance(content, dict) else None
 
 
 def remove_ticket(store: Store, run_id: str) -> None:
     store.withdraw(KIND, _name(run_id))
 
 
-def open_ticket(store: Store, rs: RunState, record: Escalated, machine: Any) -> None:
+def open_ticket(store: Store, rs: RunState, record: Escalated, machine: RunnableMachine) -> None:
     """Write the ticket (if missing or not yet notified) and call `on_escalate` once."""
     existing = read_ticket(store, rs.run_id)
     if existing and existing.get("seq") == record.seq and existing.get("notified"):
@@ -77,9 +79,9 @@ def open_ticket(store: Store, rs: RunState, record: Escalated, machine: Any) -> 
     write_ticket(store, rs.run_id, content)
 
 
-def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
+def notify(rs: RunState, record: Escalated, machine: RunnableMachine) -> dict[str, Any]:
     """Call the state's (else the machine's) on_escalate; what happened, for the ticket."""
-    target = machine.state(record.state).on_escalate or machine.spec.on_escalate
+    target = machine.on_escalate(record.state)
     if not target:
         return {"notified": True, "notifier": None}
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=record.state, attempt=1,
@@ -94,7 +96,7 @@ def notify(rs: RunState, record: Escalated, machine: Any) -> dict[str, Any]:
     return {"notified": True, "notifier": target}
 
 
-def _skippable(machine: Any, state: str, data: dict) -> list[str]:
+def _skippable(machine: RunnableMachine, state: str, data: dict[str, Any]) -> list[str]:
     """Triggers that `skip` can fire from `state` now (a guarded one only if its conditions hold)."""
     try:
         triggers = machine.triggers_from(state)
@@ -103,7 +105,7 @@ def _skippable(machine: Any, state: str, data: dict) -> list[str]:
     return [t for t in triggers if _leads_somewhere(machine, state, t, data)]
 
 
-def _leads_somewhere(machine: Any, state: str, trigger: str, data: dict) -> bool:
+def _leads_somewhere(machine: RunnableMachine, state: str, trigger: str, data: dict[str, Any]) -> bool:
     try:
         return machine.next_state(state, trigger, data) is not None
     except ConditionError:

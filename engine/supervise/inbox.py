@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from engine.errors import EngineError, UnsafeInboxError
-from engine.supervise.message import MAX_BYTES, SUFFIXES, InvalidMessageError, Message, parse_message
+from engine.errors import EngineError, InvalidMessageError, UnsafeInboxError
+from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message
 
 SPECIAL_DIRS = {"done", "rejected"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")

@@ -21,9 +21,9 @@ from typing import Any, Literal, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from journal.durable import publish
-from engine.errors import EngineError
+from engine.errors import InvalidMessageError  # also imported from here by supervisor.py
 from journal import InvalidRunIdError, check_run_id
+from journal.durable import publish
 
 MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message
@@ -37,15 +37,6 @@ class WriterHome(Protocol):
 
     inbox: Path
     inbox_tmp: Path
-
-
-class InvalidMessageError(EngineError):
-    """An inbox file refused before delivery. `reason` is one short line, `detail` more."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        self.reason = reason
-        self.detail = detail
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 class Message(BaseModel):

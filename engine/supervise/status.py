@@ -7,11 +7,21 @@ gives a row with `error` set instead of hiding the run or failing the whole list
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
 
-from engine.run.clock import iso
 from engine.home import Home
+from engine.run.clock import iso
 from engine.run.replay import RunState, fold
+from engine.run.status import RunStatus
 from journal import JournalError
+
+
+class JournalStatus(StrEnum):
+    """A row's status when its journal holds no run to show (else the run's `RunStatus`)."""
+
+    DAMAGED = "damaged"    # the journal cannot be read or folded: the row's `error` says why
+    STARTING = "starting"  # created, but its `run_started` record is not durable yet
 
 
 @dataclass
@@ -22,7 +32,7 @@ class StatusRow:
     machine: str = ""
     version: int | str = ""
     state: str = ""
-    status: str = ""
+    status: RunStatus | JournalStatus = JournalStatus.STARTING  # a row that knows only its id
     waiting_on: list[str] | None = None  # triggers, when waiting
     approvers: list[str] | None = None
     deadline: str | None = None  # waiting deadline or next retry (UTC ISO)
@@ -35,7 +45,7 @@ class StatusRow:
     records: int = 0
     error: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -48,8 +58,8 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
         version=state.version,
         state=state.state,
         status=state.status,
-        waiting_on=list(state.triggers) if state.status == "waiting" else None,
-        approvers=list(state.approvers) if state.status == "waiting" and state.approvers else None,
+        waiting_on=list(state.triggers) if state.status == RunStatus.WAITING else None,
+        approvers=list(state.approvers) if state.status == RunStatus.WAITING and state.approvers else None,
         deadline=iso(state.deadline) if state.deadline else None,
         attempt=state.attempt,
         in_flight=state.in_flight is not None,
@@ -63,19 +73,19 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
 
 def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]:
     """Rows for `run_ids` (default: every run in the home), in id order."""
-    rows = []
+    rows: list[StatusRow] = []
     for run_id in run_ids if run_ids is not None else home.store.run_ids():
         try:
             state = fold(home.store.read(run_id).records)
         except JournalError as exc:
-            rows.append(StatusRow(run_id=run_id, status="damaged", error=str(exc)))
+            rows.append(StatusRow(run_id=run_id, status=JournalStatus.DAMAGED, error=str(exc)))
             continue
         except Exception as exc:  # a decodable journal that cannot be folded: one row, not a crash
             error = f"{home.store.where(run_id)}: cannot fold ({type(exc).__name__}: {exc}); run 'ratchet verify'"
-            rows.append(StatusRow(run_id=run_id, status="damaged", error=error))
+            rows.append(StatusRow(run_id=run_id, status=JournalStatus.DAMAGED, error=error))
             continue
         if not state.run_id:
-            rows.append(StatusRow(run_id=run_id, status="starting"))
+            rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         rows.append(row_of(run_id, state))
     return rows

@@ -62,7 +62,6 @@ class Result:
 
     job: Job
     outcome: Outcome
-    status: str | None = None
     accepted: bool | None = None
     reason: str = ""
     error: str = ""
@@ -309,7 +308,6 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
     # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from engine.run.clock import clock_from_env
-    from engine.errors import RunLockedError
     from engine.run.runner import Runner
     from journal import JournalError, JournalLockedError
 
@@ -328,12 +326,11 @@ def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir:
             if job.kind == "deliver":
                 delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file,
                                           answers=job.answers)
-                result = Result(job, "ok", delivery.state.status, delivery.accepted, delivery.reason)
+                result = Result(job, "ok", accepted=delivery.accepted, reason=delivery.reason)
             else:
-                state = runner.advance(job.run_id, abandoned=job.abandoned,
-                                       abandoned_seq=job.abandoned_seq)
-                result = Result(job, "ok", state.status)
-        except (RunLockedError, JournalLockedError):
+                runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq)
+                result = Result(job, "ok")
+        except JournalLockedError:
             result = Result(job, "locked")
         except (EngineError, JournalError) as exc:  # said plainly; the supervisor logs it
             result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")

@@ -86,7 +86,7 @@ def test_a_locked_run_is_refused_naming_it(env, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "locked"
         out = ratchet(env, "run", "renewal_review", "--id", "r1")
-        assert out.returncode == 1 and "run 'r1' is being advanced by another process" in out.stderr
+        assert out.returncode == 1 and "run 'r1' is already being advanced by another process" in out.stderr
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)

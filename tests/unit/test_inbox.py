@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from engine.supervise import inbox, message
-from engine.errors import UnsafeInboxError
-from engine.supervise.message import InvalidMessageError, Message
+from engine.errors import InvalidMessageError, UnsafeInboxError
+from engine.supervise.message import Message
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import pytest
 
 import runner_test_actions as acts
 from engine.run.clock import FakeClock
-from engine.errors import ReplayError, RunExistsError, RunLockedError, UnknownRunError
+from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.home import Home
 from engine.supervise.message import Message
 from engine.run.runner import Runner
-from journal import CorruptJournalError
+from journal import CorruptJournalError, JournalLockedError
 
 DAY = 86400
 
@@ -223,7 +223,7 @@ def test_a_timeout_reason_about_another_step_is_not_applied_to_the_one_in_flight
 def test_a_second_process_gets_run_locked(runner, machine):
     rid = runner.start(machine, {}, run_id="r1")
     with runner.home.store.writer(rid):
-        with pytest.raises(RunLockedError, match="r1"):
+        with pytest.raises(JournalLockedError, match="r1"):
             runner.advance(rid)
 
 

@@ -1,0 +1,91 @@
+"""Whether a trigger or resolution sent from outside may apply to a run now, and why not.
+
+The rules, in the order they are checked: a message answers the wait that was open when
+it arrived, so one that finds the run moved on is *stale*; a resolution needs an
+escalated run (and a `skip` a transition that leads somewhere); a trigger needs a
+waiting run, one of the triggers it waits for, an allowed approver, and a transition
+whose conditions hold with the message's data merged in. A refusal is journaled
+(`trigger_refused`) with the reason given here, so the journal shows who tried what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.errors import ConditionError
+from engine.run.machine import RunnableMachine
+from engine.run.replay import RunState
+from engine.run.status import RunStatus
+
+
+class Request(Protocol):
+    """What the runner reads of a message from outside (engine.supervise.message.Message)."""
+
+    @property
+    def trigger(self) -> str | None: ...
+    @property
+    def by(self) -> str: ...
+    @property
+    def comment(self) -> str | None: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def resolve(self) -> Literal["retry", "skip", "abort"] | None: ...
+
+
+@dataclass
+class Delivery:
+    """What became of a trigger or resolution sent to a run."""
+
+    accepted: bool
+    reason: str
+    state: RunState
+
+
+def refusal(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None) -> str | None:
+    """Why `request` cannot be applied to the run now (None: it can).
+
+    `answers`: what the run stood at (RunState.stands_at) when the request arrived; None
+    when the sender did not say (then it cannot be stale).
+    """
+    try:
+        return _staleness(rs, answers) or _refusal(rs, machine, request)
+    except ConditionError as exc:
+        return str(exc)
+
+
+def label(request: Request) -> str:
+    """How a refused request is named in `trigger_refused`: its trigger, or `resolve:ACTION`."""
+    return f"resolve:{request.resolve}" if request.resolve else request.trigger or ""
+
+
+def _staleness(rs: RunState, answers: int | None) -> str | None:
+    if answers is None or rs.stands_at == answers:
+        return None
+    then = f"waited on record #{answers}" if answers else "was not waiting for anything"
+    now = f"waits on record #{rs.stands_at}" if rs.stands_at else f"is {rs.status}"
+    return (f"stale: when this file arrived the run {then}; it has moved on and now {now} "
+            f"in '{rs.state}'; send it again if it still applies")
+
+
+def _refusal(rs: RunState, machine: RunnableMachine, request: Request) -> str | None:
+    if request.resolve:
+        if rs.status != RunStatus.ESCALATED:
+            return f"run is not escalated (it is {rs.status} in '{rs.state}'); nothing to resolve"
+        if request.resolve == "skip" and (
+                request.trigger is None or machine.next_state(rs.state, request.trigger, rs.data) is None):
+            return (f"'{rs.state}' has no transition for '{request.trigger}' "
+                    f"(or its conditions are not met); skip with one of: {'|'.join(machine.triggers_from(rs.state))}")
+        return None
+    if rs.status != RunStatus.WAITING:
+        return f"run is {rs.status} in '{rs.state}', not waiting for a trigger"
+    trigger = request.trigger
+    if trigger is None or trigger not in rs.triggers:
+        return (f"'{trigger}' is not a trigger of state '{rs.state}' "
+                f"(it waits for {'|'.join(rs.triggers) or 'nothing'})")
+    if rs.approvers and request.by not in rs.approvers:
+        return f"'{request.by}' is not an approver of '{rs.state}' (approvers: {', '.join(rs.approvers)})"
+    if machine.next_state(rs.state, trigger, {**rs.data, **(request.data or {})}) is None:
+        return "conditions not met"
+    return None
