@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from engine.run.clock import parse_iso
-from engine.errors import ReplayError
+from engine.errors import JournalFormatError, ReplayError
 from journal import (
     Cancelled, Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
     StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
     TriggerRefused, Waiting, pinned_definition,
 )
+from journal.records import FORMAT
 
 STATUSES = ("running", "waiting", "retrying", "escalated", "finished", "cancelled")
 
@@ -101,6 +102,8 @@ class RunState:
     # --- one handler per record type ----------------------------------------------------
 
     def _run_started(self, r: RunStarted) -> None:
+        if r.format > FORMAT:  # a newer writer's records may not mean what this fold assumes
+            raise JournalFormatError(r.run_id, r.format, FORMAT)
         self.run_id, self.machine, self.version = r.run_id, r.machine, r.version
         self.definition = pinned_definition(r)
         self.definition_hash, self.source = r.definition_hash, r.source
