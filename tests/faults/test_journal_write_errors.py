@@ -130,7 +130,8 @@ def test_a_new_journal_is_in_a_synced_folder_and_each_append_is_synced_before_it
         assert any(name == "fsync" and "r1.jsonl" in names for name, _, _, names in spy.of(runs)), \
             f"runs/ was not fsync'd after the journal was created: {spy.calls}"
         assert any("runs" in names for _, _, _, names in spy.of(tmp_path))  # runs/ itself is new too
-        batches = [[RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({}))],
+        first = RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({}))
+        batches = [[first],
                    [StepStarted(state="s", attempt=1, idempotency_key="r1/s/1")],
                    [StepSucceeded(state="s", attempt=1, trigger="ok"), Transition(trigger="ok", source="s", dest="t")]]
         for batch in batches:

@@ -44,7 +44,8 @@ def ratchet_run(folder: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
     environ.update(RATCHET_HOME=str(folder / "home"), RATCHET_CLOCK_FILE=str(folder / "clock"),
                    RATCHET_LEDGER=str(folder / "ledger.jsonl"), **env)
-    cmd = [sys.executable, "-c", "from engine.cli import main; main()", "run", str(folder / "always_down.yaml"), "--id", "r1"]
+    cmd = [sys.executable, "-c", "from engine.cli import main; main()",
+           "run", str(folder / "always_down.yaml"), "--id", "r1"]
     return subprocess.run(cmd, cwd=folder, env=environ, capture_output=True, text=True, timeout=60)
 
 
