@@ -100,7 +100,8 @@ def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | Non
         if run_id is not None and record.run_id != run_id:
             return f"journal of run '{record.run_id}' where run '{run_id}' was expected"
         if record.format > FORMAT:  # its other lines may mean what this version cannot tell
-            return f"journal format {record.format} is newer than this Ratchet reads ({FORMAT}); upgrade Ratchet to read it"
+            return (f"journal format {record.format} is newer than this Ratchet reads ({FORMAT}); "
+                    "upgrade Ratchet to read it")
         problem = _check_definition(record)
         if problem:
             return problem
