@@ -86,6 +86,16 @@ class ReplayError(EngineError):
         )
 
 
+class JournalFormatError(ReplayError):
+    """A journal written by a newer Ratchet (its `run_started` has a greater `format`):
+    refused whole, never half understood."""
+
+    def __init__(self, run_id: str, found: int, known: int) -> None:
+        self.run_id, self.seq, self.found, self.known = run_id, 1, found, known
+        EngineError.__init__(self, f"run '{run_id}': journal format {found} is newer than this "
+                                   f"Ratchet reads ({known}); upgrade Ratchet to read it")
+
+
 class ConditionError(EngineError):
     """A transition's condition (or unless) raised instead of answering True or False."""
 

@@ -19,6 +19,7 @@ import msgspec
 
 
 GENESIS = "0" * 64
+FORMAT = 1  # the journal format this version writes and reads (RunStarted.format)
 
 
 class Record(msgspec.Struct, tag_field="type", omit_defaults=True):
@@ -47,6 +48,9 @@ class RunStarted(Record, tag="run_started", kw_only=True):
     input: dict[str, Any] = {}
     source: str | None = None  # where the definition was loaded from; actions resolve beside it
     by: str | None = None
+    # Last, and omitted at its default: journals of format 1 keep their exact bytes. A
+    # reader refuses a greater format rather than half-understand it (FORMAT.md).
+    format: int = FORMAT
 
 
 class StepStarted(Record, tag="step_started", kw_only=True):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from journal.records import GENESIS, AnyRecord, RunStarted, decode, hash_definition
+from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, decode, hash_definition
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,9 @@ def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | Non
             return "prev of line 1 is not GENESIS (64 zeros): lines were cut off the start"
         if run_id is not None and record.run_id != run_id:
             return f"journal of run '{record.run_id}' where run '{run_id}' was expected"
+        if record.format > FORMAT:  # its other lines may mean what this version cannot tell
+            return (f"journal format {record.format} is newer than this Ratchet reads ({FORMAT}); "
+                    "upgrade Ratchet to read it")
         problem = _check_definition(record)
         if problem:
             return problem

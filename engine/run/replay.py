@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from engine.errors import ReplayError
+from engine.errors import JournalFormatError, ReplayError
 from engine.run.clock import parse_iso
 from engine.run.status import RunStatus
 from engine.run.todo import Cancel, Enter, Failed, Step, Take, TimeoutDue, Todo
@@ -22,6 +22,7 @@ from journal import (
     StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
     TriggerRefused, Waiting, pinned_definition,
 )
+from journal.records import FORMAT
 
 # Made or looked up once, not per record: fold runs for every record of thousands of
 # journals, and an Enum member costs about three times a global to look up.
@@ -104,6 +105,8 @@ class RunState:
     # --- one handler per record type ----------------------------------------------------
 
     def _run_started(self, r: RunStarted) -> None:
+        if r.format > FORMAT:  # a newer writer's records may not mean what this fold assumes
+            raise JournalFormatError(r.run_id, r.format, FORMAT)
         self.run_id, self.machine, self.version = r.run_id, r.machine, r.version
         self.definition = pinned_definition(r)
         self.definition_hash, self.source = r.definition_hash, r.source

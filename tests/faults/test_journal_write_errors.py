@@ -1,12 +1,15 @@
 """A failed write poisons the writer; the directory entry of a new journal is fsync'd.
 
 The write failure is real: a child process lowers RLIMIT_FSIZE so the kernel stops the
-write part-way (a short write, then EFBIG), as a full disk would (ENOSPC).
+write part-way (a short write, then EFBIG), as a full disk would (ENOSPC). The syncs are
+watched twice: with strace where it is installed, and everywhere by a spy around
+`os.fsync`/`os.fdatasync` that makes the real call and notes what it synced.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import json
 import re
 import shutil
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from journal import FileStore, Transition, read, verify
+from journal import FileStore, RunStarted, StepStarted, StepSucceeded, Transition, hash_definition, read, verify
 
 FILLER = """
 import json, resource, signal, sys
@@ -92,3 +95,51 @@ def test_creating_a_journal_fsyncs_its_directory_and_each_append_syncs_before_re
     synced_dir, _ = index(rf"^fsync\({m.group(1)}\)", opened_dir)
     wrote, _ = index(rf"^write\({journal_fd}, .*run_started", synced_dir)
     index(rf"^fdatasync\({journal_fd}\)\s+= 0", wrote)
+
+
+class SyncSpy:
+    """Counts the real `os.fsync` / `os.fdatasync` calls (and still makes them): which file
+    each one synced, its size then, and for a folder the names in it then."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, str, int, frozenset[str]]] = []
+        for name in ("fsync", "fdatasync"):
+            monkeypatch.setattr(os, name, self._spy(name, getattr(os, name)))
+
+    def _spy(self, name: str, real):
+        def sync(fd: int) -> None:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            names = frozenset(os.listdir(path)) if os.path.isdir(path) else frozenset()
+            self.calls.append((name, path, os.fstat(fd).st_size, names))
+            return real(fd)
+        return sync
+
+    def of(self, path: Path, start: int = 0) -> list[tuple[str, str, int, frozenset[str]]]:
+        return [c for c in self.calls[start:] if c[1] == str(path.resolve())]
+
+
+def test_a_new_journal_is_in_a_synced_folder_and_each_append_is_synced_before_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same two promises as the strace test above, without strace: a mutant dropping
+    the fdatasync of an append, or the fsync of runs/ after creating a journal, fails here."""
+    runs = tmp_path / "runs"
+    spy = SyncSpy(monkeypatch)
+    store = FileStore(runs)
+    with store.writer("r1", create=True) as w:
+        path = store.path("r1")
+        assert any(name == "fsync" and "r1.jsonl" in names for name, _, _, names in spy.of(runs)), \
+            f"runs/ was not fsync'd after the journal was created: {spy.calls}"
+        assert any("runs" in names for _, _, _, names in spy.of(tmp_path))  # runs/ itself is new too
+        first = RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({}))
+        batches = [[first],
+                   [StepStarted(state="s", attempt=1, idempotency_key="r1/s/1")],
+                   [StepSucceeded(state="s", attempt=1, trigger="ok"), Transition(trigger="ok", source="s", dest="t")]]
+        for batch in batches:
+            start = len(spy.calls)
+            w.append_many(batch)
+            size = path.stat().st_size
+            synced = [(name, synced_size) for name, _, synced_size, _ in spy.of(path, start)]
+            # A sync of the journal after the whole batch was written, before append_many returned.
+            assert any(synced_size == size for _, synced_size in synced), \
+                f"batch {[type(r).__name__ for r in batch]} was not synced before append returned: {synced}"
+    assert [r.seq for r in read(path).records] == [1, 2, 3, 4]
