@@ -188,6 +188,11 @@ _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[AnyRecord] = msgspec.json.Decoder(AnyRecord)
 
 
+def record_type(record: Record) -> str:
+    """The record's `type` on its line, e.g. "step_failed"."""
+    return str(type(record).__struct_config__.tag)
+
+
 def encode(record: Record) -> bytes:
     """The record's line, without the trailing newline."""
     return _encoder.encode(record)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, decode, hash_definition
+from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, decode, hash_definition, record_type
 
 
 @dataclass(frozen=True)
@@ -140,4 +140,4 @@ def _check_ts(ts: str) -> str | None:
 
 
 def _type(record: AnyRecord) -> str:
-    return str(type(record).__struct_config__.tag)
+    return record_type(record)

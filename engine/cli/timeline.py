@@ -6,14 +6,14 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from journal.records import AnyRecord
+from journal.records import AnyRecord, record_type
 
 DETAIL_WIDTH = 100  # data dicts and long texts are cut here: the line stays one line
 
 
 def timeline_line(record: AnyRecord) -> str:
     """`2026-11-27 09:41:03Z  #5  step_failed      draft  attempt 2  Error: 503 (120 ms)`."""
-    kind = type(record).__struct_config__.tag  # type: ignore[attr-defined]
+    kind = record_type(record)
     describe = _DESCRIBE.get(kind)
     detail = describe(record) if describe else ""
     return f"{_when(record.ts)}  {('#' + str(record.seq)).ljust(3)} {kind:<16} {_clean(detail)}".rstrip()

@@ -51,6 +51,8 @@ def holder(tmp_path: Path):
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    proc.stdin.close()
+    proc.stdout.close()
 
 
 def test_a_second_writer_process_is_refused_with_the_runs_name(holder) -> None:

@@ -124,7 +124,7 @@ def test_a_new_journal_is_in_a_synced_folder_and_each_append_is_synced_before_it
     the fdatasync of an append, or the fsync of runs/ after creating a journal, fails here."""
     runs = tmp_path / "runs"
     spy = SyncSpy(monkeypatch)
-    store = FileStore(runs)
+    store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         path = store.path("r1")
         assert any(name == "fsync" and "r1.jsonl" in names for name, _, _, names in spy.of(runs)), \

@@ -67,7 +67,7 @@ def test_a_kill_inside_attempt_2_resumes_at_attempt_2(tmp_path: Path, point: str
     assert [c["attempt"] for c in ledger] == attempts  # a reset count would give [1, 1, 2, 3] / [1, 2, 1, 2, 3]
     assert {c["key"] for c in ledger} == {"r1/call/1"}
     assert len({c["pid"] for c in ledger}) == 2  # two processes made the calls
-    store = FileStore(tmp_path / "home" / "runs")
+    store = FileStore(tmp_path / "home")
     assert verify(store.path("r1"), run_id="r1").ok
     records = store.read("r1").records
     assert [r.attempt for r in records if isinstance(r, StepStarted)] == [1, 2, 2, 3]

@@ -97,8 +97,8 @@ class Env:
 
     def supervise(self, *args: str) -> subprocess.Popen:
         cmd = [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--rescan", "1", *args]
-        proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
-                                stderr=open(self.dir / f"supervisor-{len(self.procs)}.log", "wb"))
+        with open(self.dir / f"supervisor-{len(self.procs)}.log", "wb") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(cmd, cwd=self.dir, env=self.env, stdout=subprocess.PIPE, stderr=log)
         self.procs.append(proc)
         return proc
 
@@ -116,6 +116,7 @@ class Env:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+            proc.stdout.close()
 
     # --- runs and files ---------------------------------------------------------------------
 

@@ -217,3 +217,5 @@ def test_tail_follow_sees_records_appended_by_another_process_and_ctrl_c_exits_0
         if tail.poll() is None:
             os.kill(tail.pid, signal.SIGKILL)
             tail.wait()
+        tail.stdout.close()
+        tail.stderr.close()

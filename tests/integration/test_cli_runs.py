@@ -90,3 +90,4 @@ def test_a_locked_run_is_refused_naming_it(env, tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+        holder.stdout.close()

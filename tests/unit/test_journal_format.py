@@ -25,7 +25,7 @@ def started(**fields) -> RunStarted:
 
 
 def write(home: Path, first: RunStarted) -> Path:
-    store = FileStore(home / "runs")
+    store = FileStore(home)
     with store.writer("r1", create=True) as w:
         w.append_many([first, StepStarted(state="s", attempt=1, idempotency_key="r1/s/1",
                                           ts="2026-01-05T09:00:00.000000Z")])

@@ -14,6 +14,7 @@ from engine.home import Home
 from engine.supervise.message import Message
 from engine.run.runner import Runner
 from journal import CorruptJournalError, JournalLockedError
+from journal.records import record_type
 
 DAY = 86400
 
@@ -70,7 +71,7 @@ def records(runner: Runner, run_id: str) -> list:
 
 
 def types(runner: Runner, run_id: str) -> list[str]:
-    return [type(r).__struct_config__.tag for r in records(runner, run_id)]
+    return [record_type(r) for r in records(runner, run_id)]
 
 
 def msg(run_id: str, trigger: str | None = None, by: str = "alice", **kw) -> Message:
