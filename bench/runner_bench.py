@@ -35,8 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a clone without installing
 
-from engine.run.clock import FakeClock  # noqa: E402
 from engine.home import Home  # noqa: E402
+from engine.run.clock import FakeClock  # noqa: E402
 from engine.run.replay import fold  # noqa: E402
 from engine.run.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted  # noqa: E402

@@ -26,15 +26,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.run.clock import iso  # noqa: E402
-from engine.home import Home  # noqa: E402
 from engine.definition.loader import load_machine  # noqa: E402
+from engine.home import Home  # noqa: E402
+from engine.run.clock import iso  # noqa: E402
 from engine.run.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted, Waiting  # noqa: E402
 
@@ -125,7 +125,7 @@ def create_waiting(home: Home, machine_path: Path, count: int) -> float:
     began = time.monotonic()
     machine = load_machine(machine_path)
     store = FileStore(home.root, durability="none")  # set-up only: durability is not measured here
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     deadline = iso(now + timedelta(days=2))
     for i in range(count):
         run_id = f"wait-{i:05d}"

@@ -32,7 +32,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 LEDGER_ENV = "RATCHET_LEDGER"
@@ -69,7 +69,7 @@ def _call(kind: str, run_id: str, key: str, decide: Callable[[list[dict]], dict]
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         earlier = [e for e in read_ledger(path) if e["kind"] == kind and e["idempotency_key"] == key]
-        entry = {"ts": datetime.now(timezone.utc).isoformat(), "kind": kind, "run_id": run_id,
+        entry = {"ts": datetime.now(UTC).isoformat(), "kind": kind, "run_id": run_id,
                  "idempotency_key": key, "call": len(earlier) + 1, **decide(earlier)}
         os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))  # one write: one line
     finally:

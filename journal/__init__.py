@@ -15,6 +15,7 @@ from journal.errors import (
     JournalReplacedError,
     JournalWriteError,
 )
+from journal.file_store import FileStore
 from journal.follow import follow, follow_lines
 from journal.reader import Contents, line_hash, read
 from journal.records import (
@@ -37,14 +38,64 @@ from journal.records import (
     TriggerRefused,
     Waiting,
     decode,
+    encode,
     hash_definition,
     pinned_definition,
-    encode,
     to_builtins,
 )
 from journal.store import START, Changes, Chunk, Cursor, Store, Watch, Writer, check_run_id, open_store
-from journal.file_store import FileStore
 from journal.verify import VerifyResult, verify
 from journal.writer import JournalWriter, fsync_dir, utc_now
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "AnyRecord",
+    "Cancelled",
+    "Changes",
+    "Chunk",
+    "Contents",
+    "CorruptJournalError",
+    "Cursor",
+    "Escalated",
+    "FileStore",
+    "GENESIS",
+    "InvalidRunIdError",
+    "JournalError",
+    "JournalLockedError",
+    "JournalNotFoundError",
+    "JournalReplacedError",
+    "JournalWriteError",
+    "JournalWriter",
+    "Record",
+    "Resolved",
+    "RetryScheduled",
+    "RunFinished",
+    "RunStarted",
+    "START",
+    "StepAbandoned",
+    "StepFailed",
+    "StepStarted",
+    "StepSucceeded",
+    "Store",
+    "TimeoutFired",
+    "Transition",
+    "TriggerReceived",
+    "TriggerRefused",
+    "VerifyResult",
+    "Waiting",
+    "Watch",
+    "Writer",
+    "check_run_id",
+    "decode",
+    "encode",
+    "follow",
+    "follow_lines",
+    "fsync_dir",
+    "hash_definition",
+    "line_hash",
+    "open_store",
+    "pinned_definition",
+    "read",
+    "to_builtins",
+    "utc_now",
+    "verify",
+]

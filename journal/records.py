@@ -17,7 +17,6 @@ from typing import Any, Union
 
 import msgspec
 
-
 GENESIS = "0" * 64
 FORMAT = 1  # the journal format this version writes and reads (RunStarted.format)
 
@@ -40,9 +39,8 @@ class RunStarted(Record, tag="run_started", kw_only=True):
     run_id: str
     machine: str
     version: int | str
-    # Raw JSON when read back (a writer may pass the dict): most reads (status, replay of
-    # thousands of runs of one machine) decode it once per distinct definition, see
-    # `pinned_definition`.
+    # Raw JSON (the definition encoded once): most reads (status, replay of thousands of
+    # runs of one machine) decode it once per distinct definition, see `pinned_definition`.
     definition: msgspec.Raw
     definition_hash: str
     input: dict[str, Any] = {}

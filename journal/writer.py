@@ -13,7 +13,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from journal.errors import JournalLockedError, JournalNotFoundError, JournalWriteError
@@ -22,9 +22,8 @@ from journal.records import Record, encode
 from journal.store import Cursor, Durability
 
 
-
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def fsync_dir(path: Path) -> None:

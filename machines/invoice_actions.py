@@ -7,8 +7,8 @@ from pathlib import Path
 # is not installed, so make that folder importable as an installed library would be.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "examples"))
 
-import fake_services  # noqa: E402
-from fake_services import BillingUnavailable, CardDeclined  # noqa: E402,F401  (named in invoice.py)
+import fake_services
+from fake_services import BillingUnavailable, CardDeclined  # noqa: F401  (named in invoice.py)
 
 
 def prepare_invoice(ctx) -> dict:

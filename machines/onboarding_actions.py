@@ -7,7 +7,7 @@ from pathlib import Path
 # is not installed, so make that folder importable as an installed library would be.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "examples"))
 
-import fake_services  # noqa: E402
+import fake_services
 
 MAX_REMINDERS = 2
 

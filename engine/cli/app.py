@@ -8,9 +8,8 @@ Exit codes (for every command):
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -25,7 +24,7 @@ class UserError(click.ClickException):
 
     exit_code = EXIT_PROBLEM
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"ratchet: error: {self.format_message()}", err=True, file=file)
 
 
@@ -51,7 +50,7 @@ class RatchetGroup(click.Group):
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
@@ -81,8 +80,8 @@ def _one_line(exc: Exception) -> str:
 
 def _is_user_facing(exc: Exception) -> bool:
     # Imported lazily so that `ratchet --help` stays fast.
-    from journal.errors import JournalError
     from engine.errors import EngineError
+    from journal.errors import JournalError
 
     return isinstance(exc, (JournalError, EngineError, OSError))
 
@@ -132,7 +131,8 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
 
 
 def home_of(ctx: click.Context) -> Path:
-    return ctx.find_root().obj["home"]
+    home: Path = ctx.find_root().obj["home"]
+    return home
 
 
 def existing_home(ctx: click.Context) -> Path:
@@ -158,4 +158,4 @@ def run() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run())
+    run()

@@ -13,10 +13,11 @@ import click
 
 from engine.cli.app import existing_home, main, require_run
 from engine.cli.timeline import timeline_line
+from journal import Store
 from journal.verify import torn_note
 
 
-def _store(ctx: click.Context):
+def _store(ctx: click.Context) -> Store:
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
 
     return Home(existing_home(ctx)).store

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from engine.cli.app import UserError, existing_home, main, require_run
+from engine.definition.loader import SUFFIXES, Machine, load_file, load_machine, machine_from_definition
 from engine.errors import DefinitionError, NotAMachineError
-from engine.definition.loader import SUFFIXES, load_file, load_machine, machine_from_definition
 
 
 @main.command()
@@ -97,7 +97,7 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
     click.echo(to_mermaid(pinned.spec, current=current, escalated=escalated, comment=comment), nl=False)
 
 
-def _run_position(home: Path, run_id: str):
+def _run_position(home: Path, run_id: str) -> tuple[Machine, str, bool]:
     """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
     from engine.home import Home
     from journal import Escalated, Resolved, RunFinished, RunStarted, Transition, pinned_definition

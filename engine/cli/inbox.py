@@ -8,10 +8,18 @@ is printed on stdout.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import click
 
 from engine.cli.app import UserError, existing_home, main, require_run
 from engine.cli.options import parse_inputs
+
+if TYPE_CHECKING:  # imported lazily at run time: `ratchet --help` stays fast
+    from pydantic_core import ErrorDetails
+
+    from engine.home import Home
+    from engine.supervise.message import Message
 
 _by = click.option("--by", required=True, metavar="NAME",
                    help="Who sends it, kept in the journal (checked against the state's approvers).")
@@ -22,7 +30,7 @@ _FRIENDLY = {  # pydantic's pattern messages, said the way people write these fi
 }
 
 
-def _write(ctx: click.Context, **fields) -> None:
+def _write(ctx: click.Context, **fields: Any) -> None:
     """Validate the message, refuse what can never apply, write it into the inbox, print its path.
 
     What can never apply: an unknown run, a run that has ended, a trigger its machine does
@@ -45,14 +53,14 @@ def _write(ctx: click.Context, **fields) -> None:
     click.echo(str(write_message(home, message)))
 
 
-def _problem(error: dict) -> str:
+def _problem(error: ErrorDetails) -> str:
     field = ".".join(map(str, error["loc"])) or "message"
     if error["type"] == "string_pattern_mismatch" and field in _FRIENDLY:
         return f"{field} {error['input']!r}: {_FRIENDLY[field]}"
     return f"{field}: {error['msg']}"
 
 
-def _refuse_impossible(home, message) -> None:
+def _refuse_impossible(home: Home, message: Message) -> None:
     from engine.run.replay import fold
 
     rs = fold(home.store.read(message.run).records)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from engine.cli.app import UserError
 
 MACHINES_DIR = Path("machines")  # where a MACHINE given by name is looked up (README, "Commands")
 
 
-def parse_inputs(pairs: tuple[str, ...], option: str = "--input") -> dict:
+def parse_inputs(pairs: tuple[str, ...], option: str = "--input") -> dict[str, Any]:
     """`k=v` pairs; a value is JSON when it parses as JSON (`n=3`, `ok=true`), else a string."""
-    values = {}
+    values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:

@@ -9,8 +9,8 @@ Both are idempotent on `--id`: `ratchet run M --id X` after a crash continues ru
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,9 +21,10 @@ from engine.run.status import RunStatus
 
 if TYPE_CHECKING:  # the runner stack is imported lazily: `ratchet --help` stays fast
     from engine.run.replay import RunState
+    from engine.run.runner import Runner
 
 
-def _runner(ctx: click.Context, *, echo: bool = False):
+def _runner(ctx: click.Context, *, echo: bool = False) -> Runner:
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.run.runner import Runner
 
@@ -98,13 +99,14 @@ def summary(rs: RunState) -> str:
         return f"{head} finished in '{rs.state}'" + (f" (outcome: {rs.outcome})" if rs.outcome else "")
     if rs.status == RunStatus.ESCALATED:
         e = rs.escalation
-        return f"{head} escalated in '{rs.state}': {e.reason}; ticket {e.ticket}"
-    if rs.status == RunStatus.RETRYING:
+        if e is not None:
+            return f"{head} escalated in '{rs.state}': {e.reason}; ticket {e.ticket}"
+    if rs.status == RunStatus.RETRYING and rs.deadline is not None:
         return f"{head} retrying '{rs.state}' (attempt {rs.retry_attempt}) at {_short_time(rs.deadline)}"
     return f"{head} {rs.status} in '{rs.state}'"
 
 
-def _warn_if_input_ignored(given: dict, kept: dict, run_id: str) -> None:
+def _warn_if_input_ignored(given: dict[str, Any], kept: dict[str, Any], run_id: str) -> None:
     # Same --id twice is one run (idempotent start): its input is the first one, always.
     if given and given != kept:
         click.echo(f"ratchet: warning: run {run_id} already exists; its input stays "
@@ -123,4 +125,4 @@ def next_step(rs: RunState) -> str | None:
 
 
 def _short_time(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") + "Z"
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M") + "Z"

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli.app import existing_home, home_of, main, require_run
 from engine.cli.options import MACHINES_DIR
 from engine.run.status import RunStatus
+
+if TYPE_CHECKING:
+    from engine.supervise.status import StatusRow
 
 
 @main.command()
@@ -106,7 +110,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-def _cells(row) -> tuple[str, ...]:
+def _cells(row: StatusRow) -> tuple[str, ...]:
     waiting = ""
     if row.waiting_on is not None:
         waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -21,7 +22,7 @@ def timeline_line(record: AnyRecord) -> str:
 
 def _when(ts: str) -> str:
     try:
-        moment = datetime.fromisoformat(ts).astimezone(timezone.utc)
+        moment = datetime.fromisoformat(ts).astimezone(UTC)
     except ValueError:
         return _clean(ts)
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
@@ -45,7 +46,7 @@ def _by(by: str | None) -> str:
     return f"  by {by}" if by else ""
 
 
-def _data(data: dict) -> str:
+def _data(data: dict[str, Any]) -> str:
     return f"  {_short(data)}" if data else ""
 
 

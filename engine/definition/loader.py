@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import msgspec
 from pydantic import ValidationError
 
 from engine.definition.checks import Finding, Loc, check_graph
-from engine.errors import ConditionError, DefinitionError, ImportPathError
 from engine.definition.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
 from engine.definition.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
 from engine.definition.statechart import Statechart
+from engine.errors import ConditionError, DefinitionError, ImportPathError
 from engine.problem import Problem
 
 SUFFIXES = (".yaml", ".yml", ".py")
@@ -43,6 +44,7 @@ class Machine:
         self.source = source
         self.warnings = list(warnings or [])
         self.definition = spec.canonical()
+        self.pinned = msgspec.Raw(msgspec.json.encode(self.definition))  # as run_started stores it
         self.hash = spec.hash()
         self._resolved: dict[str, Callable[..., Any]] = {}
         self._chart: Statechart | None = None  # built on first use: it resolves predicates

@@ -30,7 +30,6 @@ from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, Transiti
 from engine.errors import NotAMachineError
 from engine.problem import Problem, Severity
 
-
 NO_DATA = object()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -20,13 +20,13 @@ CLOCK_FILE_ENV = "RATCHET_CLOCK_FILE"
 
 def iso(dt: datetime) -> str:
     """`2026-11-29T09:41:00.000000Z`: the journal's timestamp form (UTC, microseconds, Z)."""
-    return dt.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_iso(text: str) -> datetime:
     """The aware UTC datetime of an ISO 8601 string (a naive one is taken as UTC)."""
     dt = datetime.fromisoformat(text)
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 class Clock(Protocol):
@@ -38,7 +38,7 @@ class SystemClock:
     """The real time."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -49,7 +49,7 @@ class FakeClock:
     """Time that moves only when told: `advance()` or `sleep()` (which returns at once)."""
 
     def __init__(self, start: datetime | str = "2026-01-05T09:00:00Z") -> None:
-        self._now = parse_iso(start) if isinstance(start, str) else start.astimezone(timezone.utc)
+        self._now = parse_iso(start) if isinstance(start, str) else start.astimezone(UTC)
 
     def now(self) -> datetime:
         return self._now

@@ -22,8 +22,17 @@ from engine.run.replay import RunState
 from engine.run.status import RunStatus
 from engine.run.todo import Cancel, Cause, Enter, Failed, Step, Take, TimeoutDue
 from journal import (
-    Cancelled, Escalated, Record, RetryScheduled, RunFinished, StepAbandoned, StepFailed,
-    StepStarted, TimeoutFired, Transition, Waiting,
+    Cancelled,
+    Escalated,
+    Record,
+    RetryScheduled,
+    RunFinished,
+    StepAbandoned,
+    StepFailed,
+    StepStarted,
+    TimeoutFired,
+    Transition,
+    Waiting,
 )
 
 MAX_ABANDONS = 3  # crash-restarts of one step before it is escalated as "stalled repeatedly"

@@ -18,9 +18,23 @@ from engine.run.clock import parse_iso
 from engine.run.status import RunStatus
 from engine.run.todo import Cancel, Enter, Failed, Step, Take, TimeoutDue, Todo
 from journal import (
-    Cancelled, Escalated, Record, Resolved, RetryScheduled, RunFinished, RunStarted, StepAbandoned,
-    StepFailed, StepStarted, StepSucceeded, TimeoutFired, Transition, TriggerReceived,
-    TriggerRefused, Waiting, pinned_definition,
+    Cancelled,
+    Escalated,
+    Record,
+    Resolved,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    StepAbandoned,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimeoutFired,
+    Transition,
+    TriggerReceived,
+    TriggerRefused,
+    Waiting,
+    pinned_definition,
 )
 from journal.records import FORMAT
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.run import delivery, tickets
-from engine.run.clock import Clock, clock_from_env, iso
+from engine.definition.loader import Machine, load_machine, machine_from_definition
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
-from engine.definition.loader import Machine, load_machine, machine_from_definition
+from engine.run import delivery, tickets
+from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.delivery import Delivery, Request
 from engine.run.ids import new_run_id
 from engine.run.outcome import call_step
@@ -36,8 +36,17 @@ from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
 from journal import (
-    Cursor, Escalated, JournalError, Record, Resolved, RunStarted, StepStarted,
-    TriggerReceived, TriggerRefused, Writer, check_run_id,
+    Cursor,
+    Escalated,
+    JournalError,
+    Record,
+    Resolved,
+    RunStarted,
+    StepStarted,
+    TriggerReceived,
+    TriggerRefused,
+    Writer,
+    check_run_id,
 )
 
 STATE_CACHE = 1024  # runs whose folded state a process keeps between sessions
@@ -101,7 +110,7 @@ class Runner:
                 return run_id, None
             source = str(Path(machine.source).resolve()) if machine.source else None
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
-                                definition=machine.definition, definition_hash=machine.hash,
+                                definition=machine.pinned, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()))
             session = _Session(writer, fold([]), machine)
             self._journal(session, [record])
@@ -247,7 +256,7 @@ class Runner:
             if not rs.run_id:  # created, but the crash came before run_started was durable
                 raise UnknownRunError(run_id, store.where(run_id))
             s = _Session(writer, rs, self._machine(rs))
-            if rs.status == "escalated":  # a crash may have come before its ticket was written
+            if rs.status == RunStatus.ESCALATED and rs.escalation is not None:  # a crash may have come before its ticket
                 tickets.open_ticket(store, rs, rs.escalation, s.machine)
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
                 tickets.remove_ticket(store, run_id)

@@ -21,10 +21,11 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
+from engine.errors import InvalidMessageError
 from engine.home import Home
 from engine.supervise import inbox
-from engine.supervise.inbox import Claimed, ClaimBox
-from engine.supervise.message import InvalidMessageError, Message
+from engine.supervise.inbox import ClaimBox, Claimed
+from engine.supervise.message import Message
 from engine.supervise.runs import RunTable
 from engine.supervise.workers import Job, Result
 
@@ -50,7 +51,7 @@ class Mailroom:
         self.home = home
         self.runs = runs
         self.settle = 1.0  # a file unchanged this long counts as complete where leases are unavailable
-        self.box: ClaimBox | None = None
+        self._box: ClaimBox | None = None
         self._queues: dict[str, deque[Letter]] = {}  # run -> its files, oldest first (runs insertion-ordered)
         self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
         self._incomplete: set[str] = set()  # names in the inbox still being written
@@ -58,7 +59,14 @@ class Mailroom:
     def open(self, *, settle: float) -> None:
         """Take this process's claim box (UnsafeInboxError if an inbox folder is a symlink)."""
         self.settle = settle
-        self.box = ClaimBox(self.home)
+        self._box = ClaimBox(self.home)
+
+    @property
+    def box(self) -> ClaimBox:
+        """This process's claim box (between `open` and `close`)."""
+        if self._box is None:
+            raise RuntimeError("the mailroom is not open")  # a bug in the caller, not data
+        return self._box
 
     # --- taking files in ----------------------------------------------------------------------
 

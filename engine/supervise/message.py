@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -106,7 +106,7 @@ def parse_message(data: bytes, suffix: str) -> Message:
     if not text.strip():
         raise InvalidMessageError("empty file")
     try:
-        raw = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506
+        raw = _load_json(text) if suffix == ".json" else yaml.load(text, Loader=_NoAliasLoader)
     except (ValueError, RecursionError, yaml.YAMLError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
         raise InvalidMessageError(f"invalid {kind}", " ".join(str(exc).split())[:300]) from exc
@@ -137,9 +137,9 @@ def _load_json(text: str) -> Any:
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors/aliases (a 'billion laughs' file is a few bytes)."""
 
-    def compose_node(self, parent, index):  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
         return super().compose_node(parent, index)
 
@@ -149,7 +149,7 @@ class _NoAliasLoader(yaml.SafeLoader):
 
 def message_name(message: Message) -> str:
     """A unique, sortable, readable file name for `message`."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     what = message.trigger if message.resolve in (None, "skip") else message.resolve
     return f"{stamp}-{message.run}-{what}-{secrets.token_hex(3)}.json"
 

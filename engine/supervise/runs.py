@@ -49,6 +49,10 @@ class RunTable:
     def get(self, run_id: str) -> Tracked | None:
         return self._runs.get(run_id)
 
+    def __getitem__(self, run_id: str) -> Tracked:
+        """A run known to be in the table (KeyError otherwise)."""
+        return self._runs[run_id]
+
     def __len__(self) -> int:
         return len(self._runs)
 

@@ -33,7 +33,7 @@ from engine.supervise.agenda import Agenda
 from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
-from engine.supervise.watcher import Watcher, Wakeup
+from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import Job, Result, WorkerPool
 
 log = logging.getLogger("ratchet.supervisor")
@@ -170,7 +170,7 @@ class Supervisor:
             self._consider(run_id)
 
     def _consider(self, run_id: str) -> None:
-        state = self.runs.get(run_id).state
+        state = self.runs[run_id].state
         if state.status == MOVING and not self.pool.holding(run_id):
             self._ready[run_id] = None
         if state.status == "escalated" and state.escalation is not None and not self.pool.holding(run_id):
@@ -192,11 +192,11 @@ class Supervisor:
     def _refresh_busy(self) -> None:
         # Step timeouts are judged on the journal's step_started: keep busy runs current.
         for worker in self.pool.busy():
-            self.runs.refresh(worker.job.run_id)
+            self.runs.refresh(worker.current.run_id)
 
     def _fire_due(self) -> None:
         for run_id, deadline in self.agenda.due():
-            state = self.runs.get(run_id).state
+            state = self.runs[run_id].state
             if state.deadline == deadline and state.status in ("waiting", "retrying"):
                 self._ready[run_id] = None
 
@@ -206,7 +206,7 @@ class Supervisor:
         for worker, overdue in self.timeouts.overdue(self.pool.busy(), self.runs):
             if worker.conn.poll():
                 continue
-            run_id = worker.job.run_id
+            run_id = worker.current.run_id
             self.timeouts.killed(run_id, overdue)
             self._handle([self.pool.kill(worker, overdue.why)])
             if overdue.step_seq is None:

@@ -55,8 +55,8 @@ class StepTimeouts:
         """The busy workers whose job is overdue now, with why (lazily: kill as they come)."""
         now = self.clock.now()
         for worker in busy:
-            job = worker.job
-            tracked = runs.get(job.run_id) if job is not None else None
+            job = worker.current
+            tracked = runs.get(job.run_id)
             if tracked is not None:
                 verdict = self.judge(job, tracked.state, worker.beat, now)
                 if verdict is not None:

@@ -33,8 +33,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.run.clock import Clock
 from engine.errors import EngineError
+from engine.run.clock import Clock
 from engine.supervise.message import Message
 
 log = logging.getLogger("ratchet.supervisor")
@@ -88,6 +88,13 @@ class Worker:
     @property
     def pid(self) -> int | None:
         return self.process.pid
+
+    @property
+    def current(self) -> Job:
+        """The job of a busy worker (what `WorkerPool.busy()` lists)."""
+        if self.job is None:
+            raise RuntimeError(f"worker {self.pid} holds no job")  # a bug in the caller, not data
+        return self.job
 
 
 class WorkerPool:
@@ -227,7 +234,7 @@ def _receive(worker: Worker) -> Result | None:
     """The job's result if it has come; heartbeats read on the way are kept in `worker.beat`."""
     try:
         while worker.conn.poll():
-            message = worker.conn.recv()
+            message: Result | Heartbeat = worker.conn.recv()  # a worker sends nothing else
             if not isinstance(message, Heartbeat):
                 return message
             job = worker.job

@@ -21,9 +21,9 @@ sys.path.append(str(ROOT / "examples"))
 
 import fake_services  # noqa: E402
 
-from engine.run.clock import clock_from_env  # noqa: E402
 from engine.faults import crash_point  # noqa: E402
 from engine.home import Home  # noqa: E402
+from engine.run.clock import clock_from_env  # noqa: E402
 from engine.run.runner import Runner  # noqa: E402
 
 

@@ -9,8 +9,8 @@ watched twice: with strace where it is installed, and everywhere by a spy around
 from __future__ import annotations
 
 import errno
-import os
 import json
+import os
 import re
 import shutil
 import subprocess

@@ -23,8 +23,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 import runner_driver
+
 from engine import faults
 from engine.run.replay import fold
 from journal import FileStore, StepStarted, StepSucceeded

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 
-from engine.run.clock import FileClock
 from engine.home import Home
-from engine.supervise.message import Message, write_message
+from engine.run.clock import FileClock
 from engine.run.runner import Runner
+from engine.supervise.message import Message, write_message
 from engine.supervise.status import StatusRow, status_rows
 
 HERE = Path(__file__).parent
@@ -186,8 +187,8 @@ def machine_folder(tmp_path_factory) -> Path:
 
 
 def _start():
-    from datetime import datetime, timezone
-    return datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+    from datetime import datetime
+    return datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def pid_alive(pid: int) -> bool:

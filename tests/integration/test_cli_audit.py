@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from journal import (
-    hash_definition,
     FileStore,
     RunStarted,
     StepFailed,
@@ -27,6 +26,7 @@ from journal import (
     Transition,
     TriggerReceived,
     Waiting,
+    hash_definition,
 )
 
 RATCHET = shutil.which("ratchet") or str(Path(sys.executable).parent / "ratchet")

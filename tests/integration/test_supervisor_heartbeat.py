@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from supervisor_harness import Env, pid_alive, wait_for
 
 

@@ -9,10 +9,10 @@ import sys
 from collections import Counter
 
 import pytest
+from supervisor_harness import Env, pid_alive, wait_for
 
 from engine.supervise import inbox
 from journal import RunStarted, StepStarted
-from supervisor_harness import Env, pid_alive, wait_for
 
 
 def types(env: Env, run_id: str) -> Counter:

@@ -7,8 +7,9 @@ import os
 import signal
 from pathlib import Path
 
-from journal import verify
 from supervisor_harness import pid_alive, wait_for
+
+from journal import verify
 
 
 def parent(pid: int) -> int:

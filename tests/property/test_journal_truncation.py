@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from journal import (
-    hash_definition,
     FileStore,
     RunStarted,
     StepFailed,
@@ -23,6 +22,7 @@ from journal import (
     Transition,
     TriggerReceived,
     Waiting,
+    hash_definition,
     read,
     to_builtins,
     verify,

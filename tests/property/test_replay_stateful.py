@@ -25,11 +25,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import stateful_actions as acts
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-import stateful_actions as acts
 from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.replay import RunState, fold

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from engine.supervise import inbox, message
 from engine.errors import InvalidMessageError, UnsafeInboxError
+from engine.supervise import inbox, message
 from engine.supervise.message import Message
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from journal import (
-    hash_definition,
     CorruptJournalError,
     FileStore,
     JournalError,
@@ -23,6 +22,7 @@ from journal import (
     encode,
     follow,
     follow_lines,
+    hash_definition,
 )
 
 

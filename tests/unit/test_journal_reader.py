@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from journal import (
-    hash_definition,
     GENESIS,
     CorruptJournalError,
     FileStore,
@@ -16,6 +15,7 @@ from journal import (
     StepStarted,
     StepSucceeded,
     Transition,
+    hash_definition,
     line_hash,
     read,
     to_builtins,

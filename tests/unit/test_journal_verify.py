@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from journal import (
-    hash_definition,
     GENESIS,
     FileStore,
     RunFinished,
@@ -19,6 +18,7 @@ from journal import (
     Transition,
     TriggerReceived,
     Waiting,
+    hash_definition,
     verify,
 )
 

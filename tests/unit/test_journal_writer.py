@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from journal import (
-    hash_definition,
     GENESIS,
     FileStore,
     JournalError,
@@ -18,6 +17,7 @@ from journal import (
     RunStarted,
     StepStarted,
     Transition,
+    hash_definition,
     line_hash,
     verify,
 )

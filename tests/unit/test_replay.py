@@ -9,16 +9,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 import runner_test_actions as acts
-from engine.run.clock import FakeClock
+from test_runner import MACHINE
+
 from engine.home import Home
-from engine.supervise.message import Message
+from engine.run.clock import FakeClock
 from engine.run.plan import Sleep, Stop, plan
 from engine.run.replay import fold
 from engine.run.runner import Runner
+from engine.supervise.message import Message
 from journal import StepStarted, StepSucceeded
-from test_runner import MACHINE
 
 ANSWERS = {"review": ("approve", "alice"), "confirm": ("confirm", "ops")}
 COMPARED = ("run_id", "state", "status", "data", "attempt", "deadline", "triggers", "approvers",

@@ -3,9 +3,10 @@ rules that refuse a message from outside."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from test_run_vocabulary import FakeMachine, journal
 
 from engine import Fire
 from engine.run.delivery import label, refusal
@@ -14,13 +15,12 @@ from engine.run.outcome import outcome
 from engine.run.replay import fold
 from engine.supervise.message import Message
 from journal import Escalated, StepFailed, StepStarted, StepSucceeded, Transition, Waiting
-from test_run_vocabulary import FakeMachine, journal
 
 STARTED = StepStarted(state="work", attempt=2, idempotency_key="r1/work/1")
 
 
 def test_run_ids_are_ulids_that_sort_by_start_time():
-    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
     ids = [new_run_id(t0 + timedelta(milliseconds=ms)) for ms in (0, 1, 1000, 86_400_000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert all(len(i) == 26 and set(i) <= set("0123456789ABCDEFGHJKMNPQRSTVWXYZ") for i in ids)

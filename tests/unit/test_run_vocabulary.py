@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,11 +18,20 @@ from engine.run.status import RunStatus
 from engine.run.todo import Cancel, Enter, Failed, Step, Take, TimeoutDue
 from engine.supervise.status import JournalStatus, StatusRow
 from journal import (
-    Escalated, Resolved, RetryScheduled, RunFinished, RunStarted, StepFailed, StepStarted,
-    StepSucceeded, TimeoutFired, Transition, Waiting,
+    Escalated,
+    Resolved,
+    RetryScheduled,
+    RunFinished,
+    RunStarted,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    TimeoutFired,
+    Transition,
+    Waiting,
 )
 
-NOW = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 DEFINITION = {
     "name": "m", "version": 1, "initial": "work",
     "states": {"work": {"action": "x:y"}, "review": {"approvers": ["alice"], "timeout": 60.0},

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-
 import runner_test_actions as acts
-from engine.run.clock import FakeClock
+
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.home import Home
-from engine.supervise.message import Message
+from engine.run.clock import FakeClock
 from engine.run.runner import Runner
+from engine.supervise.message import Message
 from journal import CorruptJournalError, JournalLockedError
 from journal.records import record_type
 
@@ -121,7 +121,7 @@ def test_retry_waits_durably_then_runs_the_next_attempt_with_the_same_key(runner
     assert 2.0 <= records(runner, rid)[-1].delay_s <= 4.0
     rs = runner.run(rid)  # run() sleeps through the wait on the fake clock
     assert rs.state == "review"
-    assert acts.CALLS == [("draft", a, "r1/draft/1") for a in (1, 2, 3)]
+    assert [("draft", a, "r1/draft/1") for a in (1, 2, 3)] == acts.CALLS
 
 
 def test_exhausted_retries_escalate_with_a_ticket_and_notification(runner, machine, clock):
@@ -223,9 +223,8 @@ def test_a_timeout_reason_about_another_step_is_not_applied_to_the_one_in_flight
 
 def test_a_second_process_gets_run_locked(runner, machine):
     rid = runner.start(machine, {}, run_id="r1")
-    with runner.home.store.writer(rid):
-        with pytest.raises(JournalLockedError, match="r1"):
-            runner.advance(rid)
+    with runner.home.store.writer(rid), pytest.raises(JournalLockedError, match="r1"):
+        runner.advance(rid)
 
 
 def test_unknown_run(runner):

@@ -7,8 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 import runner_test_actions as acts
+
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
 from engine.run.runner import Runner

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.definition.mermaid import to_mermaid
 from engine.definition.loader import load_file
+from engine.definition.mermaid import to_mermaid
 from engine.definition.spec import MachineSpec, StateSpec, TransitionSpec
 
 MACHINES = Path(__file__).resolve().parents[2] / "machines"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import DefinitionError, NotAMachineError
 from engine.definition.loader import load_file, load_machine
+from engine.errors import DefinitionError, NotAMachineError
 
 HERE = Path(__file__).parent / "definitions"
 BROKEN = sorted((HERE / "broken").glob("*.yaml")) + sorted(

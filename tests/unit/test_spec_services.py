@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.append(str(Path(__file__).resolve().parents[2] / "examples"))
-import fake_services  # noqa: E402
+import fake_services
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from engine.run.clock import FakeClock, iso
 from engine.run.replay import RunState
 from engine.supervise.status import status_rows
 from engine.supervise.timeouts import Overdue, StepTimeouts
-from engine.supervise.watcher import Watcher, Wakeup
+from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import Job, WorkerPool
 from journal import RunStarted, StepStarted, Waiting
 
