@@ -60,14 +60,18 @@ def records(count: int, run_id: str = "bench") -> list:
         key = f"{run_id}/{state}/{i // len(STATES) + 1}"
         out.append(StepStarted(state=state, attempt=1, idempotency_key=key))
         if i % 7 == 3:
-            out.append(StepFailed(state=state, attempt=1, error="503 Service Unavailable", error_type="BillingUnavailable", duration_ms=118.4))
+            out.append(StepFailed(state=state, attempt=1, error="503 Service Unavailable",
+                                  error_type="BillingUnavailable", duration_ms=118.4))
             out.append(RetryScheduled(state=state, attempt=2, due="2026-11-27T09:41:05.000000Z", delay_s=2.0))
             out.append(StepStarted(state=state, attempt=2, idempotency_key=key))
-        out.append(StepSucceeded(state=state, attempt=1, trigger="ok", data={"summary_id": f"s-{i}", "tokens": 812}, duration_ms=42.7))
+        out.append(StepSucceeded(state=state, attempt=1, trigger="ok", data={"summary_id": f"s-{i}", "tokens": 812},
+                                 duration_ms=42.7))
         out.append(Transition(trigger="ok", source=state, dest=dest))
         if i % 11 == 5:
-            out.append(Waiting(state=dest, triggers=["approve", "reject"], approvers=["alice", "bob"], deadline="2026-11-29T09:41:03.000000Z"))
-            out.append(TriggerReceived(trigger="approve", state=dest, by="alice", source_file="approve-0042.json", comment="looks good"))
+            out.append(Waiting(state=dest, triggers=["approve", "reject"], approvers=["alice", "bob"],
+                               deadline="2026-11-29T09:41:03.000000Z"))
+            out.append(TriggerReceived(trigger="approve", state=dest, by="alice", source_file="approve-0042.json",
+                                       comment="looks good"))
         i += 1
     return out[:count]
 
@@ -83,7 +87,8 @@ def encoded_lines(recs: list) -> list[bytes]:
 
 
 def raw_rate(folder: Path, lines: list[bytes]) -> float:
-    fd = os.open(FileStore(folder).runs_dir / "raw.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    fd = os.open(FileStore(folder).runs_dir / "raw.jsonl", flags, 0o644)
     sync = getattr(os, SYNC_CALL)
     start = time.perf_counter()
     for line in lines:
@@ -118,7 +123,8 @@ def best_rate(fn, count: int, repeats: int = 3) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000, help="records for the no-fsync append and replay (default 200000)")
+    parser.add_argument("--records", type=int, default=200_000,
+                        help="records for the no-fsync append and replay (default 200000)")
     parser.add_argument("--fsync-records", type=int, default=2_000, help="records per fsync'd round (default 2000)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating raw/writer fsync rounds (default 3)")
     parser.add_argument("--dir", type=Path, default=Path("."), help="a folder on the disk to measure (default .)")
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     ratio = durable_s / raw_rate_s
     report = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]) if argv is None else " ".join(["journal_bench.py", *argv]),
+        "command": " ".join([Path(sys.executable).name, *sys.argv] if argv is None else ["journal_bench.py", *argv]),
         "disk_folder": str(args.dir.resolve()),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews every rate
         "cpus": os.cpu_count(),

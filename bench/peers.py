@@ -353,8 +353,8 @@ def _summary(results: list[dict]) -> str:
             note = (f"  [rate from {r['runs']} runs, not {r['scaled_from_runs']}]"
                     if "scaled_from_runs" in r else "")
             if "disk_fsyncs_per_s_before_after" in r:
-                note += "  disk fsyncs/s before/after: %s/%s" % tuple(
-                    r["disk_fsyncs_per_s_before_after"])
+                before, after = r["disk_fsyncs_per_s_before_after"]
+                note += f"  disk fsyncs/s before/after: {before}/{after}"
             rows.append(f"{r['engine']:<10} {r['steps_per_s']:>10.1f} steps/s  "
                         f"{r['runs']}x{r['steps_per_run']} in {r['seconds']:.2f}s  "
                         f"sqlite synchronous={r['sqlite_synchronous']} "

@@ -52,7 +52,7 @@ def write_machine(folder: Path, steps: int) -> Path:
     names = [f"s{i}" for i in range(1, steps + 1)]
     states = "".join(f"  {n}: {{action: 'runner_bench_actions:step'}}\n" for n in names)
     moves = "".join(f"  - {{trigger: ok, source: {a}, dest: {b}}}\n"
-                    for a, b in zip(names, names[1:] + ["done"]))
+                    for a, b in zip(names, names[1:] + ["done"], strict=True))
     (folder / "runner_bench_actions.py").write_text(ACTIONS)  # one module file for every chain
     path = folder / f"chain{steps}.yaml"
     path.write_text(f"name: chain{steps}\nversion: 1\ninitial: s1\nstates:\n{states}"

@@ -95,7 +95,8 @@ def _read_from(fd: int, offset: int, want: int) -> bytes:
 _GC_PAUSE_MIN_BYTES = 64 * 1024
 
 
-def parse(path: Path | str, data: bytes, *, offset: int = 0, last_seq: int = 0, last_hash: str | None = None) -> Contents:
+def parse(path: Path | str, data: bytes, *, offset: int = 0, last_seq: int = 0,
+          last_hash: str | None = None) -> Contents:
     """Decode the complete lines of `data`, which starts at byte `offset` of `path`."""
     end = data.rfind(b"\n") + 1
     contents = Contents(end_offset=offset + end, torn_bytes=len(data) - end, last_seq=last_seq)

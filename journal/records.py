@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -163,23 +163,23 @@ class Cancelled(Record, tag="cancelled", kw_only=True):
     reason: str = ""
 
 
-AnyRecord = Union[
-    RunStarted,
-    StepStarted,
-    StepSucceeded,
-    StepFailed,
-    StepAbandoned,
-    RetryScheduled,
-    Transition,
-    Waiting,
-    TriggerReceived,
-    TriggerRefused,
-    TimeoutFired,
-    Escalated,
-    Resolved,
-    RunFinished,
-    Cancelled,
-]
+AnyRecord = (
+    RunStarted
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | StepAbandoned
+    | RetryScheduled
+    | Transition
+    | Waiting
+    | TriggerReceived
+    | TriggerRefused
+    | TimeoutFired
+    | Escalated
+    | Resolved
+    | RunFinished
+    | Cancelled
+)
 
 # One encoder and one decoder for the whole process: building them is the slow part.
 _encoder = msgspec.json.Encoder()

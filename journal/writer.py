@@ -110,7 +110,8 @@ class JournalWriter:
         so a batch must be a sequence the engine can resume from at any line.
         """
         if self._broken:
-            raise JournalWriteError(f"{self.path}: writer unusable after an earlier error ({self._broken}); reopen the journal")
+            raise JournalWriteError(f"{self.path}: writer unusable after an earlier error ({self._broken}); "
+                                    "reopen the journal")
         if not records:
             return records  # an empty batch must not write a bare newline (an empty line is corrupt)
         seq, prev = self.last_seq, self.last_hash

@@ -69,7 +69,8 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
 def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str | None, by: str | None) -> None:
     """Start (or continue) a run and drive it in the foreground.
 
-    Starts a run of MACHINE, or continues run --id if it exists. Prints each journal record as it becomes durable, then one summary line. Stops
+    Starts a run of MACHINE, or continues run --id if it exists. Prints each
+    journal record as it becomes durable, then one summary line. Stops
     when the run waits for a trigger, finishes, is cancelled or escalates; sleeps
     through retry back-offs. Exit 0 in every one of those cases.
 

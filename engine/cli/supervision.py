@@ -107,7 +107,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
     table = [COLUMNS] + [_cells(r) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:

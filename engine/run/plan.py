@@ -150,7 +150,8 @@ def _take(rs: RunState, machine: RunnableMachine, trigger: str, cause: Cause) ->
         return [Transition(trigger=trigger, source=rs.state, dest=dest)]
     if cause == "timeout":
         why = " whose conditions hold" if TIMEOUT in machine.triggers_from(rs.state) else ""
-        return [escalation(rs, TIMED_OUT, f"the wait in '{rs.state}' expired and no 'timeout' transition{why} leaves it")]
+        detail = f"the wait in '{rs.state}' expired and no 'timeout' transition{why} leaves it"
+        return [escalation(rs, TIMED_OUT, detail)]
     return [escalation(rs, NO_TRANSITION,
                        f"'{rs.state}' has no transition for trigger '{trigger}' (from the {cause}), "
                        "or its conditions are not met; fix the definition, then resolve")]

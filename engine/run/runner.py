@@ -256,7 +256,8 @@ class Runner:
             if not rs.run_id:  # created, but the crash came before run_started was durable
                 raise UnknownRunError(run_id, store.where(run_id))
             s = _Session(writer, rs, self._machine(rs))
-            if rs.status == RunStatus.ESCALATED and rs.escalation is not None:  # a crash may have come before its ticket
+            # A crash may have come between `escalated` and its ticket...
+            if rs.status == RunStatus.ESCALATED and rs.escalation is not None:
                 tickets.open_ticket(store, rs, rs.escalation, s.machine)
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
                 tickets.remove_ticket(store, run_id)

@@ -4,11 +4,11 @@ Writers drop files as `engine.supervise.message` describes (write in `inbox/.tmp
 supervisor *claims* a file by renaming it into `inbox/.claimed`
 under a unique name (exactly one racer wins a rename), reads and validates it there, and
 finally moves it to `inbox/done/` or to `inbox/rejected/` beside `<name>.error.txt`.
-Every move goes through directory descriptors opened once with O_NOFOLLOW|O_DIRECTORY
-(`InboxFolders`), so a folder that is a symlink is refused up front and one swapped for a
-symlink later cannot redirect a file out of the inbox. A file is never lost: every path ends in `done/` or `rejected/`, and whatever is left in
-`.claimed` after a crash is handled again at start (delivery is idempotent on the
-claimed name, which is the `source_file` the journal records).
+Every move goes through directory descriptors (engine.supervise.folders), so a symlinked
+folder cannot redirect a file out of the inbox. A file is never lost: every path ends
+in `done/` or `rejected/`, and whatever is left in `.claimed` after a crash is handled
+again at start (delivery is idempotent on the claimed name, which is the `source_file`
+the journal records).
 
 Hostile input is expected: files are read with O_NOFOLLOW|O_NONBLOCK and checked to be
 regular (no symlinks, FIFOs or directories) and at most MAX_BYTES, then parsed by
@@ -18,6 +18,7 @@ probe tells); where leases are unavailable, a file must be unchanged for `settle
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -28,9 +29,9 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
-from engine.errors import EngineError, InvalidMessageError, UnsafeInboxError
+from engine.errors import InvalidMessageError, UnsafeInboxError
+from engine.supervise.folders import InboxFolders, InboxHome, move_into, open_dir
 from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message
 
 SPECIAL_DIRS = {"done", "rejected"}
@@ -38,15 +39,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
 log = logging.getLogger("ratchet.supervisor")
 _CLAIM_SEP = "~"  # claimed name: <ns hex>-<pid>~<original name>; valid names hold no "~"
 _UNSAFE = "!unsafe-"
-
-
-class InboxHome(Protocol):
-    """What the inbox needs of `engine.home.Home`."""
-
-    inbox: Path
-    inbox_claimed: Path
-    inbox_done: Path
-    inbox_rejected: Path
 
 
 # --- Finding and claiming -------------------------------------------------------------
@@ -101,57 +93,6 @@ def is_complete(path: Path, *, settle: float = 1.0) -> bool:
         os.close(fd)
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _open_dir(path: Path | str, dir_fd: int | None = None, shown: Path | None = None) -> int:
-    """A descriptor on a real directory; UnsafeInboxError if `path` is a symlink or no directory."""
-    try:
-        return os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
-    except OSError as exc:
-        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):  # O_NOFOLLOW|O_DIRECTORY: either, for a link
-            raise
-        try:
-            link = stat.S_ISLNK(os.stat(path, dir_fd=dir_fd, follow_symlinks=False).st_mode)
-        except OSError:
-            link = False
-        raise UnsafeInboxError(shown or Path(path), "is a symlink" if link else "is not a directory") from exc
-
-
-class InboxFolders:
-    """Descriptors on inbox/, done/, rejected/ and .claimed/, each opened without following links.
-
-    Opened once (at supervisor start); every claim and filing is then relative to them.
-    """
-
-    def __init__(self, home: InboxHome) -> None:
-        for folder in (home.inbox, home.inbox_claimed, home.inbox_done, home.inbox_rejected):
-            try:
-                folder.mkdir(parents=True)
-            except FileExistsError:
-                pass  # opening it says whether it is a real directory
-        self.home = home
-        self.fds: list[int] = []
-        try:
-            self.inbox = self._open(home.inbox)
-            self.claimed = self._open(home.inbox_claimed.name, self.inbox, home.inbox_claimed)
-            self.done = self._open(home.inbox_done.name, self.inbox, home.inbox_done)
-            self.rejected = self._open(home.inbox_rejected.name, self.inbox, home.inbox_rejected)
-        except BaseException:
-            self.close()
-            raise
-
-    def _open(self, name: Path | str, parent: int | None = None, shown: Path | None = None) -> int:
-        fd = _open_dir(name, parent, shown)
-        self.fds.append(fd)
-        return fd
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
-
-
 class ClaimBox:
     """This process's private folder under inbox/.claimed, flock'd for as long as it lives.
 
@@ -169,7 +110,7 @@ class ClaimBox:
         self.path = home.inbox_claimed / name
         try:
             os.mkdir(name, dir_fd=self.dirs.claimed)
-            self._fd = _open_dir(name, self.dirs.claimed)
+            self._fd = open_dir(name, self.dirs.claimed)
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.fsync(self.dirs.claimed)
         except BaseException:
@@ -190,7 +131,7 @@ class ClaimBox:
 
     def _adopt_folder(self, folder: str) -> None:
         try:
-            fd = _open_dir(folder, self.dirs.claimed)
+            fd = open_dir(folder, self.dirs.claimed)
         except (OSError, UnsafeInboxError):
             return
         try:
@@ -228,7 +169,7 @@ class ClaimBox:
 
     def mark_done(self, item: Claimed) -> Path:
         """Move an applied file to inbox/done/ under its name (made unique if taken)."""
-        return _move(self._fd, item.key, self.dirs.done, self.home.inbox_done, item.name)
+        return move_into(self._fd, item.key, self.dirs.done, self.home.inbox_done, item.name)
 
     def reject(self, item: Claimed, reason: str, detail: str = "") -> Path:
         """Move a refused file to inbox/rejected/ beside `<name>.error.txt` saying why."""
@@ -236,16 +177,14 @@ class ClaimBox:
 
     def unclaim(self, item: Claimed) -> Path:
         """Put a file back under its name (never dispatched); never replaces one."""
-        return _move(self._fd, item.key, self.dirs.inbox, self.home.inbox, item.name)
+        return move_into(self._fd, item.key, self.dirs.inbox, self.home.inbox, item.name)
 
     def close(self) -> None:
         """Release the box; removed if empty (else the next start adopts what is left)."""
         if self._fd < 0:
             return
-        try:
+        with contextlib.suppress(OSError):  # not empty: the next start adopts what is left
             os.rmdir(self.path.name, dir_fd=self.dirs.claimed)
-        except OSError:
-            pass
         os.close(self._fd)
         self._fd = -1
         self.dirs.close()
@@ -306,7 +245,7 @@ def _kind(mode: int) -> str:
 
 
 def _reject(src: int, folder: int, where: Path, item: Claimed, reason: str, detail: str) -> Path:
-    target = _move(src, item.path.name, folder, where, item.name)
+    target = move_into(src, item.path.name, folder, where, item.name)
     lines = [" ".join(reason.split()), " ".join(detail.split()), f"claimed as: {item.key}"]
     if item.original is not None:
         lines.append(f"dropped as: {item.original!r}")
@@ -321,36 +260,3 @@ def _reject(src: int, folder: int, where: Path, item: Claimed, reason: str, deta
     os.replace(tmp, note, src_dir_fd=folder, dst_dir_fd=folder)
     os.fsync(folder)
     return target
-
-
-def _move(src: int, src_name: str, folder: int, where: Path, name: str) -> Path:
-    """Rename `src_name` (in dir `src`) into dir `folder` as `name`, or `name` with a counter:
-    never replace a file. `where` is `folder`'s path, for the answer."""
-    stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
-    for n in range(10_000):
-        candidate = name if n == 0 else f"{stem}.{n}{dot}{suffix}"
-        try:
-            # link() fails on an existing target, where rename() would silently replace it.
-            os.link(src_name, candidate, src_dir_fd=src, dst_dir_fd=folder, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EISDIR):  # directories cannot be linked
-                raise
-            if _lexists(candidate, folder):
-                continue
-            os.rename(src_name, candidate, src_dir_fd=src, dst_dir_fd=folder)
-        else:
-            os.unlink(src_name, dir_fd=src)
-        os.fsync(folder)
-        os.fsync(src)
-        return where / candidate
-    raise EngineError(f"{where}: too many files named {name!r}; clean the folder up")
-
-
-def _lexists(name: str, folder: int) -> bool:
-    try:
-        os.stat(name, dir_fd=folder, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return True

@@ -25,9 +25,9 @@ from engine.errors import InvalidMessageError
 from engine.home import Home
 from engine.supervise import inbox
 from engine.supervise.inbox import ClaimBox, Claimed
+from engine.supervise.jobs import Job, Result
 from engine.supervise.message import Message
 from engine.supervise.runs import RunTable
-from engine.supervise.workers import Job, Result
 
 log = logging.getLogger("ratchet.supervisor")
 

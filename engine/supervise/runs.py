@@ -3,8 +3,8 @@
 Each run's `RunState` is folded incrementally: its store cursor says where its journal
 was read to, so a change costs only the new records. All of the supervisor's journal
 reads are here, behind two methods: `scan` (the store's `changes`: which journals are
-new or grew) and `refresh` (fold one run's records after its cursor). A journal that cannot be read or folded marks its run
-damaged (`Tracked.broken`): logged once, left alone, the other runs go on.
+new or grew) and `refresh` (fold one run's records after its cursor). A journal that
+cannot be read or folded marks its run damaged (`Tracked.broken`): logged once, left alone, the other runs go on.
 
 The table does not decide what a run needs; it notes which runs got new records
 (`take_changed`), and the supervisor's loop looks at those.

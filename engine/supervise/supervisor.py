@@ -30,11 +30,12 @@ from engine.home import Home
 from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
 from engine.supervise.agenda import Agenda
+from engine.supervise.jobs import Job, Result
 from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
-from engine.supervise.workers import Job, Result, WorkerPool
+from engine.supervise.workers import WorkerPool
 
 log = logging.getLogger("ratchet.supervisor")
 

@@ -20,8 +20,9 @@ from datetime import datetime
 
 from engine.run.clock import Clock, parse_iso
 from engine.run.replay import RunState
+from engine.supervise.jobs import Job
 from engine.supervise.runs import RunTable
-from engine.supervise.workers import Job, Worker
+from engine.supervise.workers import Worker
 
 JOB_TIMEOUT = 300.0  # a job with no step of its own in flight (replay, on_escalate) may take this long
 

@@ -9,6 +9,7 @@ dead watch).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -47,10 +48,8 @@ class Wakeup:
         return self._r
 
     def set(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop will wake anyway
             os.write(self._w, b"!")
-        except BlockingIOError:
-            pass  # the pipe is full: the loop will wake anyway
 
     def clear(self) -> None:
         try:

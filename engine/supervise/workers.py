@@ -10,70 +10,26 @@ by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orp
 advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
 forkserver, which in turn lives as long as any worker does).
 
-Heartbeats: an action's `ctx.heartbeat()` sends a `Heartbeat` (its run, the worker
-clock's now) up the same pipe as the results, at most one per second of the clock per
-worker, and only if the pipe has room: a full pipe drops the heartbeat rather than
-block the action. The supervisor keeps the latest one per busy worker
-(`Worker.beat`) and counts a step's timeout from it when it is later than the step's
-start.
+What a worker does inside its process (the job loop, the lifeline, heartbeats) is
+engine.supervise.worker; what travels on the pipe (jobs, results, heartbeats) is
+engine.supervise.jobs. The supervisor keeps each busy worker's latest heartbeat
+(`Worker.beat`) and counts a step's timeout from it when it is later than the step's start.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import select
-import signal
-import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from engine.errors import EngineError
-from engine.run.clock import Clock
-from engine.supervise.message import Message
+from engine.supervise.jobs import Heartbeat, Job, Result
+from engine.supervise.worker import serve
 
 log = logging.getLogger("ratchet.supervisor")
-
-Outcome = Literal["ok", "locked", "error", "died", "killed"]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One call on the Runner: `advance` a run, or `deliver` a message to it."""
-
-    run_id: str
-    kind: Literal["advance", "deliver"] = "advance"
-    abandoned: str | None = None
-    abandoned_seq: int | None = None  # the in-flight step `abandoned` is about
-    answers: int | None = None  # for deliver: what the run stood at when the file arrived
-    message: Message | None = None
-    source_file: str | None = None
-    last_seq: int = 0  # the run's last journaled seq when the job was handed over
-
-
-@dataclass(frozen=True)
-class Result:
-    """What became of a job. `accepted`/`reason` answer a delivery."""
-
-    job: Job
-    outcome: Outcome
-    accepted: bool | None = None
-    reason: str = ""
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    """An action of `run_id` said it is alive at `at` (the worker's clock)."""
-
-    run_id: str
-    at: datetime
-
 
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
@@ -107,7 +63,7 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["engine.supervise.workers", "engine.run.runner"])
+        self._ctx.set_forkserver_preload(["engine.supervise.worker", "engine.run.runner"])
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 
@@ -120,7 +76,7 @@ class WorkerPool:
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
-            target=_serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
+            target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
             name="ratchet-worker", daemon=True,
         )
         process.start()
@@ -244,107 +200,3 @@ def _receive(worker: Worker) -> Result | None:
         worker.gone = True
         return None  # it died mid-answer: collect() reports it as died
     return None
-
-
-# --- inside the worker process ----------------------------------------------------------
-
-
-def _hold_lifeline(lifeline: Connection) -> None:
-    """Kill this worker as soon as the supervisor is gone (EOF on the lifeline)."""
-
-    def watch() -> None:
-        try:
-            lifeline.recv()
-        except (EOFError, OSError):
-            pass
-        os.kill(os.getpid(), signal.SIGKILL)  # mid-step on purpose: the run is replayed later
-
-    threading.Thread(target=watch, name="lifeline", daemon=True).start()
-
-
-class _Pulse:
-    """The worker's end of the pipe, shared by its job loop and the actions' heartbeats.
-
-    `lock` keeps a heartbeat (maybe sent from an action's own thread) from interleaving
-    with a result. `beat` never waits: it drops the heartbeat when the lock is busy, when
-    one was sent less than a second ago (by the clock), or when the pipe has no room.
-    """
-
-    def __init__(self, conn: Connection, clock: Clock) -> None:
-        self.conn, self.clock = conn, clock
-        self.lock = threading.Lock()
-        self.run_id: str | None = None  # the run of the job in hand; None between jobs
-        self._sent: datetime | None = None
-
-    def beat(self) -> None:
-        if self.run_id is None or not self.lock.acquire(blocking=False):
-            return
-        try:
-            run_id = self.run_id
-            if run_id is None:
-                return
-            now = self.clock.now()
-            if self._sent is not None and 0 <= (now - self._sent).total_seconds() < 1:
-                return
-            if not _has_room(self.conn):
-                return
-            self.conn.send(Heartbeat(run_id, now))
-            self._sent = now
-        except (OSError, EngineError) as exc:  # a heartbeat must never fail the action
-            log.debug("worker: heartbeat of run %s dropped: %s", self.run_id, exc)
-        finally:
-            self.lock.release()
-
-    def send(self, result: Result) -> None:
-        with self.lock:
-            self.run_id = None
-            self.conn.send(result)
-
-
-def _has_room(conn: Connection) -> bool:
-    """Can a small message be written without blocking? (A Unix socket reports POLLOUT
-    only while at most a quarter of its send buffer is used: ample for a heartbeat.)"""
-    poller = select.poll()
-    poller.register(conn.fileno(), select.POLLOUT)
-    return any(events & select.POLLOUT for _, events in poller.poll(0))
-
-
-def _serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: str) -> None:
-    """Worker main loop: take a job, call the Runner, send the result, until told to stop."""
-    _hold_lifeline(lifeline)
-    # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from engine.run.clock import clock_from_env
-    from engine.run.runner import Runner
-    from journal import JournalError, JournalLockedError
-
-    clock = clock_from_env()
-    pulse = _Pulse(conn, clock)
-    runner = Runner(home_root, clock=clock, machines_dir=Path(machines_dir), heartbeat=pulse.beat)
-    while True:
-        try:
-            job = conn.recv()
-        except (EOFError, OSError):
-            return
-        if job is None:
-            return
-        pulse.run_id = job.run_id
-        try:
-            if job.kind == "deliver":
-                delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file,
-                                          answers=job.answers)
-                result = Result(job, "ok", accepted=delivery.accepted, reason=delivery.reason)
-            else:
-                runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq)
-                result = Result(job, "ok")
-        except JournalLockedError:
-            result = Result(job, "locked")
-        except (EngineError, JournalError) as exc:  # said plainly; the supervisor logs it
-            result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # the supervisor must hear of every failure, never hang on one
-            log.exception("worker: %s of run %s failed", job.kind, job.run_id)
-            result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
-        try:
-            pulse.send(result)
-        except (BrokenPipeError, OSError):
-            return

@@ -13,9 +13,9 @@ import pytest
 
 from engine.home import Home
 from engine.supervise import inbox
+from engine.supervise.jobs import Result
 from engine.supervise.mailroom import DELIVERY_TRIES, Mailroom
 from engine.supervise.runs import RunTable
-from engine.supervise.workers import Result
 from journal import RunStarted, TriggerReceived, Waiting
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}

@@ -13,10 +13,11 @@ import pytest
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
 from engine.run.replay import RunState
+from engine.supervise.jobs import Job
 from engine.supervise.status import status_rows
 from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
-from engine.supervise.workers import Job, WorkerPool
+from engine.supervise.workers import WorkerPool
 from journal import RunStarted, StepStarted, Waiting
 
 
@@ -200,11 +201,12 @@ def test_heartbeats_are_rate_limited_and_dropped_rather_than_block():
     import threading
 
     from engine.run.clock import FakeClock
-    from engine.supervise.workers import Heartbeat, _Pulse
+    from engine.supervise.jobs import Heartbeat
+    from engine.supervise.worker import Pulse
 
     ours, theirs = multiprocessing.Pipe(duplex=True)
     clock = FakeClock()
-    pulse = _Pulse(theirs, clock)
+    pulse = Pulse(theirs, clock)
     pulse.beat()  # between jobs: nothing to say
     assert not ours.poll()
     pulse.run_id = "r1"
