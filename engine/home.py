@@ -13,6 +13,8 @@ from journal import Store, open_store
 class Home:
     """The layout of one Ratchet home (README "The journal" and "The inbox"), and its store.
 
+    One path per folder of the layout (values, not state), plus the store.
+
     `store` is where journals and tickets live, made by `journal.open_store` from a URL:
     `file:` (the default) keeps them in this folder (`runs/`, `escalations/`).
     """

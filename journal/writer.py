@@ -36,7 +36,12 @@ def fsync_dir(path: Path) -> None:
 
 
 class JournalWriter:
-    """The single writer of one journal file. Use as a context manager or call `close()`."""
+    """The single writer of one journal file. Use as a context manager or call `close()`.
+
+    Its fields are the open file's (descriptor, inode, size), the chain's head (last_seq,
+    last_hash), what opening found (created, recovered_bytes) and an earlier failure:
+    each is read on the append path or by callers, so they stay plain attributes.
+    """
 
     def __init__(
         self,

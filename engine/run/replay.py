@@ -47,7 +47,12 @@ _ESCALATED, _FINISHED, _CANCELLED = RunStatus.ESCALATED, RunStatus.FINISHED, Run
 
 @dataclass
 class RunState:
-    """Everything known about a run after folding its journal (a plain object)."""
+    """Everything known about a run after folding its journal (a plain object).
+
+    Many fields on purpose: it is a value, the fold of the journal, and each field is one
+    fact `status`, `plan` or the supervisor reads; grouping them would cost every fold
+    an extra object per record and say nothing more.
+    """
 
     run_id: str = ""
     machine: str = ""

@@ -26,7 +26,10 @@ class JournalStatus(StrEnum):
 
 @dataclass
 class StatusRow:
-    """One run as people need to see it: where it is, what it waits for, and for whom."""
+    """One run as people need to see it: where it is, what it waits for, and for whom.
+
+    One field per column of `ratchet status` and key of `status --json` (a value, not state).
+    """
 
     run_id: str
     machine: str = ""
