@@ -9,7 +9,8 @@ import sys
 from collections import Counter
 
 import pytest
-from supervisor_harness import Env, pid_alive, wait_for
+from supervisor_harness import Env, pid_alive
+from waiting import wait_for
 
 from engine.supervise import inbox
 from journal import RunStarted, StepStarted

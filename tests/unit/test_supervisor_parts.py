@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
@@ -18,15 +18,6 @@ from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import Job, WorkerPool
 from journal import RunStarted, StepStarted, Waiting
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return value
 
 
 @pytest.fixture
@@ -66,7 +57,7 @@ def test_watcher_hints_journal_changes_and_inbox_drops(home):
             inbox_seen = inbox_seen or inbox
             return "r1" in seen and inbox_seen
 
-        wait_for(both, what="hints for runs/r1.jsonl and the inbox")
+        wait_for(both, timeout=10, what="hints for runs/r1.jsonl and the inbox")
         assert wait([wake], 0) == [wake]
     finally:
         watcher.stop()
@@ -94,7 +85,7 @@ def test_pool_reports_errors_kills_and_replaces_dead_workers(home):
     try:
         pids = {w.pid for w in pool.workers}
         pool.submit(Job("nobody"))
-        results = wait_for(pool.collect, what="the unknown run's result")
+        results = wait_for(pool.collect, timeout=10, what="the unknown run's result")
         assert [(r.outcome, "nobody" in r.error) for r in results] == [("error", True)]
 
         worker = pool.submit(Job("nobody"))
