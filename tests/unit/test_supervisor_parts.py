@@ -8,6 +8,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
 from waiting import wait_for
 
 from engine.home import Home
@@ -17,7 +18,7 @@ from engine.supervise.status import status_rows
 from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import Job, WorkerPool
-from journal import RunStarted, StepStarted, Waiting
+from journal import StepStarted, Waiting
 
 
 @pytest.fixture
@@ -109,8 +110,7 @@ def test_pool_reports_errors_kills_and_replaces_dead_workers(home):
 def test_status_rows_show_waits_and_damage(home):
     with home.store.writer("r1", create=True) as w:
         w.append_many([
-            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "review", "states": {"review": {}}},
-                       definition_hash="sha256:x"),
+            run_started(definition={"initial": "review", "states": {"review": {}}}, definition_hash="sha256:x"),
             Waiting(state="review", triggers=["approve"], approvers=["alice"], deadline="2026-01-06T09:00:00Z"),
         ])
     (home.runs / "r2.jsonl").write_bytes(b"not json\n")
@@ -124,8 +124,7 @@ def test_status_rows_show_waits_and_damage(home):
 def test_status_rows_show_a_journal_that_cannot_be_folded(home):
     with home.store.writer("r1", create=True) as w:
         w.append_many([
-            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "a", "states": {"a": {}}},
-                       definition_hash="sha256:x"),
+            run_started(definition={"initial": "a", "states": {"a": {}}}, definition_hash="sha256:x"),
             StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1"),
         ])
     (row,) = status_rows(home)
