@@ -96,7 +96,8 @@ def test_status_rows_serialise_as_before():
     ((StepStarted(state="work", attempt=1, idempotency_key="k"),
       StepSucceeded(state="work", attempt=1, trigger="ok")), Take("ok", "step")),
     ((StepStarted(state="work", attempt=1, idempotency_key="k"),
-      StepFailed(state="work", attempt=1, error="503"), RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)), Step(2)),
+      StepFailed(state="work", attempt=1, error="503"),
+      RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)), Step(2)),
     ((Transition(trigger="ok", source="work", dest="review"),
       Waiting(state="review", triggers=["approve"]), TimeoutFired(state="review", deadline="x")), TimeoutDue()),
     ((Escalated(state="work", reason="r"), Resolved(action="skip", by="bob", trigger="ok")),
@@ -128,7 +129,8 @@ def test_plan_answers_append_stop_or_sleep_from_any_machine():
                             RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)))
     assert plan(retrying, machine, NOW, rng=random.Random(1)) == Sleep(retrying.deadline)
     due = plan(retrying, machine, NOW + timedelta(minutes=5))
-    assert isinstance(due, Append) and due.records == [StepStarted(state="work", attempt=2, idempotency_key="r1/work/1")]
+    assert isinstance(due, Append)
+    assert due.records == [StepStarted(state="work", attempt=2, idempotency_key="r1/work/1")]
     done = fold(journal(RunFinished(state="done", outcome="ok")))
     assert plan(done, machine, NOW) == Stop(RunStatus.FINISHED)
 
