@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from journal_builders import run_started
 
 from engine.cli.runs import summary
 from engine.definition.spec import StateSpec
@@ -22,7 +23,6 @@ from journal import (
     Resolved,
     RetryScheduled,
     RunFinished,
-    RunStarted,
     StepFailed,
     StepStarted,
     StepSucceeded,
@@ -70,8 +70,7 @@ class FakeMachine:
 
 
 def journal(*records: Any) -> list[Any]:
-    started = RunStarted(run_id="r1", machine="m", version=1, definition=DEFINITION,  # type: ignore[arg-type]
-                         definition_hash="sha256:0", ts="2026-11-27T09:00:00Z")
+    started = run_started(definition=DEFINITION, definition_hash="sha256:0", ts="2026-11-27T09:00:00Z")
     out = [started, *records]
     for seq, record in enumerate(out, 1):
         record.seq, record.ts = seq, record.ts or "2026-11-27T09:00:00Z"
