@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from damage import cut_at
 
 from journal import FileStore, Store, open_store
 
@@ -40,7 +41,7 @@ def _file_kit(tmp_path: Path) -> StoreKit:
     def cut(run_id: str, keep: int) -> None:
         path = store.path(run_id)
         lines = path.read_bytes().splitlines(keepends=True)
-        os.truncate(path, sum(map(len, lines[:keep])))
+        cut_at(path, sum(map(len, lines[:keep])))
 
     return StoreKit(store, url, replace, cut)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
+from itertools import pairwise
 
 import pytest
+from journal_builders import run_started, step_batch
+from waiting import wait_for
 
 from journal import (
     GENESIS,
@@ -20,40 +22,23 @@ from journal import (
     JournalNotFoundError,
     JournalReplacedError,
     RunStarted,
-    StepStarted,
-    StepSucceeded,
     Transition,
     encode,
-    hash_definition,
     line_hash,
 )
 
 
 def started(run_id: str) -> RunStarted:
-    definition = {"name": "m", "initial": "a"}
-    return RunStarted(run_id=run_id, machine="m", version=1, definition=definition,
-                      definition_hash=hash_definition(definition), input={"customer": "acme"})
+    return run_started(run_id, definition={"name": "m", "initial": "a"}, input={"customer": "acme"})
 
 
 def steps(n: int, state: str = "a") -> list:
-    out = []
-    for i in range(n):
-        out += [StepStarted(state=state, attempt=1, idempotency_key=f"k/{state}/{i}"),
-                StepSucceeded(state=state, attempt=1, trigger="ok", data={"i": i}),
-                Transition(trigger="ok", source=state, dest=state)]
-    return out
+    return [record for i in range(n) for record in step_batch(state, key=f"k/{state}/{i}", data={"i": i})]
 
 
 def create(store, run_id: str, n: int = 1) -> None:
     with store.writer(run_id, create=True) as w:
         w.append_many([started(run_id), *steps(n)])
-
-
-def wait_for(condition, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 # --- writing and reading back --------------------------------------------------------
@@ -71,7 +56,7 @@ def test_appended_records_read_back_in_order_with_seq_and_chain(kit) -> None:
     chunk = store.read("r1")
     assert [encode(r) for r in chunk.records] == [encode(r) for r in [*written, one]]
     assert chunk.records[0].prev == GENESIS
-    for before, after in zip(chunk.records, chunk.records[1:]):
+    for before, after in pairwise(chunk.records):
         assert after.prev == line_hash(encode(before))
     assert chunk.cursor == end and chunk.cursor.seq == 8
     assert chunk.cursor.head == line_hash(encode(chunk.records[-1]))
@@ -245,7 +230,7 @@ def test_watch_hints_at_each_run_that_changes(kit) -> None:
         with kit.store.writer("r1") as w:
             w.append(Transition(trigger="go", source="a", dest="b"))
         create(kit.store, "r2")
-        wait_for(lambda: {"r1", "r2"} <= hinted, "hints for r1 and r2")
+        wait_for(lambda: {"r1", "r2"} <= hinted, timeout=10, what="hints for r1 and r2")
     finally:
         watch.stop()
     assert not watch.alive()
@@ -266,10 +251,10 @@ def test_follow_yields_the_exact_lines_then_the_new_ones(kit) -> None:
     reader = threading.Thread(target=follow)
     reader.start()
     try:
-        wait_for(lambda: len(got) == 4, "the existing records")
+        wait_for(lambda: len(got) == 4, timeout=10, what="the existing records")
         with kit.store.writer("r1") as w:
             w.append_many(steps(1, "b"))
-        wait_for(lambda: len(got) == 7, "the new records")
+        wait_for(lambda: len(got) == 7, timeout=10, what="the new records")
     finally:
         stop.set()
         reader.join(10)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from journal import FileStore, Transition, read, verify
 
@@ -21,7 +22,8 @@ store = FileStore(sys.argv[1], durability=sys.argv[3])
 size = int(sys.argv[2])
 w = store.writer("r1", create=True)
 if w.last_seq == 0:
-    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"})))
+    w.append(RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"},
+                        definition_hash=hash_definition({"name": "m"})))
 i = 0
 while True:
     i += 1
@@ -31,14 +33,6 @@ while True:
         Transition(trigger="ok", source="s", dest="s"),
     ])
 """
-
-
-def wait_for(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def mid_line(path: Path) -> bool:

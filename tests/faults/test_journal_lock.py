@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
+from waiting import wait_for
 
-from journal import FileStore, JournalLockedError, RunStarted, Transition, hash_definition, verify
+from journal import FileStore, JournalLockedError, Transition, verify
 
 HOLDER = """
 import sys
 from journal import FileStore, RunStarted, hash_definition
 w = FileStore(sys.argv[1]).writer("renewal-acme", create=True)
 if w.last_seq == 0:
-    w.append(RunStarted(run_id="renewal-acme", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
+    w.append(RunStarted(run_id="renewal-acme", machine="m", version=1, definition={},
+                        definition_hash=hash_definition({})))
 print("holding", flush=True)
 sys.stdin.read()  # hold the lock until the parent closes our stdin (or kills us)
 """
@@ -45,7 +48,8 @@ def read_line(proc: subprocess.Popen, timeout: float = 20.0) -> str:
 
 @pytest.fixture
 def holder(tmp_path: Path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert read_line(proc) == "holding"
     yield tmp_path, proc
     if proc.poll() is None:
@@ -73,15 +77,13 @@ def test_the_lock_dies_with_its_holder(holder) -> None:
         store.writer("renewal-acme")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    deadline = time.monotonic() + 10
-    while True:  # the kernel releases the lock when the holder's descriptor goes
-        try:
-            w = store.writer("renewal-acme")
-            break
-        except JournalLockedError:
-            assert time.monotonic() < deadline, "lock not released after kill -9"
-            time.sleep(0.005)
-    with w:
+
+    def writer_once_free():  # the kernel releases the lock when the holder's descriptor goes
+        with contextlib.suppress(JournalLockedError):
+            return store.writer("renewal-acme")
+        return None
+
+    with wait_for(writer_once_free, timeout=10, what="the lock to be released after kill -9") as w:
         w.append(Transition(trigger="resumed", source="a", dest="b"))
     assert verify(store.path("renewal-acme")).records == 2
 
@@ -91,6 +93,6 @@ def test_creating_the_same_run_twice_concurrently_yields_one_journal(tmp_path: P
     first = store.writer("r1", create=True)
     with pytest.raises(JournalLockedError):
         store.writer("r1", create=True)
-    first.append(RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({})))
+    first.append(run_started(definition={}))
     first.close()
     assert store.run_ids() == ["r1"] and verify(store.path("r1")).records == 1

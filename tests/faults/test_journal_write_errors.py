@@ -18,8 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
 
-from journal import FileStore, RunStarted, StepStarted, StepSucceeded, Transition, hash_definition, read, verify
+from journal import FileStore, StepStarted, StepSucceeded, Transition, read, verify
 
 FILLER = """
 import json, resource, signal, sys
@@ -45,9 +46,9 @@ print(json.dumps(out))
 
 
 def test_a_write_error_makes_the_writer_refuse_further_appends(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
     room = 40
-    proc = subprocess.run([sys.executable, "-c", FILLER, str(tmp_path), str(room)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-c", FILLER, str(tmp_path), str(room)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["errno"] == errno.EFBIG and "append failed" in out["first"]
@@ -76,7 +77,8 @@ with FileStore(sys.argv[1]).writer("r1", create=True) as w:
 def test_creating_a_journal_fsyncs_its_directory_and_each_append_syncs_before_returning(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     log = tmp_path / "trace"
-    cmd = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,write,fsync,fdatasync", sys.executable, "-c", CREATE, str(tmp_path)]
+    cmd = ["strace", "-f", "-qq", "-o", str(log), "-e", "trace=openat,write,fsync,fdatasync",
+           sys.executable, "-c", CREATE, str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0 and "ptrace" in proc.stderr:
         pytest.skip(f"strace cannot trace here: {proc.stderr.strip()}")
@@ -130,7 +132,7 @@ def test_a_new_journal_is_in_a_synced_folder_and_each_append_is_synced_before_it
         assert any(name == "fsync" and "r1.jsonl" in names for name, _, _, names in spy.of(runs)), \
             f"runs/ was not fsync'd after the journal was created: {spy.calls}"
         assert any("runs" in names for _, _, _, names in spy.of(tmp_path))  # runs/ itself is new too
-        first = RunStarted(run_id="r1", machine="m", version=1, definition={}, definition_hash=hash_definition({}))
+        first = run_started(definition={})
         batches = [[first],
                    [StepStarted(state="s", attempt=1, idempotency_key="r1/s/1")],
                    [StepSucceeded(state="s", attempt=1, trigger="ok"), Transition(trigger="ok", source="s", dest="t")]]

@@ -8,10 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
+
+from waiting import wait_for
 
 from engine.home import Home
 from engine.run.clock import FileClock
@@ -65,18 +65,6 @@ time.sleep(0.5)
 
 from sup_acts import work  # noqa: E402,F401
 '''
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll `condition` until it is truthy; fail the test after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class Env:
@@ -138,7 +126,7 @@ class Env:
         def check():
             row = self.row(run_id)
             return row if row.status == status and (state is None or row.state == state) else None
-        return wait_for(check, timeout, f"run {run_id} to be {status} {state or ''}")
+        return wait_for(check, timeout=timeout, what=f"run {run_id} to be {status} {state or ''}")
 
     def records(self, run_id: str) -> list[dict]:
         return [json.loads(line) for line in self.home.store.path(run_id).read_text().splitlines()]

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from damage import lines_of, write_lines
+from journal_builders import run_started
 
 from engine.cli import main
 from journal import (
     FileStore,
-    RunStarted,
     StepFailed,
     StepStarted,
     StepSucceeded,
     Transition,
     TriggerReceived,
     Waiting,
-    hash_definition,
 )
 
 RATCHET = shutil.which("ratchet") or str(Path(sys.executable).parent / "ratchet")
@@ -35,13 +35,14 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  #\d+ +[a-z_]+ +\S")
 
 def run_records(run_id: str) -> list:
     return [
-        RunStarted(run_id=run_id, machine="renewal_review", version=1, definition={"name": "renewal_review"}, definition_hash=hash_definition({"name": "renewal_review"}), input={"customer": "acme"}, by="alice"),
+        run_started(run_id, "renewal_review", input={"customer": "acme"}, by="alice"),
         StepStarted(state="draft", attempt=1, idempotency_key=f"{run_id}/draft/1"),
         StepFailed(state="draft", attempt=1, error="503\x1b[2J", error_type="BillingUnavailable", duration_ms=120.0),
         StepStarted(state="draft", attempt=2, idempotency_key=f"{run_id}/draft/1"),
         StepSucceeded(state="draft", attempt=2, trigger="ok", data={"summary": "renew\x1b[31m"}, duration_ms=40.0),
         Transition(trigger="ok", source="draft", dest="review"),
-        Waiting(state="review", triggers=["approve", "reject"], approvers=["alice", "bob"], deadline="2026-11-29T09:41:03.000000Z"),
+        Waiting(state="review", triggers=["approve", "reject"], approvers=["alice", "bob"],
+                deadline="2026-11-29T09:41:03.000000Z"),
         TriggerReceived(trigger="approve", state="review", by="bob", comment="fine"),
     ]
 
@@ -70,9 +71,9 @@ def test_verify_all_journals_ok(home: Path) -> None:
 
 def test_verify_names_the_broken_line_and_exits_1(home: Path) -> None:
     path = home / "runs" / "globex.jsonl"
-    lines = path.read_bytes().split(b"\n")
+    lines = lines_of(path)
     lines[2] = lines[2].replace(b"Billing", b"Shipping")
-    path.write_bytes(b"\n".join(lines))
+    write_lines(path, lines)
     result = cli(home, "verify")
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [

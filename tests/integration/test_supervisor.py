@@ -6,7 +6,8 @@ import os
 import signal
 from collections import Counter
 
-from supervisor_harness import pid_alive, wait_for
+from supervisor_harness import pid_alive
+from waiting import wait_for
 
 
 def test_an_approval_file_resumes_the_run(env):

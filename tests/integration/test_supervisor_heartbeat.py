@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from supervisor_harness import Env, pid_alive, wait_for
+from supervisor_harness import Env, pid_alive
+from waiting import wait_for
 
 
 def beat(pulse: Path, i: int) -> None:

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from supervisor_harness import wait_for
+from waiting import wait_for
 
 from engine.supervise.message import MAX_BYTES
 

@@ -9,10 +9,13 @@ import sys
 from collections import Counter
 
 import pytest
-from supervisor_harness import Env, pid_alive, wait_for
+from damage import lines_of, write_lines
+from journal_builders import run_started
+from supervisor_harness import Env, pid_alive
+from waiting import wait_for
 
 from engine.supervise import inbox
-from journal import RunStarted, StepStarted
+from journal import StepStarted
 
 
 def types(env: Env, run_id: str) -> Counter:
@@ -96,9 +99,9 @@ def test_a_hung_on_escalate_is_killed_and_the_run_is_released(env):
 def damage(env: Env, run_id: str) -> None:
     """Replace a middle line of the journal: the hash chain breaks there."""
     path = env.home.store.path(run_id)
-    lines = path.read_bytes().splitlines(keepends=True)
-    lines[1] = b'{"type":"transition","seq":2}\n'
-    path.write_bytes(b"".join(lines))
+    lines = lines_of(path)
+    lines[1] = b'{"type":"transition","seq":2}'
+    write_lines(path, lines)
 
 
 def test_a_file_for_a_damaged_run_is_rejected_and_once_exits(env):
@@ -119,8 +122,8 @@ def test_a_file_for_a_damaged_run_is_rejected_and_once_exits(env):
 def test_a_journal_that_cannot_be_folded_is_shown_damaged_and_the_rest_goes_on(env):
     with env.home.store.writer("bad", create=True) as w:
         w.append_many([
-            RunStarted(run_id="bad", machine="m", version=1, definition={"initial": "a", "states": {"a": {}}},
-                       definition_hash="sha256:x", ts="2026-01-05T09:00:00Z"),
+            run_started("bad", definition={"initial": "a", "states": {"a": {}}}, definition_hash="sha256:x",
+                        ts="2026-01-05T09:00:00Z"),
             StepStarted(state="nowhere", attempt=1, idempotency_key="bad/nowhere/1", ts="2026-01-05T09:00:00Z"),
         ])
     env.start("r1")

@@ -7,7 +7,8 @@ import os
 import signal
 from pathlib import Path
 
-from supervisor_harness import pid_alive, wait_for
+from supervisor_harness import pid_alive
+from waiting import wait_for
 
 from journal import verify
 

@@ -30,7 +30,8 @@ from journal import (
 
 names = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
 text = st.text(max_size=12)  # any unicode, newlines and quotes included: they must stay escaped
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False, allow_infinity=False), text)
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                    st.floats(allow_nan=False, allow_infinity=False), text)
 data = st.dictionaries(text, st.recursive(scalars, lambda inner: st.lists(inner, max_size=3), max_leaves=4), max_size=3)
 
 steps = st.one_of(

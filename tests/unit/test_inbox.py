@@ -94,7 +94,8 @@ def test_message_refuses_bad_fields(raw, fragment):
         (b"a: &x [1]\nb: *x\n", ".yaml", "invalid YAML"),
         (b"run: r1\ntrigger: on\nby: x\n", ".yaml", "invalid message"),
         (b"run: r1\ntrigger: a\nby: x\ndata: {when: 2024-01-01}\n", ".yml", "invalid message"),
-        (b'{"run": "r1", "trigger": "a", "by": "x", "data": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, ".json", "invalid message"),
+        (b'{"run": "r1", "trigger": "a", "by": "x", "data": ' + b'{"a": ' * 40 + b"1" + b"}" * 41,
+         ".json", "invalid message"),
     ],
 )
 def test_parse_refuses_hostile_content(data, suffix, reason):
@@ -167,7 +168,11 @@ def test_symlink_fifo_directory_and_huge_files_are_refused(home, box, tmp_path):
     assert secret.exists()
 
 
-@pytest.mark.parametrize("name, reason", [("notes.txt", "unsupported file type"), ("a b.json", "unsafe file name"), ("x\n.json", "unsafe file name")])
+@pytest.mark.parametrize("name, reason", [
+    ("notes.txt", "unsupported file type"),
+    ("a b.json", "unsafe file name"),
+    ("x\n.json", "unsafe file name"),
+])
 def test_bad_names_are_claimed_then_refused(home, box, name, reason):
     drop(home, name, "{}")
     item = take(box, name)

@@ -11,30 +11,26 @@ import time
 from pathlib import Path
 
 import pytest
+from damage import cut_at
+from journal_builders import run_started
 
 from journal import (
     CorruptJournalError,
     FileStore,
     JournalError,
-    RunStarted,
     StepStarted,
     Transition,
     encode,
     follow,
     follow_lines,
-    hash_definition,
 )
-
-
-def started() -> RunStarted:
-    return RunStarted(run_id="r1", machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> FileStore:
     store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
-        w.append_many([started(), StepStarted(state="a", attempt=1, idempotency_key="k")])
+        w.append_many([run_started(), StepStarted(state="a", attempt=1, idempotency_key="k")])
     return store
 
 
@@ -69,7 +65,8 @@ def test_new_records_are_yielded_as_they_are_appended(store: FileStore) -> None:
 
 def test_a_line_written_in_two_pieces_is_yielded_once_complete(store: FileStore) -> None:
     path = store.path("r1")
-    line = encode(Transition(seq=3, ts="2026-11-27T09:41:03.000000Z", prev="x" * 64, trigger="ok", source="a", dest="b"))
+    line = encode(Transition(seq=3, ts="2026-11-27T09:41:03.000000Z", prev="x" * 64,
+                             trigger="ok", source="a", dest="b"))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     os.write(fd, line[:20])
     polls = Polls(None, None, lambda: os.write(fd, line[20:] + b"\n"))
@@ -108,7 +105,7 @@ def test_damage_is_raised_after_the_good_records(store: FileStore) -> None:
 def test_a_journal_that_shrinks_or_is_replaced_stops_the_follower(store: FileStore) -> None:
     path = store.path("r1")
     size = path.stat().st_size
-    stream = follow(path, poll_interval=0.001, stop=Polls(None, lambda: os.truncate(path, size - 5)))
+    stream = follow(path, poll_interval=0.001, stop=Polls(None, lambda: cut_at(path, size - 5)))
     next(stream), next(stream)
     with pytest.raises(JournalError, match="shrank"):
         next(stream)

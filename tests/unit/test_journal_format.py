@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
 
 from engine.errors import JournalFormatError, ReplayError
 from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.replay import fold
 from engine.run.runner import Runner
-from journal import FileStore, RunStarted, StepStarted, decode, encode, hash_definition, read, verify
+from journal import FileStore, RunStarted, StepStarted, decode, encode, read, verify
 from journal.records import FORMAT
 
 DEFINITION = {"name": "m", "version": 1, "initial": "s", "states": {"s": {"final": True}}, "transitions": []}
@@ -20,8 +21,7 @@ NEWER = f"run 'r1': {PROBLEM}"
 
 
 def started(**fields) -> RunStarted:
-    return RunStarted(run_id="r1", machine="m", version=1, definition=DEFINITION,
-                      definition_hash=hash_definition(DEFINITION), ts="2026-01-05T09:00:00.000000Z", **fields)
+    return run_started(definition=DEFINITION, ts="2026-01-05T09:00:00.000000Z", **fields)
 
 
 def write(home: Path, first: RunStarted) -> Path:

@@ -10,7 +10,8 @@ import sys
 CHECK = """
 import json, sys
 before = set(sys.modules)
-import journal, journal.follow, journal.verify, journal.store, journal.file_store, journal.writer, journal.reader, journal.durable
+import journal, journal.follow, journal.verify, journal.store
+import journal.file_store, journal.writer, journal.reader, journal.durable
 loaded = sorted(set(sys.modules) - before)
 print(json.dumps(loaded))
 """

@@ -5,17 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from damage import lines_of, write_lines
+from journal_builders import run_started, step_batch
 
 from journal import (
     GENESIS,
     CorruptJournalError,
     FileStore,
     JournalError,
-    RunStarted,
-    StepStarted,
-    StepSucceeded,
     Transition,
-    hash_definition,
     line_hash,
     read,
     to_builtins,
@@ -24,11 +22,9 @@ from journal import (
 
 
 def run_records(steps: int = 3, run_id: str = "r1") -> list:
-    out = [RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))]
+    out = [run_started(run_id)]
     for i in range(steps):
-        out.append(StepStarted(state=f"s{i}", attempt=1, idempotency_key=f"{run_id}/s{i}/1"))
-        out.append(StepSucceeded(state=f"s{i}", attempt=1, trigger="ok", data={"i": i}, duration_ms=1.5))
-        out.append(Transition(trigger="ok", source=f"s{i}", dest=f"s{i + 1}"))
+        out += step_batch(f"s{i}", f"s{i + 1}", key=f"{run_id}/s{i}/1", data={"i": i}, duration_ms=1.5)
     return out
 
 
@@ -64,7 +60,8 @@ def test_incremental_read_continues_from_an_offset(store: FileStore, journal: Pa
     assert more.end_offset == journal.stat().st_size
 
 
-def test_continuing_a_read_of_a_file_that_was_replaced_is_an_error(store: FileStore, journal: Path, tmp_path: Path) -> None:
+def test_continuing_a_read_of_a_file_that_was_replaced_is_an_error(
+        store: FileStore, journal: Path, tmp_path: Path) -> None:
     first = read(journal)
     other = FileStore(tmp_path / "other")
     with other.writer("r1", create=True) as w:  # another run r1: same lengths, another chain
@@ -119,9 +116,9 @@ def test_power_loss_tail_without_newline_is_torn(store: FileStore, journal: Path
     ids=["blank", "whitespace", "two-on-a-line", "cut-short", "zeros", "missing", "duplicate", "wrong-type"],
 )
 def test_damage_before_the_tail_is_an_error_naming_file_and_line(journal: Path, damage, line: int) -> None:
-    lines = journal.read_bytes().split(b"\n")[:-1]
+    lines = lines_of(journal)
     damage(lines)
-    journal.write_bytes(b"\n".join(lines) + b"\n")
+    write_lines(journal, lines)
     with pytest.raises(CorruptJournalError) as info:
         read(journal)
     assert info.value.line == line and info.value.path == journal

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+from damage import flip_byte, lines_of, write_lines
+from journal_builders import run_started
 
 from journal import (
     GENESIS,
     FileStore,
     RunFinished,
-    RunStarted,
     StepFailed,
     StepStarted,
     StepSucceeded,
     Transition,
     TriggerReceived,
     Waiting,
-    hash_definition,
     verify,
 )
 
 
 def run_records(run_id: str = "r1") -> list:
     return [
-        RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"})),
+        run_started(run_id),
         StepStarted(state="draft", attempt=1, idempotency_key=f"{run_id}/draft/1"),
         StepFailed(state="draft", attempt=1, error="503", error_type="BillingUnavailable", duration_ms=120.0),
         StepStarted(state="draft", attempt=2, idempotency_key=f"{run_id}/draft/1"),
@@ -44,14 +43,6 @@ def journal(tmp_path: Path) -> Path:
     with store.writer("r1", create=True) as w:
         w.append_many(run_records())
     return store.path("r1")
-
-
-def lines_of(path: Path) -> list[bytes]:
-    return path.read_bytes().split(b"\n")[:-1]
-
-
-def write_lines(path: Path, lines: list[bytes]) -> None:
-    path.write_bytes(b"".join(line + b"\n" for line in lines))
 
 
 def test_an_intact_journal_verifies(journal: Path) -> None:
@@ -105,18 +96,14 @@ def test_flipping_any_byte_fails_verify(journal: Path) -> None:
     data = journal.read_bytes()
     head = verify(journal).last_hash
     last_line_start = data.rstrip(b"\n").rfind(b"\n") + 1
-    fd = os.open(journal, os.O_WRONLY)
-    try:
-        for offset in range(len(data)):
-            os.pwrite(fd, bytes([data[offset] ^ 0x01]), offset)
-            assert not verify(journal, head=head).ok, offset
-            if offset < last_line_start:
-                result = verify(journal)
-                assert not result.ok and result.line <= data.count(b"\n", 0, offset) + 2, offset
-            os.pwrite(fd, data[offset : offset + 1], offset)
-    finally:
-        os.close(fd)
-    assert verify(journal, head=head).ok
+    for offset in range(len(data)):
+        flip_byte(journal, offset)
+        assert not verify(journal, head=head).ok, offset
+        if offset < last_line_start:
+            result = verify(journal)
+            assert not result.ok and result.line <= data.count(b"\n", 0, offset) + 2, offset
+        flip_byte(journal, offset)  # and back
+    assert journal.read_bytes() == data and verify(journal, head=head).ok
 
 
 def test_first_record_must_be_run_started_with_genesis_prev(tmp_path: Path, journal: Path) -> None:

@@ -8,29 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
 
 from journal import (
     GENESIS,
     FileStore,
     JournalError,
     JournalLockedError,
-    RunStarted,
     StepStarted,
     Transition,
-    hash_definition,
     line_hash,
     verify,
 )
 
 
-def started(run_id: str = "r1") -> RunStarted:
-    return RunStarted(run_id=run_id, machine="m", version=1, definition={"name": "m"}, definition_hash=hash_definition({"name": "m"}))
-
-
 def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
-        first = w.append(started())
+        first = w.append(run_started())
         second = w.append(StepStarted(state="a", attempt=1, idempotency_key="r1/a/1"))
         given = w.append(Transition(trigger="ok", source="a", dest="b", ts="2026-11-27T09:41:03.000000Z"))
     lines = store.path("r1").read_bytes().splitlines()
@@ -43,10 +38,11 @@ def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:
 def test_a_reopened_writer_continues_the_chain(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
-        w.append(started())
+        w.append(run_started())
     with store.writer("r1") as w:
         assert w.last_seq == 1
-        w.append_many([StepStarted(state="a", attempt=1, idempotency_key="k"), Transition(trigger="ok", source="a", dest="b")])
+        w.append_many([StepStarted(state="a", attempt=1, idempotency_key="k"),
+                       Transition(trigger="ok", source="a", dest="b")])
         w.append_many([])  # an empty batch writes nothing (not even a blank line)
     assert verify(store.path("r1")).records == 3 and verify(store.path("r1")).ok
 
@@ -55,7 +51,7 @@ def test_create_of_an_existing_run_opens_it_and_a_missing_run_is_an_error(tmp_pa
     store = FileStore(tmp_path)
     with store.writer("r1", create=True) as w:
         assert w.created
-        w.append(started())
+        w.append(run_started())
     with store.writer("r1", create=True) as w:
         assert not w.created and w.last_seq == 1
     with pytest.raises(JournalError, match="no journal for run 'r2'"):

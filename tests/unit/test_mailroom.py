@@ -10,13 +10,15 @@ import os
 from pathlib import Path
 
 import pytest
+from damage import cut_at
+from journal_builders import run_started
 
 from engine.home import Home
 from engine.supervise import inbox
 from engine.supervise.jobs import Result
 from engine.supervise.mailroom import DELIVERY_TRIES, Mailroom
 from engine.supervise.runs import RunTable
-from journal import RunStarted, TriggerReceived, Waiting
+from journal import TriggerReceived, Waiting
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}
 
@@ -25,8 +27,7 @@ DEFINITION = {"initial": "review", "states": {"review": {}}}
 def home(tmp_path: Path) -> Home:
     home = Home(tmp_path / "home").ensure()
     with home.store.writer("r1", create=True) as w:
-        w.append_many([RunStarted(run_id="r1", machine="m", version=1, definition=DEFINITION,
-                                  definition_hash="sha256:x"),
+        w.append_many([run_started("r1", definition=DEFINITION, definition_hash="sha256:x"),
                        Waiting(state="review", triggers=["approve"])])
     return home
 
@@ -87,7 +88,7 @@ def test_files_of_a_damaged_run_are_refused(home, mailroom):
     drop(home, "a.json")
     mailroom.scan()
     path = home.store.path("r1")
-    path.write_bytes(path.read_bytes()[:10])  # the journal was cut since it was read
+    cut_at(path, 10)  # the journal was cut since it was read
     mailroom.runs.refresh("r1")
     assert mailroom.next_delivery("r1") is None
     assert "run's journal is damaged" in (home.inbox_rejected / "a.json.error.txt").read_text()
@@ -96,8 +97,7 @@ def test_files_of_a_damaged_run_are_refused(home, mailroom):
 def test_at_close_a_file_never_handed_over_goes_back_and_one_handed_over_stays_claimed(home):
     runs = RunTable(home)
     with home.store.writer("r2", create=True) as w:
-        w.append_many([RunStarted(run_id="r2", machine="m", version=1, definition=DEFINITION,
-                                  definition_hash="sha256:x"),
+        w.append_many([run_started("r2", definition=DEFINITION, definition_hash="sha256:x"),
                        Waiting(state="review", triggers=["approve"])])
     room = Mailroom(home, runs)
     room.open(settle=0.0)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from damage import cut_at
+from journal_builders import run_started
 
 from engine.home import Home
 from engine.supervise.runs import RunTable
-from journal import RunStarted, StepStarted, Waiting
+from journal import StepStarted, Waiting
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}
 
@@ -20,8 +22,7 @@ def home(tmp_path: Path) -> Home:
 
 def start(home: Home, run_id: str, *records) -> None:
     with home.store.writer(run_id, create=True) as w:
-        w.append_many([RunStarted(run_id=run_id, machine="m", version=1, definition=DEFINITION,
-                                  definition_hash="sha256:x"), *records])
+        w.append_many([run_started(run_id, definition=DEFINITION, definition_hash="sha256:x"), *records])
 
 
 def test_scan_folds_new_and_grown_journals_and_notes_the_changes(home):
@@ -56,7 +57,7 @@ def test_a_journal_replaced_since_it_was_read_marks_its_run_damaged(home):
     runs.refresh("r1")
     runs.take_changed()
     path = home.store.path("r1")
-    path.write_bytes(path.read_bytes()[:10])  # cut below what was read
+    cut_at(path, 10)  # cut below what was read
     tracked = runs.refresh("r1")
     assert tracked.status == "damaged" and "shrank" in tracked.broken
     assert runs.take_changed() == []

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from journal_builders import run_started
 
 from engine.cli.runs import summary
 from engine.definition.spec import StateSpec
@@ -22,7 +23,6 @@ from journal import (
     Resolved,
     RetryScheduled,
     RunFinished,
-    RunStarted,
     StepFailed,
     StepStarted,
     StepSucceeded,
@@ -70,8 +70,7 @@ class FakeMachine:
 
 
 def journal(*records: Any) -> list[Any]:
-    started = RunStarted(run_id="r1", machine="m", version=1, definition=DEFINITION,  # type: ignore[arg-type]
-                         definition_hash="sha256:0", ts="2026-11-27T09:00:00Z")
+    started = run_started(definition=DEFINITION, definition_hash="sha256:0", ts="2026-11-27T09:00:00Z")
     out = [started, *records]
     for seq, record in enumerate(out, 1):
         record.seq, record.ts = seq, record.ts or "2026-11-27T09:00:00Z"
@@ -96,7 +95,8 @@ def test_status_rows_serialise_as_before():
     ((StepStarted(state="work", attempt=1, idempotency_key="k"),
       StepSucceeded(state="work", attempt=1, trigger="ok")), Take("ok", "step")),
     ((StepStarted(state="work", attempt=1, idempotency_key="k"),
-      StepFailed(state="work", attempt=1, error="503"), RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)), Step(2)),
+      StepFailed(state="work", attempt=1, error="503"),
+      RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)), Step(2)),
     ((Transition(trigger="ok", source="work", dest="review"),
       Waiting(state="review", triggers=["approve"]), TimeoutFired(state="review", deadline="x")), TimeoutDue()),
     ((Escalated(state="work", reason="r"), Resolved(action="skip", by="bob", trigger="ok")),
@@ -128,7 +128,8 @@ def test_plan_answers_append_stop_or_sleep_from_any_machine():
                             RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)))
     assert plan(retrying, machine, NOW, rng=random.Random(1)) == Sleep(retrying.deadline)
     due = plan(retrying, machine, NOW + timedelta(minutes=5))
-    assert isinstance(due, Append) and due.records == [StepStarted(state="work", attempt=2, idempotency_key="r1/work/1")]
+    assert isinstance(due, Append)
+    assert due.records == [StepStarted(state="work", attempt=2, idempotency_key="r1/work/1")]
     done = fold(journal(RunFinished(state="done", outcome="ok")))
     assert plan(done, machine, NOW) == Stop(RunStatus.FINISHED)
 

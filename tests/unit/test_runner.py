@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import runner_test_actions as acts
+from damage import lines_of, write_lines
 
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.home import Home
@@ -382,9 +383,9 @@ def test_a_broken_notifier_is_logged_in_the_ticket(runner, machine, clock, tmp_p
 def test_a_wait_cut_off_before_its_waiting_record_keeps_its_original_deadline(runner, machine, clock):
     rid = to_review(runner, machine)
     path = runner.home.store.path(rid)
-    lines = path.read_bytes().splitlines(keepends=True)
+    lines = lines_of(path)
     assert b'"type":"waiting"' in lines[-1]
-    path.write_bytes(b"".join(lines[:-1]))  # the crash came after the transition into `review`
+    write_lines(path, lines[:-1])  # the crash came after the transition into `review`
     clock.advance(2 * DAY + 1)  # past the deadline counted from entering `review`
     rs = runner.advance(rid)
     assert rs.status == "escalated" and rs.escalation.reason == "timeout"

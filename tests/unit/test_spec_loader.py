@@ -31,7 +31,7 @@ def test_each_kind_of_mistake_is_reported_where_it_is(path):
     assert expected, f"{path.name} states no expectation"
     errors = _errors(path)
     assert len(errors) == len(expected), "\n".join(errors)
-    for want, got in zip(expected, errors):
+    for want, got in zip(expected, errors, strict=True):
         assert got.startswith(want), f"\nwant: {want}\ngot:  {got}"
 
 

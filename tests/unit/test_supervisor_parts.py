@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from multiprocessing.connection import wait
 from pathlib import Path
 
 import pytest
+from journal_builders import run_started
+from waiting import wait_for
 
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
@@ -18,16 +19,7 @@ from engine.supervise.status import status_rows
 from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import WorkerPool
-from journal import RunStarted, StepStarted, Waiting
-
-
-def wait_for(condition, timeout: float = 10.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
-    return value
+from journal import StepStarted, Waiting
 
 
 @pytest.fixture
@@ -67,7 +59,7 @@ def test_watcher_hints_journal_changes_and_inbox_drops(home):
             inbox_seen = inbox_seen or inbox
             return "r1" in seen and inbox_seen
 
-        wait_for(both, what="hints for runs/r1.jsonl and the inbox")
+        wait_for(both, timeout=10, what="hints for runs/r1.jsonl and the inbox")
         assert wait([wake], 0) == [wake]
     finally:
         watcher.stop()
@@ -95,7 +87,7 @@ def test_pool_reports_errors_kills_and_replaces_dead_workers(home):
     try:
         pids = {w.pid for w in pool.workers}
         pool.submit(Job("nobody"))
-        results = wait_for(pool.collect, what="the unknown run's result")
+        results = wait_for(pool.collect, timeout=10, what="the unknown run's result")
         assert [(r.outcome, "nobody" in r.error) for r in results] == [("error", True)]
 
         worker = pool.submit(Job("nobody"))
@@ -119,8 +111,7 @@ def test_pool_reports_errors_kills_and_replaces_dead_workers(home):
 def test_status_rows_show_waits_and_damage(home):
     with home.store.writer("r1", create=True) as w:
         w.append_many([
-            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "review", "states": {"review": {}}},
-                       definition_hash="sha256:x"),
+            run_started(definition={"initial": "review", "states": {"review": {}}}, definition_hash="sha256:x"),
             Waiting(state="review", triggers=["approve"], approvers=["alice"], deadline="2026-01-06T09:00:00Z"),
         ])
     (home.runs / "r2.jsonl").write_bytes(b"not json\n")
@@ -134,8 +125,7 @@ def test_status_rows_show_waits_and_damage(home):
 def test_status_rows_show_a_journal_that_cannot_be_folded(home):
     with home.store.writer("r1", create=True) as w:
         w.append_many([
-            RunStarted(run_id="r1", machine="m", version=1, definition={"initial": "a", "states": {"a": {}}},
-                       definition_hash="sha256:x"),
+            run_started(definition={"initial": "a", "states": {"a": {}}}, definition_hash="sha256:x"),
             StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1"),
         ])
     (row,) = status_rows(home)

@@ -1,0 +1,13 @@
+"""The root of the test tree: shared fixtures would go here; its presence puts `tests/` on sys.path.
+
+pytest's default ("prepend") import mode inserts the first folder above a conftest.py that
+has no `__init__.py` -- here `tests/` itself -- so every test folder can import the shared
+toolkit by module name:
+
+- `waiting`: `wait_for`, a poll with a deadline (never a bare sleep as synchronisation);
+- `journal_builders`: journal records in one short call (`run_started`, `step_batch`);
+- `damage`: break a journal file on purpose (`lines_of`, `write_lines`, `flip_byte`, `cut_at`).
+
+Code run in a subprocess gets none of this (it imports only `engine` and `journal`):
+keep such code self-contained.
+"""
