@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from damage import cut_at
 
 from journal import FileStore, Store, open_store
+
+from damage import cut_at
 
 
 @dataclass

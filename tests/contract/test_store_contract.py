@@ -12,8 +12,6 @@ import threading
 from itertools import pairwise
 
 import pytest
-from journal_builders import run_started, step_batch
-from waiting import wait_for
 
 from journal import (
     GENESIS,
@@ -26,6 +24,9 @@ from journal import (
     encode,
     line_hash,
 )
+
+from journal_builders import run_started, step_batch
+from waiting import wait_for
 
 
 def started(run_id: str) -> RunStarted:

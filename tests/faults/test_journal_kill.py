@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from waiting import wait_for
 
 from journal import FileStore, Transition, read, verify
+
+from waiting import wait_for
 
 # Appends forever: batches of three records (the engine's usual step), `size` bytes of data each.
 APPENDER = """

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from journal_builders import run_started
-from waiting import wait_for
 
 from journal import FileStore, JournalLockedError, Transition, verify
+
+from journal_builders import run_started
+from waiting import wait_for
 
 HOLDER = """
 import sys

@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from journal_builders import run_started
 
 from journal import FileStore, StepStarted, StepSucceeded, Transition, read, verify
+
+from journal_builders import run_started
 
 FILLER = """
 import json, resource, signal, sys

@@ -23,12 +23,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import runner_driver
 
 from engine import faults
 from engine.run.replay import fold
 from journal import FileStore, StepStarted, StepSucceeded
 from journal.verify import verify
+
+import runner_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = ("after_append", "before_action", "mid_action", "after_action")

@@ -11,13 +11,13 @@ import sys
 from datetime import UTC
 from pathlib import Path
 
-from waiting import wait_for
-
 from engine.home import Home
 from engine.run.clock import FileClock
 from engine.run.runner import Runner
 from engine.supervise.message import Message, write_message
 from engine.supervise.status import StatusRow, status_rows
+
+from waiting import wait_for
 
 HERE = Path(__file__).parent
 

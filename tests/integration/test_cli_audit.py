@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from damage import lines_of, write_lines
-from journal_builders import run_started
 
 from engine.cli import main
 from journal import (
@@ -28,6 +26,9 @@ from journal import (
     TriggerReceived,
     Waiting,
 )
+
+from damage import lines_of, write_lines
+from journal_builders import run_started
 
 RATCHET = shutil.which("ratchet") or str(Path(sys.executable).parent / "ratchet")
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  #\d+ +[a-z_]+ +\S")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from supervisor_harness import Env, machine_folder
 
 from engine.cli import main
 from engine.supervise.inbox import ClaimBox, read_message
+
+from supervisor_harness import Env, machine_folder
 
 
 @pytest.fixture

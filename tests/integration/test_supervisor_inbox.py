@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from waiting import wait_for
-
 from engine.supervise.message import MAX_BYTES
+
+from waiting import wait_for
 
 
 def msg(**fields) -> bytes:

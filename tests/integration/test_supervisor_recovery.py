@@ -9,13 +9,14 @@ import sys
 from collections import Counter
 
 import pytest
+
+from engine.supervise import inbox
+from journal import StepStarted
+
 from damage import lines_of, write_lines
 from journal_builders import run_started
 from supervisor_harness import Env, pid_alive
 from waiting import wait_for
-
-from engine.supervise import inbox
-from journal import StepStarted
 
 
 def types(env: Env, run_id: str) -> Counter:

@@ -7,10 +7,10 @@ import os
 import signal
 from pathlib import Path
 
+from journal import verify
+
 from supervisor_harness import pid_alive
 from waiting import wait_for
-
-from journal import verify
 
 
 def parent(pid: int) -> int:

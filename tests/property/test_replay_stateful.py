@@ -25,7 +25,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import stateful_actions as acts
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -36,6 +35,8 @@ from engine.run.replay import RunState, fold
 from engine.run.runner import Delivery, Runner
 from engine.supervise.message import Message
 from journal import verify
+
+import stateful_actions as acts
 
 MACHINE = """
 name: stateful

@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from damage import cut_at
-from journal_builders import run_started
 
 from journal import (
     CorruptJournalError,
@@ -24,6 +22,9 @@ from journal import (
     follow,
     follow_lines,
 )
+
+from damage import cut_at
+from journal_builders import run_started
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from journal_builders import run_started
 
 from engine.errors import JournalFormatError, ReplayError
 from engine.home import Home
@@ -14,6 +13,8 @@ from engine.run.replay import fold
 from engine.run.runner import Runner
 from journal import FileStore, RunStarted, StepStarted, decode, encode, read, verify
 from journal.records import FORMAT
+
+from journal_builders import run_started
 
 DEFINITION = {"name": "m", "version": 1, "initial": "s", "states": {"s": {"final": True}}, "transitions": []}
 PROBLEM = "journal format 2 is newer than this Ratchet reads (1); upgrade Ratchet to read it"

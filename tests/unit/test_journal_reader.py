@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from damage import lines_of, write_lines
-from journal_builders import run_started, step_batch
 
 from journal import (
     GENESIS,
@@ -19,6 +17,9 @@ from journal import (
     to_builtins,
     verify,
 )
+
+from damage import lines_of, write_lines
+from journal_builders import run_started, step_batch
 
 
 def run_records(steps: int = 3, run_id: str = "r1") -> list:

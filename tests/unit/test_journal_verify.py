@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from damage import flip_byte, lines_of, write_lines
-from journal_builders import run_started
 
 from journal import (
     GENESIS,
@@ -20,6 +18,9 @@ from journal import (
     Waiting,
     verify,
 )
+
+from damage import flip_byte, lines_of, write_lines
+from journal_builders import run_started
 
 
 def run_records(run_id: str = "r1") -> list:

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from journal_builders import run_started
 
 from journal import (
     GENESIS,
@@ -20,6 +19,8 @@ from journal import (
     line_hash,
     verify,
 )
+
+from journal_builders import run_started
 
 
 def test_append_fills_seq_prev_and_ts_and_chains_lines(tmp_path: Path) -> None:

@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-from damage import cut_at
-from journal_builders import run_started
 
 from engine.home import Home
 from engine.supervise import inbox
@@ -19,6 +17,9 @@ from engine.supervise.jobs import Result
 from engine.supervise.mailroom import DELIVERY_TRIES, Mailroom
 from engine.supervise.runs import RunTable
 from journal import TriggerReceived, Waiting
+
+from damage import cut_at
+from journal_builders import run_started
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}
 

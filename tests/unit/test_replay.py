@@ -9,7 +9,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import runner_test_actions as acts
 from test_runner import MACHINE
 
 from engine.home import Home
@@ -19,6 +18,8 @@ from engine.run.replay import fold
 from engine.run.runner import Runner
 from engine.supervise.message import Message
 from journal import StepStarted, StepSucceeded
+
+import runner_test_actions as acts
 
 ANSWERS = {"review": ("approve", "alice"), "confirm": ("confirm", "ops")}
 COMPARED = ("run_id", "state", "status", "data", "attempt", "deadline", "triggers", "approvers",

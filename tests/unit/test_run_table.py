@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from damage import cut_at
-from journal_builders import run_started
 
 from engine.home import Home
 from engine.supervise.runs import RunTable
 from journal import StepStarted, Waiting
+
+from damage import cut_at
+from journal_builders import run_started
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}
 

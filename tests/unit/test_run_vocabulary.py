@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from journal_builders import run_started
 
 from engine.cli.runs import summary
 from engine.definition.spec import StateSpec
@@ -30,6 +29,8 @@ from journal import (
     Transition,
     Waiting,
 )
+
+from journal_builders import run_started
 
 NOW = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
 DEFINITION = {

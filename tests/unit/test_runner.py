@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import runner_test_actions as acts
-from damage import lines_of, write_lines
 
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.home import Home
@@ -16,6 +14,9 @@ from engine.run.runner import Runner
 from engine.supervise.message import Message
 from journal import CorruptJournalError, JournalLockedError
 from journal.records import record_type
+
+import runner_test_actions as acts
+from damage import lines_of, write_lines
 
 DAY = 86400
 

@@ -7,12 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import runner_test_actions as acts
 
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
 from engine.run.runner import Runner
 from journal import RetryScheduled, StepStarted
+
+import runner_test_actions as acts
 
 MACHINE = """
 name: flaky

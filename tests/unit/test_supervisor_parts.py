@@ -8,8 +8,6 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 import pytest
-from journal_builders import run_started
-from waiting import wait_for
 
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
@@ -20,6 +18,9 @@ from engine.supervise.timeouts import Overdue, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import WorkerPool
 from journal import StepStarted, Waiting
+
+from journal_builders import run_started
+from waiting import wait_for
 
 
 @pytest.fixture
