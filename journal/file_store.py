@@ -42,7 +42,7 @@ class FileStore:
         return self.runs_dir / f"{check_run_id(run_id)}{SUFFIX}"
 
     def where(self, run_id: str) -> str:
-        return str(self.path(run_id))
+        return os.path.join(self.runs_dir, check_run_id(run_id) + SUFFIX)  # a str: cheaper than a Path
 
     def run_ids(self) -> list[str]:
         return sorted(self._sizes())
@@ -59,8 +59,7 @@ class FileStore:
         return JournalWriter(path, run_id, create=create, durability=self.durability)
 
     def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
-        # A plain string: building a Path costs as much as reading a small journal.
-        path = os.path.join(self.runs_dir, check_run_id(run_id) + SUFFIX)
+        path = self.where(run_id)  # a plain string: building a Path costs as much as reading a small journal
         try:
             if after is None or after.position is None:
                 contents = read(path)
@@ -99,10 +98,10 @@ class FileStore:
         return sizes
 
     def watch(self, on_change: Callable[[str], None]) -> Watch:
-        from journal.file_watch import JournalWatch  # inotify (watchdog): only for those who watch
+        from journal.file_watch import watch_journals  # inotify (watchdog): only for those who watch
 
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        return JournalWatch(self.runs_dir, SUFFIX, on_change)
+        return watch_journals(self.runs_dir, SUFFIX, on_change)
 
     def follow(self, run_id: str, *, poll_interval: float = 0.1,
                stop: Callable[[], bool] | None = None) -> Iterator[tuple[bytes, AnyRecord]]:

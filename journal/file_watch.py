@@ -1,11 +1,12 @@
-"""Hints that journals changed, from inotify (watchdog): the file store's `watch`.
+"""Hints that files changed, from inotify (watchdog): the file store's `watch`.
 
 An event only says "run X changed, look again"; the reader then reads the journal from
 its cursor. inotify's queue can overflow silently and a handler exception would kill
-the observer thread, so the handler catches everything, `alive()` lets the caller
-restart a dead watch, and callers rescan with `Store.changes` now and then.
+the observer thread, so handlers catch everything, `alive()` lets the caller restart a
+dead watch, and callers rescan with `Store.changes` now and then.
 
-Imported only by `FileStore.watch`: the rest of `journal` needs nothing but msgspec.
+Imported only by `FileStore.watch` (and the supervisor's inbox watch, which reuses
+`ObserverWatch`): the rest of `journal` needs nothing but msgspec.
 """
 
 from __future__ import annotations
@@ -24,46 +25,58 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger("ratchet.journal")
 
 # Narrowed, or inotify would report every read of a journal too (IN_OPEN, IN_ACCESS...).
-_EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent]
+_JOURNAL_EVENTS = [FileCreatedEvent, FileMovedEvent, FileModifiedEvent, FileClosedEvent]
 
 
-class _Handler(FileSystemEventHandler):
-    def __init__(self, suffix: str, on_change: Callable[[str], None]) -> None:
-        self.suffix, self.on_change = suffix, on_change
+class SafeHandler(FileSystemEventHandler):
+    """Calls `on_event(event)`; never lets an exception escape into the observer thread."""
+
+    def __init__(self, on_event: Callable[[FileSystemEvent], None]) -> None:
+        self.on_event = on_event
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
-            path = os.fsdecode(getattr(event, "dest_path", "") or event.src_path)
-            name = os.path.basename(path)
-            if name.endswith(self.suffix):
-                self.on_change(name[: -len(self.suffix)])
+            self.on_event(event)
         except Exception:  # an escaping exception would kill the observer thread silently
-            log.exception("journal watch: handler failed on %r", event)
+            log.exception("watch: handler failed on %r", event)
 
 
-class JournalWatch:
-    """An inotify watch of one runs/ folder, started on creation."""
+class ObserverWatch:
+    """One started watchdog observer of one folder: `alive()` and `stop()`."""
 
-    def __init__(self, folder: Path, suffix: str, on_change: Callable[[str], None]) -> None:
+    def __init__(self, folder: Path, handler: FileSystemEventHandler, *, recursive: bool = False,
+                 events: list[type[FileSystemEvent]]) -> None:
         observer = Observer()
-        observer.schedule(_Handler(suffix, on_change), str(folder), event_filter=_EVENTS)
+        observer.schedule(handler, str(folder), recursive=recursive, event_filter=events)
         observer.daemon = True
         observer.start()
-        self._observer: BaseObserver | None = observer
+        self._observer = observer
+        self._stopped = False
 
     def alive(self) -> bool:
-        return self._observer is not None and self._observer.is_alive()
+        return not self._stopped and self._observer.is_alive()
 
     def stop(self) -> None:
-        observer, self._observer = self._observer, None
-        if observer is not None:
-            try:
-                observer.stop()
-                observer.join(timeout=5)
-            except Exception:  # stopping a dead observer may raise; there is nothing to save
-                log.debug("journal watch: stop failed", exc_info=True)
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+        except Exception:  # stopping a dead observer may raise; there is nothing to save
+            log.debug("watch: stop failed", exc_info=True)
+
+
+def watch_journals(folder: Path, suffix: str, on_change: Callable[[str], None]) -> ObserverWatch:
+    """Call `on_change(run_id)` for each event on a `<run_id><suffix>` file in `folder`."""
+
+    def hint(event: FileSystemEvent) -> None:
+        name = os.path.basename(os.fsdecode(getattr(event, "dest_path", "") or event.src_path))
+        if name.endswith(suffix):
+            on_change(name[: -len(suffix)])
+
+    return ObserverWatch(folder, SafeHandler(hint), events=_JOURNAL_EVENTS)

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.home import Home
 from engine.run.replay import RunState
-from journal import Cursor, JournalError, JournalNotFoundError
+from journal import Cursor, InvalidRunIdError, JournalError, JournalNotFoundError
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -79,10 +79,6 @@ class RunTable:
         broken: logged, left alone; the others go on.
         """
         store = self.home.store
-        try:
-            path = store.where(run_id)
-        except JournalError:
-            return None  # not a run id at all
         tracked = self._runs.get(run_id) or Tracked(RunState())
         if tracked.broken:
             return tracked
@@ -94,12 +90,16 @@ class RunTable:
                 state.apply(record)  # pinned definitions are shared (journal.records caches them)
         except JournalNotFoundError:
             return self._runs.get(run_id)
+        except InvalidRunIdError:
+            return None  # not a run id at all
         except Exception as exc:  # one bad journal must never take the supervisor down
+            path = store.where(run_id)
             where = f"{path}:{record.seq}" if record is not None else path
             if isinstance(exc, JournalError):
                 tracked.broken = str(exc) if path in str(exc) else f"{where}: {exc}"
             else:
-                tracked.broken = f"{where}: cannot fold this record ({type(exc).__name__}: {exc}); run 'ratchet verify'"
+                tracked.broken = (f"{where}: cannot fold this record ({type(exc).__name__}: {exc}); "
+                                  "run 'ratchet verify'")
             self._runs[run_id] = tracked
             log.error("%s; the run is left alone", tracked.broken)
             return tracked

@@ -16,17 +16,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
 
 from journal import Store, Watch
+from journal.file_watch import ObserverWatch, SafeHandler
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -79,42 +72,13 @@ def _shorten_move_pairing() -> None:
     InotifyMoveEventGrouper.delay = 0.02
 
 
-class _InboxHandler(FileSystemEventHandler):
-    def __init__(self, on_event: Callable[[], None]) -> None:
-        self.on_event = on_event
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        try:
-            self.on_event()
-        except Exception:  # an escaping exception would kill the observer thread silently
-            log.exception("watcher: handler failed on %r", event)
-
-
-class InboxWatch:
-    """An inotify watch of the inbox folder and its subfolders, started on creation."""
-
-    def __init__(self, inbox: Path, on_event: Callable[[], None]) -> None:
-        _shorten_move_pairing()
-        observer = Observer()
-        # Recursive on purpose: watchdog holds an unpaired IN_MOVED_FROM for 0.5 s (waiting
-        # for its IN_MOVED_TO) and every later event queues behind it. Claiming moves a file
-        # from inbox/ to inbox/.claimed/; watching the subfolders pairs the two at once.
-        observer.schedule(_InboxHandler(on_event), str(inbox), recursive=True, event_filter=_INBOX_EVENTS)
-        observer.daemon = True
-        observer.start()
-        self._observer: BaseObserver | None = observer
-
-    def alive(self) -> bool:
-        return self._observer is not None and self._observer.is_alive()
-
-    def stop(self) -> None:
-        observer, self._observer = self._observer, None
-        if observer is not None:
-            try:
-                observer.stop()
-                observer.join(timeout=5)
-            except Exception:  # stopping a dead observer may raise; there is nothing to save
-                log.debug("watcher: stop failed", exc_info=True)
+def watch_inbox(inbox: Path, on_event: Callable[[], None]) -> Watch:
+    """An inotify watch of the inbox folder and its subfolders."""
+    _shorten_move_pairing()
+    # Recursive on purpose: watchdog holds an unpaired IN_MOVED_FROM for 0.5 s (waiting
+    # for its IN_MOVED_TO) and every later event queues behind it. Claiming moves a file
+    # from inbox/ to inbox/.claimed/; watching the subfolders pairs the two at once.
+    return ObserverWatch(inbox, SafeHandler(lambda _event: on_event()), recursive=True, events=_INBOX_EVENTS)
 
 
 class Watcher:
@@ -128,7 +92,7 @@ class Watcher:
         self.watches: list[Watch] = []  # the inbox's and the journals'
 
     def start(self) -> None:
-        self.watches = [InboxWatch(self.inbox, self._inbox_hint), self.store.watch(self._journal_hint)]
+        self.watches = [watch_inbox(self.inbox, self._inbox_hint), self.store.watch(self._journal_hint)]
 
     def alive(self) -> bool:
         return bool(self.watches) and all(watch.alive() for watch in self.watches)
