@@ -34,6 +34,7 @@ class FileStore:
     def __init__(self, root: Path, *, durability: Durability = "fsync") -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self._prefix = os.path.join(self.runs_dir, "")  # a str, joined once: Path.__fspath__ per call adds up
         self.durability = durability
         self.location = str(self.runs_dir)
 
@@ -42,7 +43,7 @@ class FileStore:
         return self.runs_dir / f"{check_run_id(run_id)}{SUFFIX}"
 
     def where(self, run_id: str) -> str:
-        return os.path.join(self.runs_dir, check_run_id(run_id) + SUFFIX)  # a str: cheaper than a Path
+        return self._prefix + check_run_id(run_id) + SUFFIX  # a str: cheaper than a Path
 
     def run_ids(self) -> list[str]:
         return sorted(self._sizes())
