@@ -12,6 +12,7 @@ crash points around the call let fault tests kill the process on either side of 
 from __future__ import annotations
 
 import copy
+import sysconfig
 import time
 import traceback
 from collections.abc import Callable
@@ -30,6 +31,9 @@ from journal import Record, StepFailed, StepStarted, StepSucceeded
 
 TRACEBACK_FRAMES = 8  # the innermost frames: where the error is, not how the engine got there
 TRACEBACK_BYTES = 4096  # a journal line stays small even for a deep or chatty exception
+# Where Python and installed packages live: an error raised in there is placed at the
+# last frame of the user's own code that called into them.
+_LIBRARIES = tuple(sorted({sysconfig.get_paths()[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")}))
 
 
 def call_step(rs: RunState, machine: RunnableMachine, started: StepStarted, clock: Clock,
@@ -70,10 +74,15 @@ def failure(started: StepStarted, machine: RunnableMachine, exc: Exception, ms: 
 
 
 def place(exc: BaseException) -> tuple[str, str]:
-    """(`file:line` where `exc` was raised, its traceback's last frames within TRACEBACK_BYTES)."""
+    """(`file:line` where `exc` was raised, its traceback's last frames within TRACEBACK_BYTES).
+
+    The place is the innermost frame outside the standard library and installed
+    packages (the user's line that called `json.loads`, not the decoder's), or the
+    innermost frame if every frame is in there."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ else None  # not call_step's own frame
     frames = traceback.extract_tb(tb) if tb else []
-    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    own = [f for f in frames if not f.filename.startswith(_LIBRARIES)] or frames
+    where = f"{own[-1].filename}:{own[-1].lineno}" if own else ""
     text = "".join(traceback.format_exception(type(exc), exc, tb, limit=-TRACEBACK_FRAMES)).rstrip("\n")
     data = text.encode("utf-8", "replace")
     if len(data) > TRACEBACK_BYTES:

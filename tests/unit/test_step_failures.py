@@ -26,6 +26,11 @@ def deep(ctx, n=0):
     if n < 60:
         return deep(ctx, n + 1)
     raise ValueError("x" * ctx.input["pad"] + " the end")  # line 9
+
+
+def parse(ctx):
+    import json
+    return json.loads("{")  # line 14: raised deep in the standard library
 '''
 
 MACHINE = """
@@ -99,6 +104,13 @@ def test_a_failure_records_where_it_was_raised_and_its_traceback(runner, tmp_pat
     assert f'{module}.py", line 3, in charge' in failed.traceback
     assert failed.traceback.endswith("KeyError: 'amount'")
     assert "engine/run" not in failed.traceback  # the action's frames, not the engine's
+
+
+def test_an_error_raised_in_a_library_is_placed_at_the_actions_call(runner, tmp_path, module):
+    runner.launch(machine(tmp_path, f"{module}:parse"), {}, run_id="r1")
+    failed = failure(runner)
+    assert failed.where == f"{tmp_path / module}.py:14"
+    assert "json/decoder.py" in failed.traceback and failed.error_type == "JSONDecodeError"
 
 
 def test_a_traceback_keeps_the_innermost_frames(runner, tmp_path, module):
