@@ -12,6 +12,7 @@ call; `watch` is inotify (journal.file_watch, only imported when used).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,6 +59,23 @@ class FileStore:
             self.runs_dir.mkdir(parents=True, exist_ok=True)
             fsync_dir(self.runs_dir.parent)  # the new folder's own entry must be durable too
         return JournalWriter(path, run_id, create=create, durability=self.durability)
+
+    def held(self, run_id: str) -> bool:
+        """A shared `flock` tried on a descriptor of its own, and dropped at once: refused
+        only while a writer holds its exclusive lock (the kernel drops that when the writer
+        dies). Shared, so probes never see each other; a writer opening in the same
+        microseconds is refused as locked, as by any other process (and tries again)."""
+        try:
+            fd = os.open(self.where(run_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # releases the probe's own lock, if it got it
+        return False
 
     def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
         path = self.where(run_id)  # a plain string: building a Path costs as much as reading a small journal

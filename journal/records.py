@@ -49,6 +49,9 @@ class RunStarted(Record, tag="run_started", kw_only=True):
     # Last, and omitted at its default: journals of format 1 keep their exact bytes. A
     # reader refuses a greater format rather than half-understand it (FORMAT.md).
     format: int = FORMAT
+    # The code the definition names, as it was when the run started: module name ->
+    # "sha256:<hex>" of its source file (`ratchet status` flags a module changed since).
+    code: dict[str, str] = {}
 
 
 class StepStarted(Record, tag="step_started", kw_only=True):
@@ -74,6 +77,8 @@ class StepFailed(Record, tag="step_failed", kw_only=True):
     error_type: str = ""
     retryable: bool = True
     duration_ms: float | None = None
+    where: str = ""  # `file:line` where the exception was raised (the innermost frame)
+    traceback: str = ""  # its last frames, bounded (engine.run.outcome.TRACEBACK_BYTES)
 
 
 class StepAbandoned(Record, tag="step_abandoned", kw_only=True):

@@ -7,6 +7,8 @@ The engine speaks to a store in run ids, records and opaque cursors only:
 - `read(run_id, after=cursor)` returns the records after a cursor and a new cursor, and
   refuses (`JournalReplacedError`) when the journal is no longer the one the cursor
   was taken on (replaced, cut, edited);
+- `held(run_id)` probes whether a writer owns the run now (status: a step "in flight"
+  only while some process holds its run, else the run is stalled);
 - `changes(since)` lists the runs whose journal is new or grew since an earlier call,
   and `watch(on_change)` is a stream of hints ("run X changed") to wait on;
 - `follow`, `verify`, and small durable side files (`publish`/`fetch`/`withdraw`:
@@ -126,6 +128,12 @@ class Store(Protocol):
     def writer(self, run_id: str, *, create: bool = False) -> Writer:
         """Own the run: JournalLockedError while another writer holds it;
         JournalNotFoundError if it does not exist and `create` is false."""
+        ...
+
+    def held(self, run_id: str) -> bool:
+        """Does a writer own the run now, in this process or another? A probe: it never
+        waits and keeps nothing. False for a run that does not exist, once its writer is
+        closed, and once the writer's process has died (even by kill -9)."""
         ...
 
     def read(self, run_id: str, after: Cursor | None = None) -> Chunk:

@@ -12,7 +12,7 @@ import sys
 import click
 
 from engine.cli.app import existing_home, main, require_run
-from engine.cli.timeline import timeline_line
+from engine.cli.timeline import timeline_line, traceback_lines
 from journal import Store
 from journal.verify import torn_note
 
@@ -65,18 +65,21 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...]) -> None:
 @click.argument("run_id", metavar="ID")
 @click.option("-f", "--follow", "live", is_flag=True, help="Keep printing records as they are appended, until Ctrl-C.")
 @click.option("--json", "as_json", is_flag=True, help="Print the journal lines themselves (exact bytes), for jq.")
+@click.option("-v", "--verbose", is_flag=True, help="Also print each failed step's traceback, under its line.")
 @click.pass_context
-def tail(ctx: click.Context, run_id: str, live: bool, as_json: bool) -> None:
+def tail(ctx: click.Context, run_id: str, live: bool, as_json: bool, verbose: bool) -> None:
     """Print a run's journal as a readable timeline.
 
     One line per record.
     Each line shows the time (UTC), the record's seq, what happened, the
-    state, the attempt, who did it, state changes and durations. A torn
-    tail (a crash mid-write) is noted on stderr.
+    state, the attempt, who did it, state changes and durations; a failed
+    step, where its error was raised (`at FILE:LINE`; --verbose adds its
+    traceback). A torn tail (a crash mid-write) is noted on stderr.
 
     \b
     Example:
       ratchet tail renewal-acme
+      ratchet tail renewal-acme --verbose
       ratchet tail renewal-acme -f
       ratchet tail renewal-acme --json | jq -c 'select(.type=="step_failed")'
     """
@@ -87,6 +90,8 @@ def tail(ctx: click.Context, run_id: str, live: bool, as_json: bool) -> None:
             # echo flushes, so a follower (or a pipe) sees each record as soon as it is known;
             # bytes go to the binary stream untouched.
             click.echo(line if as_json else timeline_line(record))
+            for extra in traceback_lines(record) if verbose and not as_json else ():
+                click.echo(extra)
     except KeyboardInterrupt:
         return  # Ctrl-C is how `tail -f` ends: not an error
     except BrokenPipeError:

@@ -9,14 +9,13 @@ Both are idempotent on `--id`: `ratchet run M --id X` after a crash continues ru
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from engine.cli.app import home_of, main
 from engine.cli.options import MACHINES_DIR, parse_inputs
-from engine.cli.timeline import timeline_line
+from engine.cli.timeline import timeline_line, traceback_lines, when
 from engine.run.status import RunStatus
 
 if TYPE_CHECKING:  # the runner stack is imported lazily: `ratchet --help` stays fast
@@ -28,8 +27,15 @@ def _runner(ctx: click.Context, *, echo: bool = False) -> Runner:
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.run.runner import Runner
 
-    on_record = (lambda record: click.echo(timeline_line(record))) if echo else None
-    return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR, on_record=on_record)
+    debug = bool(ctx.find_root().obj.get("debug"))
+
+    def on_record(record: Any) -> None:
+        click.echo(timeline_line(record))
+        for line in traceback_lines(record) if debug else ():  # --debug: where a failure came from
+            click.echo(line)
+
+    return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR,
+                  on_record=on_record if echo else None)
 
 
 _input = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
@@ -94,7 +100,7 @@ def summary(rs: RunState) -> str:
     head = f"run {rs.run_id}:"
     if rs.status == RunStatus.WAITING:
         who = f" from {', '.join(rs.approvers)}" if rs.approvers else ""
-        until = f" until {_short_time(rs.deadline)}" if rs.deadline else " (no deadline)"
+        until = f" until {when(rs.deadline)}" if rs.deadline else " (no deadline)"
         return f"{head} waiting in '{rs.state}' for {'|'.join(rs.triggers)}{who}{until}"
     if rs.status == RunStatus.FINISHED:
         return f"{head} finished in '{rs.state}'" + (f" (outcome: {rs.outcome})" if rs.outcome else "")
@@ -103,7 +109,7 @@ def summary(rs: RunState) -> str:
         if e is not None:
             return f"{head} escalated in '{rs.state}': {e.reason}; ticket {e.ticket}"
     if rs.status == RunStatus.RETRYING and rs.deadline is not None:
-        return f"{head} retrying '{rs.state}' (attempt {rs.retry_attempt}) at {_short_time(rs.deadline)}"
+        return f"{head} retrying '{rs.state}' (attempt {rs.retry_attempt}) at {when(rs.deadline)}"
     return f"{head} {rs.status} in '{rs.state}'"
 
 
@@ -124,6 +130,3 @@ def next_step(rs: RunState) -> str | None:
         return f"next: ratchet resolve {rs.run_id} retry|skip TRIGGER|abort --by NAME (see the ticket)"
     return None
 
-
-def _short_time(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M") + "Z"

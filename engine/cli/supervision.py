@@ -11,6 +11,7 @@ import click
 
 from engine.cli.app import existing_home, home_of, main, require_run
 from engine.cli.options import MACHINES_DIR
+from engine.cli.timeline import span, when
 from engine.run.status import RunStatus
 
 if TYPE_CHECKING:
@@ -81,6 +82,14 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
     runs. A run it cannot read is listed with the error instead of hidden.
 
     \b
+    STATUS says what is true now, not only what the journal last said:
+      running (in flight)   a process holds the run and is moving it
+      stalled (no worker)   it should be moving, but no process holds it
+      waiting (overdue by 3 h)   its deadline passed; no supervisor fired it
+      retry 3/5 at TIME     sleeping before attempt 3 of 5
+      [code changed]        a module its definition names changed since it started
+
+    \b
     Example:
       ratchet status
       ratchet status --status escalated
@@ -116,6 +125,23 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
         waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
-    return (row.run_id, row.machine, row.state, row.status + (" (in flight)" if row.in_flight else ""),
-            waiting, row.deadline or ("forever" if row.status == RunStatus.WAITING else ""),
+    deadline = when(row.deadline) if row.deadline else ("forever" if row.status == RunStatus.WAITING else "")
+    return (row.run_id, row.machine, row.state, status_text(row), waiting, deadline,
             str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")
+
+
+def status_text(row: StatusRow) -> str:
+    """The STATUS cell: the run's status, said as it stands now (see `ratchet status --help`)."""
+    text = str(row.status)
+    late = f"overdue by {span(row.overdue_s)}" if row.overdue_s else ""
+    if row.stalled:
+        text = "stalled (no worker)"
+    elif row.status == RunStatus.RUNNING and row.held:
+        text = "running (in flight)"
+    elif row.status == RunStatus.WAITING and late:
+        text = f"waiting ({late})"
+    elif row.status == RunStatus.RETRYING and row.retry_attempt:
+        of = f"/{row.retry_attempts}" if row.retry_attempts else ""
+        text = f"retry {row.retry_attempt}{of} at {when(row.deadline) if row.deadline else '?'}"
+        text += f" ({late})" if late else ""
+    return text + (" [code changed]" if row.code_changed else "")

@@ -1,7 +1,13 @@
-"""One readable line per journal record: what `ratchet tail` and `ratchet run` print."""
+"""One readable line per journal record: what `ratchet tail` and `ratchet run` print.
+
+Also the one way the CLI shows a time (`when`: UTC to the second, `2026-11-30 10:42:05Z`,
+in `run`, `tail` and `status` alike; `--json` keeps the journal's ISO 8601) and a
+span of time (`span`: `3 h`).
+"""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,15 +23,40 @@ def timeline_line(record: AnyRecord) -> str:
     kind = record_type(record)
     describe = _DESCRIBE.get(kind)
     detail = describe(record) if describe else ""
-    return f"{_when(record.ts)}  {('#' + str(record.seq)).ljust(3)} {kind:<16} {_clean(detail)}".rstrip()
+    return f"{when(record.ts)}  {('#' + str(record.seq)).ljust(3)} {kind:<16} {_clean(detail)}".rstrip()
 
 
-def _when(ts: str) -> str:
-    try:
-        moment = datetime.fromisoformat(ts).astimezone(UTC)
-    except ValueError:
-        return _clean(ts)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+def traceback_lines(record: AnyRecord) -> list[str]:
+    """A failed step's traceback, indented under its line (`tail --verbose`, `--debug run`)."""
+    trace = getattr(record, "traceback", "") if record_type(record) == "step_failed" else ""
+    return [f"    {_clean(line)}" for line in trace.splitlines()]
+
+
+def when(moment: str | datetime) -> str:
+    """A time as the CLI shows it: UTC, to the second, `2026-11-30 10:42:05Z`."""
+    if isinstance(moment, str):
+        try:
+            return when(datetime.fromisoformat(moment))
+        except ValueError:
+            return _clean(moment)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def span(seconds: float) -> str:
+    """A span of time in its largest whole unit: `40 s`, `12 m`, `3 h`, `2 d` (rounded down)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit}"
+    return f"{int(seconds)} s"
+
+
+def _place(where: str) -> str:
+    """`file:line`, relative to the current folder when the file is under it."""
+    if not where:
+        return ""
+    path, _, line = where.rpartition(":")
+    relative = os.path.relpath(path) if os.path.isabs(path) else path
+    return f"  at {relative if not relative.startswith('..') else path}:{line}"
 
 
 def _clean(text: str) -> str:
@@ -60,20 +91,20 @@ _DESCRIBE = {
     "step_succeeded": lambda r: f"{r.state}  attempt {r.attempt}  → {r.trigger}{_data(r.data)}{_ms(r.duration_ms)}",
     "step_failed": lambda r: (
         f"{r.state}  attempt {r.attempt}  "
-        f"{_short(f'{r.error_type}: {r.error}' if r.error_type else r.error)}{_ms(r.duration_ms)}"
+        f"{_short(f'{r.error_type}: {r.error}' if r.error_type else r.error)}{_place(r.where)}{_ms(r.duration_ms)}"
         f"{'' if r.retryable else '  not retryable'}"
     ),
     "step_abandoned": lambda r: f"{r.state}  attempt {r.attempt}  {_short(r.reason)}",
-    "retry_scheduled": lambda r: f"{r.state}  attempt {r.attempt}  due {_when(r.due)} (in {r.delay_s:g} s)",
+    "retry_scheduled": lambda r: f"{r.state}  attempt {r.attempt}  due {when(r.due)} (in {r.delay_s:g} s)",
     "transition": lambda r: f"{r.source} → {r.dest}  on {r.trigger}",
     "waiting": lambda r: (
         f"{r.state}  for {'|'.join(r.triggers)}"
         f"{'  approvers ' + ', '.join(r.approvers) if r.approvers else ''}"
-        f"  {'until ' + _when(r.deadline) if r.deadline else 'no deadline'}"
+        f"  {'until ' + when(r.deadline) if r.deadline else 'no deadline'}"
     ),
     "trigger_received": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}{_note(r.comment)}{_data(r.data)}",
     "trigger_refused": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}  refused: {_short(r.reason)}",
-    "timeout_fired": lambda r: f"{r.state}  deadline {_when(r.deadline)} passed",
+    "timeout_fired": lambda r: f"{r.state}  deadline {when(r.deadline)} passed",
     "escalated": lambda r: (
         f"{r.state}  {_short(r.reason)}{'  ' + _short(r.detail) if r.detail else ''}"
         f"{'  ticket ' + r.ticket if r.ticket else ''}"

@@ -25,6 +25,7 @@ import msgspec
 from pydantic import ValidationError
 
 from engine.definition.checks import Finding, Loc, check_graph
+from engine.definition.fingerprint import fingerprints, module_of
 from engine.definition.sources import NO_DATA, Source, describe, put_first_on_path, read_python, read_yaml
 from engine.definition.spec import IMPORT_PATH, NAME, MachineSpec, StateSpec
 from engine.definition.statechart import Statechart
@@ -47,17 +48,37 @@ class Machine:
         self.pinned = msgspec.Raw(msgspec.json.encode(self.definition))  # as run_started stores it
         self.hash = spec.hash()
         self._resolved: dict[str, Callable[..., Any]] = {}
-        self._chart: Statechart | None = None  # built on first use: it resolves predicates
+        self._chart: Statechart | None = None  # built on first use
+        self._code: dict[str, str] | None = None  # see `code`
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def resolve(self, import_path: str) -> Callable[..., Any]:
-        """The object named by `module:attribute`, the machine's folder first on sys.path."""
+        """The callable named by `module:attribute`, the machine's folder first on sys.path.
+
+        ImportPathError if it does not resolve or is not callable (the code changed under
+        a run: its definition was checked when the run started)."""
         if import_path not in self._resolved:
-            self._resolved[import_path] = resolve_import(import_path, self.base_dir)
+            found = resolve_import(import_path, self.base_dir)
+            if not callable(found):
+                raise ImportPathError(import_path, f"is not callable (it is a {type(found).__name__})")
+            self._resolved[import_path] = found
         return self._resolved[import_path]
+
+    @property
+    def modules(self) -> list[str]:
+        """The modules its import paths name (actions, predicates, hooks, exception classes)."""
+        return sorted({module_of(path) for _, path, _ in _import_paths(self.definition)})
+
+    @property
+    def code(self) -> dict[str, str]:
+        """Fingerprints of those modules' source files (engine.definition.fingerprint), taken
+        once per machine: what a run started from this machine records in `run_started`."""
+        if self._code is None:
+            self._code = fingerprints(self.modules, self.base_dir)
+        return self._code
 
     def state(self, name: str) -> StateSpec:
         try:
@@ -78,11 +99,20 @@ class Machine:
         ConditionError naming the transition, for the caller to escalate or refuse.
         """
         if self._chart is None:
-            self._chart = Statechart(self.spec, self.resolve)
+            self._chart = Statechart(self.spec, self._predicate)
         try:
             return self._chart.next_state(state, trigger, copy.deepcopy(data))
         except Exception as exc:
             raise ConditionError(state, trigger, exc) from exc
+
+    def _predicate(self, import_path: str) -> Callable[[dict[str, Any]], bool]:
+        # Resolved when first asked, not when the chart is built: a condition whose code
+        # no longer imports fails only the transitions it guards (as an ImportPathError).
+        def predicate(data: dict[str, Any]) -> bool:
+            return bool(self.resolve(import_path)(data))
+
+        predicate.__name__ = import_path
+        return predicate
 
     def on_escalate(self, state: str) -> str | None:
         """The import path to notify when a run escalates in `state`: the state's

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from engine.definition.spec import ERROR, TIMEOUT, RetryPolicy
-from engine.errors import ConditionError
+from engine.errors import ConditionError, ImportPathError
 from engine.run.clock import iso, parse_iso
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
@@ -45,6 +45,9 @@ EXHAUSTED = "retries exhausted"
 NON_RETRYABLE = "non-retryable error"
 NO_TRANSITION = "no transition"
 CONDITION_FAILED = "condition failed"
+CODE_CHANGED = "code changed"
+FIX_CODE = ("fix the code (or upgrade the run), restart a running supervisor (its workers keep "
+            "the modules they imported), then resolve with retry")
 
 
 @dataclass(frozen=True)
@@ -141,13 +144,9 @@ def _enter(rs: RunState, machine: RunnableMachine, now: datetime) -> list[Record
 
 
 def _take(rs: RunState, machine: RunnableMachine, trigger: str, cause: Cause) -> list[Record]:
-    try:
-        dest = machine.next_state(rs.state, trigger, rs.data)
-    except ConditionError as exc:
-        # The outcome that led here is a fact already queued: escalate after it, never lose it.
-        return [escalation(rs, CONDITION_FAILED, str(exc))]
-    if dest is not None:
-        return [Transition(trigger=trigger, source=rs.state, dest=dest)]
+    move = _next_or_escalate(rs, machine, trigger)
+    if move is not None:
+        return [move]
     if cause == "timeout":
         why = " whose conditions hold" if TIMEOUT in machine.triggers_from(rs.state) else ""
         detail = f"the wait in '{rs.state}' expired and no 'timeout' transition{why} leaves it"
@@ -155,6 +154,20 @@ def _take(rs: RunState, machine: RunnableMachine, trigger: str, cause: Cause) ->
     return [escalation(rs, NO_TRANSITION,
                        f"'{rs.state}' has no transition for trigger '{trigger}' (from the {cause}), "
                        "or its conditions are not met; fix the definition, then resolve")]
+
+
+def _next_or_escalate(rs: RunState, machine: RunnableMachine, trigger: str) -> Transition | Escalated | None:
+    """The transition `trigger` takes from the current state; an escalation if asking
+    raised (a condition that raised, or whose code no longer imports); None if no
+    transition leads anywhere. Every place plan asks for a transition asks here: the
+    outcome that led to the question is already queued, and must never be lost to it."""
+    try:
+        dest = machine.next_state(rs.state, trigger, rs.data)
+    except ConditionError as exc:
+        if isinstance(exc.__cause__, ImportPathError):
+            return escalation(rs, CODE_CHANGED, f"{exc.__cause__} (a condition of '{trigger}'); {FIX_CODE}")
+        return escalation(rs, CONDITION_FAILED, str(exc))
+    return Transition(trigger=trigger, source=rs.state, dest=dest) if dest is not None else None
 
 
 def _recover(rs: RunState, step: StepStarted, machine: RunnableMachine, reason: str) -> list[Record]:
@@ -176,15 +189,18 @@ def _recover(rs: RunState, step: StepStarted, machine: RunnableMachine, reason: 
 
 def _failed(rs: RunState, machine: RunnableMachine, failure: StepFailed, now: datetime,
             rng: Uniform) -> list[Record]:
+    if failure.error_type == ImportPathError.__name__:
+        # A deploy broke the step's code: an operator's problem, not the business's `error` path.
+        return [escalation(rs, CODE_CHANGED, f"{failure.error}; {FIX_CODE}")]
     policy = machine.state(rs.state).retry
     attempts = policy.attempts if policy else 1
     if policy is not None and failure.retryable and failure.attempt < attempts:
         delay = retry_delay(policy, failure.attempt, rng)
         due = iso(now + timedelta(seconds=delay))
         return [RetryScheduled(state=rs.state, attempt=failure.attempt + 1, due=due, delay_s=round(delay, 6))]
-    dest = machine.next_state(rs.state, ERROR, rs.data)
-    if dest is not None:
-        return [Transition(trigger=ERROR, source=rs.state, dest=dest)]
+    move = _next_or_escalate(rs, machine, ERROR)
+    if move is not None:
+        return [move]
     reason = EXHAUSTED if failure.retryable else NON_RETRYABLE
     return [escalation(rs, reason, f"attempt {failure.attempt} of {attempts} failed: "
                                    f"{failure.error_type}: {failure.error}")]

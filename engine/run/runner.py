@@ -27,7 +27,7 @@ from engine.definition.loader import Machine, load_machine, machine_from_definit
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
-from engine.run import delivery, tickets
+from engine.run import delivery, stale_code, tickets
 from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.delivery import Delivery, Request
 from engine.run.ids import new_run_id
@@ -111,7 +111,8 @@ class Runner:
             source = str(Path(machine.source).resolve()) if machine.source else None
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                 definition=machine.pinned, definition_hash=machine.hash,
-                                input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()))
+                                input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()),
+                                code=machine.code)
             session = _Session(writer, fold([]), machine)
             self._journal(session, [record])
             if not drive:
@@ -262,6 +263,7 @@ class Runner:
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
                 tickets.remove_ticket(store, run_id)
             yield s
+            self._escalate_stale_wait(s)
             if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk
                 self._remember(run_id, writer, rs)
 
@@ -291,10 +293,25 @@ class Runner:
         self._states[run_id] = (writer.cursor, rs)
 
     def _machine(self, rs: RunState) -> Machine:
-        """The run's pinned definition (never the file as it is now), built once per process."""
+        """The run's pinned definition (never the file as it is now), built once per process.
+
+        Its code is resolved when first needed, not here: code that changed under the run
+        since it started must escalate it ("code changed", engine.run.plan), never make it
+        impossible to open (a run that cannot be opened cannot even be aborted)."""
         key = (rs.definition_hash, rs.source)
         if key not in self._machines:
             base_dir = Path(rs.source).parent if rs.source else None
-            self._machines[key] = machine_from_definition(rs.definition, base_dir)
+            self._machines[key] = machine_from_definition(rs.definition, base_dir, check_imports=False)
         return self._machines[key]
+
+    def _escalate_stale_wait(self, s: _Session) -> None:
+        """A session that leaves the run waiting on conditions that no longer import
+        escalates it now (engine.run.stale_code): it would otherwise refuse every answer."""
+        record = stale_code.stale_wait(s.rs, s.machine)
+        if record is None:
+            return
+        record.ticket = tickets.locate_ticket(self.home.store, s.rs.run_id)
+        self._journal(s, [record])
+        self._flush(s)
+        tickets.open_ticket(self.home.store, s.rs, record, s.machine)
 

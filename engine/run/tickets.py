@@ -17,7 +17,7 @@ import json
 import logging
 from typing import Any
 
-from engine.errors import ConditionError
+from engine.errors import ConditionError, ImportPathError
 from engine.run.context import StepContext
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
@@ -91,8 +91,10 @@ def notify(rs: RunState, record: Escalated, machine: RunnableMachine) -> dict[st
     try:
         machine.resolve(target)(ctx)
     except Exception as exc:  # best effort: a broken notifier must not break the run
-        log.warning("run %s: on_escalate %s failed: %s", rs.run_id, target, exc)
-        return {"notified": True, "notifier": target, "notify_error": f"{type(exc).__name__}: {exc}"}
+        # A hook that no longer imports is code changed under the run: say so in the ticket.
+        error = f"code changed: {exc}" if isinstance(exc, ImportPathError) else f"{type(exc).__name__}: {exc}"
+        log.warning("run %s: on_escalate %s failed: %s", rs.run_id, target, error)
+        return {"notified": True, "notifier": target, "notify_error": error}
     return {"notified": True, "notifier": target}
 
 

@@ -2,19 +2,28 @@
 
 Read-only and lock-free: safe while a supervisor advances the runs. A damaged journal
 gives a row with `error` set instead of hiding the run or failing the whole listing.
+
+Besides the journal, a row says what only the present can tell: whether a process holds
+a run that should be moving (`held`; else it is `stalled`: no worker has it), how long a
+wait or a retry is past its time (`overdue_s`, by the clock), and which modules its
+definition names have changed since it started (`code_changed`, from the fingerprints
+in `run_started`; each module is hashed once per listing).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
+from engine.definition.fingerprint import CodeCheck
 from engine.home import Home
-from engine.run.clock import iso
+from engine.run.clock import clock_from_env, iso
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
-from journal import JournalError
+from journal import Cursor, JournalError, RunStarted
 
 
 class JournalStatus(StrEnum):
@@ -47,6 +56,12 @@ class StatusRow:
     updated: str = ""
     records: int = 0
     error: str | None = None
+    held: bool = False  # a process holds the run's lock now (asked only of runs that should be moving)
+    stalled: bool = False  # it should be moving, and no process holds it: `ratchet supervise` resumes it
+    overdue_s: float | None = None  # seconds past its wait's deadline, or past its retry's due time
+    retry_attempt: int | None = None  # the attempt a scheduled retry will make...
+    retry_attempts: int | None = None  # ...of this many (the state's retry policy)
+    code_changed: list[str] = field(default_factory=list)  # modules changed since the run started
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,12 +89,16 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
     )
 
 
-def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]:
-    """Rows for `run_ids` (default: every run in the home), in id order."""
+def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime | None = None) -> list[StatusRow]:
+    """Rows for `run_ids` (default: every run in the home), in id order, as of `now`
+    (default: the clock's now)."""
+    now = now or clock_from_env().now()
+    code = CodeCheck()
     rows: list[StatusRow] = []
     for run_id in run_ids if run_ids is not None else home.store.run_ids():
         try:
-            state = fold(home.store.read(run_id).records)
+            chunk = home.store.read(run_id)
+            state = fold(chunk.records)
         except JournalError as exc:
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.DAMAGED, error=str(exc)))
             continue
@@ -90,5 +109,33 @@ def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]
         if not state.run_id:
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
-        rows.append(row_of(run_id, state))
+        row = row_of(run_id, state)
+        if state.status == RunStatus.RUNNING:
+            row.held = home.store.held(run_id)
+            row.stalled = not row.held and not _moved_on(home, run_id, chunk.cursor)
+        _timing(row, state, now)
+        started = chunk.records[0]
+        if isinstance(started, RunStarted) and started.code and not state.ended:
+            row.code_changed = code.changed(started.code, Path(state.source).parent if state.source else None)
+        rows.append(row)
     return rows
+
+
+def _moved_on(home: Home, run_id: str, cursor: Cursor) -> bool:
+    """Did the journal grow since it was read? (Then a worker had it between the read and
+    the probe: it was not stalled.)"""
+    try:
+        return bool(home.store.read(run_id, after=cursor).records)
+    except JournalError:  # replaced or cut since: it was certainly not left alone
+        return True
+
+
+def _timing(row: StatusRow, state: RunState, now: datetime) -> None:
+    """How late a wait or a retry is, and which attempt of how many a retry will make."""
+    if state.deadline is not None and state.status in (RunStatus.WAITING, RunStatus.RETRYING):
+        late = (now - state.deadline).total_seconds()
+        row.overdue_s = round(late, 3) if late > 0 else None
+    if state.status == RunStatus.RETRYING:
+        row.retry_attempt = state.retry_attempt
+        retry = state.definition["states"][state.state].get("retry") or {}
+        row.retry_attempts = retry.get("attempts")

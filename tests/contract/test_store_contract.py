@@ -157,6 +157,58 @@ def test_two_processes_appending_to_one_run_make_one_linear_journal(kit) -> None
         assert [r.dest for r in records[1:] if r.source == who] == [str(i) for i in range(n)]
 
 
+HOLDER = """
+import sys
+from journal import open_store
+writer = open_store(sys.argv[1]).writer(sys.argv[2])
+print("holding", flush=True)
+sys.stdin.read()  # until the test closes stdin, or kills this process
+writer.close()
+print("closed", flush=True)
+"""
+
+
+def test_held_while_a_writer_is_open_in_this_process_and_not_after_close(kit) -> None:
+    store = kit.store
+    assert not store.held("nobody")
+    create(store, "r1")
+    assert not store.held("r1")
+    with store.writer("r1"):
+        assert store.held("r1") and store.held("r1")  # a probe takes nothing: ask twice
+        assert not store.held("r2")
+    assert not store.held("r1")
+    with store.writer("r1") as w:  # the probes left nothing behind: the run can be owned
+        w.append(Transition(trigger="go", source="a", dest="b"))
+
+
+def test_held_by_another_process_until_it_closes_or_is_killed(kit) -> None:
+    create(kit.store, "r1")
+    for ending in ("close", "kill -9"):
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, kit.url, "r1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "holding"
+            assert kit.store.held("r1")
+            with pytest.raises(JournalLockedError):
+                kit.store.writer("r1")
+            if ending == "close":
+                holder.stdin.close()
+                assert holder.stdout.readline().strip() == "closed"
+                assert not kit.store.held("r1")  # released by close, the process still alive
+                assert holder.wait(timeout=10) == 0
+            else:
+                holder.kill()
+                assert holder.wait(timeout=10) == -9
+                assert not kit.store.held("r1")  # the kernel released it with the process
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait(timeout=10)
+            holder.stdout.close()
+            if not holder.stdin.closed:
+                holder.stdin.close()
+
+
 # --- cursors -------------------------------------------------------------------------
 
 

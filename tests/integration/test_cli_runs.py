@@ -56,7 +56,8 @@ def test_run_prints_each_record_and_a_summary(env):
     assert [line.split()[3] for line in lines[:-1]] == [
         "run_started", "step_started", "step_succeeded", "transition", "waiting"]
     assert '"seats":40' in lines[0]  # JSON values are parsed
-    assert lines[-1] == "run r1: waiting in 'review' for approve|revise|reject from alice, bob until 2026-11-29 09:41Z"
+    assert lines[-1] == ("run r1: waiting in 'review' for approve|revise|reject from alice, bob "
+                         "until 2026-11-29 09:41:00Z")
 
 
 def test_run_refuses_bad_input_in_one_line(env):

@@ -140,5 +140,5 @@ def test_summary_names_the_attempt_a_retry_will_make():
                       StepFailed(state="work", attempt=1, error="503"),
                       RetryScheduled(state="work", attempt=2, due="2026-11-27T09:05:00Z", delay_s=300)))
     assert rs.retry_attempt == 2
-    assert summary(rs) == "run r1: retrying 'work' (attempt 2) at 2026-11-27 09:05Z"
+    assert summary(rs) == "run r1: retrying 'work' (attempt 2) at 2026-11-27 09:05:00Z"
     assert fold(journal()).retry_attempt is None
