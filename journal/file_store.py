@@ -61,10 +61,23 @@ class FileStore:
         return JournalWriter(path, run_id, create=create, durability=self.durability)
 
     def held(self, run_id: str) -> bool:
-        """A shared `flock` tried on a descriptor of its own, and dropped at once: refused
-        only while a writer holds its exclusive lock (the kernel drops that when the writer
-        dies). Shared, so probes never see each other; a writer opening in the same
-        microseconds is refused as locked, as by any other process (and tries again)."""
+        """Whether a writer holds the journal's exclusive `flock` now (the kernel drops it
+        when the writer dies). Read from /proc/locks, which takes nothing: a probe that
+        tried the lock itself would, for a microsecond, refuse a writer opening the run."""
+        try:
+            st = os.stat(self.where(run_id))
+        except FileNotFoundError:
+            return False
+        try:
+            with open("/proc/locks", "rb") as f:
+                table = f.read()
+        except OSError:
+            return self._held_by_probe(run_id)  # no /proc: try the lock (shared, dropped at once)
+        key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} ".encode()
+        return any(b" FLOCK " in line and b" WRITE " in line and b"->" not in line and key in line
+                   for line in table.splitlines())
+
+    def _held_by_probe(self, run_id: str) -> bool:
         try:
             fd = os.open(self.where(run_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
