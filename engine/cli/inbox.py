@@ -193,7 +193,7 @@ def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None) -> None
 @_comment
 @click.pass_context
 def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str | None) -> None:
-    """Move live run ID to MACHINE, a new version of the machine it follows.
+    """Move live run ID to MACHINE, a new version of its machine.
 
     MACHINE is validated, then checked against the run as journaled now: the same
     machine with another version, the run's state there with the same kind, a wait

@@ -223,7 +223,14 @@ class Supervisor:
             worker = self.pool.holding(run_id)
             if worker is None or worker.conn.poll():  # a result may be waiting: judged after collect()
                 continue
-            self._handle([self.pool.kill(worker, "a cancel is waiting for its run")])
+            job = worker.current
+            if job.kind == "deliver" and job.message is not None and job.message.cancel:
+                continue  # the cancel itself (and its on_cancel) is what the worker is doing
+            result = self.pool.kill(worker, "a cancel is waiting for its run")
+            self.timeouts.finished(run_id)
+            if job.kind == "deliver":
+                self.mailroom.delivered(result)  # killed: the file stays queued, for after the cancel
+            self._ready[run_id] = None  # should the cancel be refused, the run is replayed
 
     # --- dispatching ------------------------------------------------------------------------
 
