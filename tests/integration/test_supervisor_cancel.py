@@ -4,6 +4,11 @@ named "outcome unknown" and never called again; each run's on_cancel runs once."
 
 from __future__ import annotations
 
+import os
+import signal
+
+from engine import faults
+from engine.run.runner import Runner
 from engine.supervise.message import Message, write_message
 from journal import verify
 
@@ -69,3 +74,38 @@ def test_a_run_in_each_status_is_cancelled_and_compensated_once(env):
         (r, "on_cancel", f"{r}/cancel", True) for r in RUNS)
     assert all(verify(env.home.store.path(r), run_id=r).ok for r in RUNS)
     assert sup.poll() is None
+
+
+def test_a_cancel_goes_before_the_files_queued_ahead_of_it(env):
+    env.start("r1", "cancelling")
+    assert env.once().returncode == 0
+    assert env.row("r1").status == "waiting"
+    approval = env.send("r1", "approve")  # dropped first...
+    write_message(env.home, Message(run="r1", cancel=True, by="ops", reason="deal off"))  # ...then the cancel
+    assert env.once().returncode == 0
+    types = [r["type"] for r in env.records("r1")]
+    assert types[-4:] == ["cancelled", "compensation_started", "compensation_finished", "trigger_refused"]
+    assert (env.home.inbox_rejected / approval.name).exists()
+    assert env.row("r1").status == "cancelled"
+
+
+def test_a_compensation_cut_off_by_a_crash_is_finished_by_the_next_supervisor(env):
+    env.start("r1", "cancelling")
+    assert env.once().returncode == 0
+    pid = os.fork()
+    if pid == 0:  # a process that dies (SIGKILL) just before calling on_cancel
+        try:
+            os.environ[faults.CRASH_AT_ENV] = "before_compensation:1"
+            faults.reset()
+            runner = Runner(env.home, clock=env.clock, machines_dir=env.dir)
+            runner.deliver("r1", Message(run="r1", cancel=True, by="ops"), source_file="c1.json")
+        finally:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == -signal.SIGKILL
+    assert env.records("r1")[-1]["type"] == "compensation_started" and env.row("r1").status == "cancelled"
+    assert env.once().returncode == 0
+    assert [r["type"] for r in env.records("r1")][-3:] == [
+        "compensation_started", "compensation_started", "compensation_finished"]
+    assert [(e["state"], e["key"]) for e in env.ledger_lines() if e["state"] == "on_cancel"] == [
+        ("on_cancel", "r1/cancel")]
