@@ -13,9 +13,12 @@ whose conditions hold with the message's data merged in. A refusal is journaled
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from engine.definition.loader import Machine
 from engine.errors import ConditionError
+from engine.run import upgrade
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
@@ -51,6 +54,18 @@ class Delivery:
     accepted: bool
     reason: str
     state: RunState
+
+
+def check(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None,
+          now: datetime) -> tuple[str | None, Machine | None]:
+    """Why `request` cannot apply now (None: it can) and, for an upgrade, the machine it
+    moves the run to (validated here: engine.run.upgrade)."""
+    if request.upgrade is None:
+        return refusal(rs, machine, request, answers), None
+    new = upgrade.load_upgrade(request.upgrade)
+    if isinstance(new, str):
+        return new, None
+    return "; ".join(upgrade.incompatibilities(rs, new, now)) or None, new
 
 
 def refusal(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None) -> str | None:

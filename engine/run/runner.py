@@ -168,8 +168,10 @@ class Runner:
                 return Delivery(accepted, reason, s.rs)
             if (not message.cancel and s.rs.status == RunStatus.WAITING and s.rs.deadline
                     and self.clock.now() >= s.rs.deadline):
-                self._drive(s)  # the deadline passed first: the timeout wins over the message
-            refused, new = self._refusal(s, message, answers)
+                # The deadline passed first: the timeout wins over the message (not over a
+                # cancel, which ends the run as it stands: nothing runs on its way out).
+                self._drive(s)
+            refused, new = delivery.check(s.rs, s.machine, message, answers, self.clock.now())
             if refused:
                 self._journal(s, [TriggerRefused(
                     trigger=delivery.label(message), state=s.rs.state, by=message.by, reason=refused,
@@ -226,15 +228,6 @@ class Runner:
             elif isinstance(last, CompensationStarted):
                 self._flush(s)  # durable before on_cancel is called
                 self._journal(s, [compensate(rs, machine, last, self.clock)])
-
-    def _refusal(self, s: _Session, message: Request, answers: int | None) -> tuple[str | None, Machine | None]:
-        """Why `message` cannot apply now (None: it can) and, for an upgrade, its machine."""
-        if message.upgrade is None:
-            return delivery.refusal(s.rs, s.machine, message, answers), None
-        new = upgrade.load_upgrade(message.upgrade)
-        if isinstance(new, str):
-            return new, None
-        return "; ".join(upgrade.incompatibilities(s.rs, new, self.clock.now())) or None, new
 
     def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None) -> None:
         self._journal(s, [Resolved(action=action, by=message.by,

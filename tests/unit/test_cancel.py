@@ -300,3 +300,12 @@ def test_a_cancel_message_is_named_for_what_it_does():
     message = parse_message(b"run: r1\ncancel: true\nby: ops\nreason: customer left\n", ".yaml")
     assert (message.cancel, message.reason, message.trigger) == (True, "customer left", None)
     assert message_name(message).split("-")[-2:-1] == ["cancel"]
+
+
+def test_a_cancel_after_a_deadline_ends_the_run_without_firing_the_timeout(runner, tmp_path, clock):
+    rid = waiting_run(runner, tmp_path)
+    clock.advance(3 * 86400)  # the wait expired, nobody has advanced the run yet
+    d = runner.deliver(rid, cancel(rid), source_file="c1.json")
+    assert d.accepted and d.state.status == "cancelled"
+    assert "timeout_fired" not in types(runner, rid) and "escalated" not in types(runner, rid)
+    assert acts.NOTIFIED == []
