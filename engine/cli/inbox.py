@@ -31,7 +31,13 @@ _FRIENDLY = {  # pydantic's pattern messages, said the way people write these fi
 
 
 def _write(ctx: click.Context, **fields: Any) -> None:
-    """`_check` the message, then drop it into the inbox and print its path."""
+    """Validate the message, refuse what can never apply, write it into the inbox, print its path.
+
+    What can never apply: an unknown run, a run that has ended, a trigger its machine does
+    not have. Everything else (is the run waiting? is NAME an approver?) depends on the
+    moment the file is applied, so the supervisor decides it and files the answer in
+    inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
+    """
     from engine.supervise.message import write_message
 
     home, message = _check(ctx, **fields)
@@ -40,13 +46,7 @@ def _write(ctx: click.Context, **fields: Any) -> None:
 
 
 def _check(ctx: click.Context, **fields: Any) -> tuple[Home, Message]:
-    """Validate the message, refuse what can never apply, write it into the inbox, print its path.
-
-    What can never apply: an unknown run, a run that has ended, a trigger its machine does
-    not have. Everything else (is the run waiting? is NAME an approver?) depends on the
-    moment the file is applied, so the supervisor decides it and files the answer in
-    inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
-    """
+    """The home and the validated message, for a run that exists (a user error otherwise)."""
     from pydantic import ValidationError
 
     from engine.home import Home
