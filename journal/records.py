@@ -163,9 +163,65 @@ class RunFinished(Record, tag="run_finished", kw_only=True):
     outcome: str | None = None
 
 
+class CutStep(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The step a cancel cut off mid-way (its worker killed): what `cancelled` says of it.
+
+    `outcome_unknown`: the step is not idempotent, so whether its effect happened is
+    unknown and someone must check the outside system; an idempotent step is just abandoned.
+    """
+
+    state: str
+    attempt: int
+    idempotency_key: str
+    outcome_unknown: bool = False
+
+
 class Cancelled(Record, tag="cancelled", kw_only=True):
+    """The run ended by `ratchet cancel` (or an `abort` resolution): who, why, what it cut."""
+
     by: str
     reason: str = ""
+    source_file: str | None = None  # the inbox file of a `cancel` message
+    cut_step: CutStep | None = None  # a step in flight when the cancel came
+
+
+class CompensationStarted(Record, tag="compensation_started", kw_only=True):
+    """Written (and fsync'd) before a cancelled run's `on_cancel` is called.
+
+    One without its `compensation_finished` is a call cut off by a crash: it is made
+    again with the same `idempotency_key` (f"{run_id}/cancel"), `attempt` one more.
+    """
+
+    action: str
+    attempt: int
+    idempotency_key: str
+
+
+class CompensationFinished(Record, tag="compensation_finished", kw_only=True):
+    """What the `on_cancel` call did: nothing more is called after this record."""
+
+    action: str
+    attempt: int
+    error: str | None = None  # None: it returned; else why it failed (it is not retried)
+    error_type: str = ""
+    duration_ms: float | None = None
+
+
+class Upgraded(Record, tag="upgraded", kw_only=True):
+    """The run moves to another definition of its machine from here on (`ratchet upgrade`).
+
+    Like `run_started`, it pins the full canonical definition and its hash; replay
+    follows the one in force at each point of the journal.
+    """
+
+    by: str
+    version: int | str
+    definition: msgspec.Raw
+    definition_hash: str
+    from_hash: str  # the definition the run followed until now
+    source: str | None = None  # the new definition's file; actions resolve beside it
+    source_file: str | None = None  # the inbox file of the `upgrade` message
+    comment: str | None = None
 
 
 AnyRecord = (
@@ -184,6 +240,9 @@ AnyRecord = (
     | Resolved
     | RunFinished
     | Cancelled
+    | CompensationStarted
+    | CompensationFinished
+    | Upgraded
 )
 
 # One encoder and one decoder for the whole process: building them is the slow part.
@@ -235,8 +294,8 @@ def hash_definition(definition: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def pinned_definition(record: RunStarted) -> dict[str, Any]:
-    """The run's pinned definition as a dict: decoded once per distinct definition.
+def pinned_definition(record: RunStarted | Upgraded) -> dict[str, Any]:
+    """The definition a record pins, as a dict: decoded once per distinct definition.
 
     Callers must not mutate it: runs with byte-identical definitions share one dict.
     """

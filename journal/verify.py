@@ -19,7 +19,7 @@ from pathlib import Path
 
 import msgspec
 
-from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, decode, hash_definition, record_type
+from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, Upgraded, decode, hash_definition, record_type
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,14 @@ def _check(line: bytes, number: int, prev: str, run_id: str | None) -> str | Non
             f"hash chain broken (prev does not match line {number - 1}: "
             f"line {number - 1} or this prev was changed)"
         )
+    elif isinstance(record, Upgraded):  # it pins a definition too: the same check
+        problem = _check_definition(record)
+        if problem:
+            return problem
     return _check_ts(record.ts)
 
 
-def _check_definition(record: RunStarted) -> str | None:
+def _check_definition(record: RunStarted | Upgraded) -> str | None:
     """The pinned definition is a JSON object whose hash is `definition_hash`: sha256 of
     its JSON with sorted keys and compact separators (see FORMAT.md)."""
     try:

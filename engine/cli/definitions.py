@@ -100,7 +100,7 @@ def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
 def _run_position(home: Path, run_id: str) -> tuple[Machine, str, bool]:
     """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
     from engine.home import Home
-    from journal import Escalated, Resolved, RunFinished, RunStarted, Transition, pinned_definition
+    from journal import Escalated, Resolved, RunFinished, RunStarted, Transition, Upgraded, pinned_definition
 
     store = Home(home).store
     records = store.read(require_run(store, run_id)).records
@@ -119,4 +119,7 @@ def _run_position(home: Path, run_id: str) -> tuple[Machine, str, bool]:
             state, escalated = record.state, True
         elif isinstance(record, Resolved):
             escalated = False
+        elif isinstance(record, Upgraded):  # the run follows this definition from here on
+            base_dir = Path(record.source).parent if record.source else None
+            pinned = machine_from_definition(pinned_definition(record), base_dir, check_imports=False)
     return pinned, state, escalated

@@ -1,4 +1,4 @@
-"""Commands that write inbox files: `send`, `approve`, `reject`, `resolve`.
+"""Commands that write inbox files: `send`, `approve`, `reject`, `resolve`, `cancel`, `upgrade`.
 
 Each writes one file exactly as a manual drop would (engine.supervise.message.write_message: temp
 file, fsync, rename into the inbox), so it works whether or not a supervisor is running;
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from engine.cli.app import UserError, existing_home, main, require_run
-from engine.cli.options import parse_inputs
+from engine.cli.app import EXIT_PROBLEM, UserError, existing_home, main, require_run
+from engine.cli.options import MACHINES_DIR, parse_inputs
 
 if TYPE_CHECKING:  # imported lazily at run time: `ratchet --help` stays fast
     from pydantic_core import ErrorDetails
@@ -38,10 +38,19 @@ def _write(ctx: click.Context, **fields: Any) -> None:
     moment the file is applied, so the supervisor decides it and files the answer in
     inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
     """
+    from engine.supervise.message import write_message
+
+    home, message = _check(ctx, **fields)
+    _refuse_impossible(home, message)
+    click.echo(str(write_message(home, message)))
+
+
+def _check(ctx: click.Context, **fields: Any) -> tuple[Home, Message]:
+    """The home and the validated message, for a run that exists (a user error otherwise)."""
     from pydantic import ValidationError
 
     from engine.home import Home
-    from engine.supervise.message import Message, write_message
+    from engine.supervise.message import Message
 
     home = Home(existing_home(ctx))
     require_run(home.store, fields["run"])
@@ -49,8 +58,7 @@ def _write(ctx: click.Context, **fields: Any) -> None:
         message = Message.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         raise UserError(f"invalid message: {'; '.join(_problem(e) for e in exc.errors())}") from exc
-    _refuse_impossible(home, message)
-    click.echo(str(write_message(home, message)))
+    return home, message
 
 
 def _problem(error: ErrorDetails) -> str:
@@ -155,3 +163,70 @@ def resolve(ctx: click.Context, run_id: str, action: str, trigger: str | None, b
     if action != "skip" and trigger:
         raise UserError(f"resolve {action} takes no TRIGGER")
     _write(ctx, run=run_id, resolve=action, trigger=trigger, by=by, comment=comment)
+
+
+@main.command()
+@click.argument("run_id", metavar="ID")
+@click.option("--by", required=True, metavar="NAME", help="Who cancels it (kept in the journal).")
+@click.option("--reason", metavar="TEXT", help="Why, kept in the journal's `cancelled` record.")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None) -> None:
+    """End run ID, whatever it is doing, unless it has ended already.
+
+    A waiting, retrying, escalated or running run is cancelled. If a step is in
+    flight, the supervisor kills its worker first; `cancelled` names that step, as
+    "outcome unknown" when it is not idempotent (check the outside system). Then the
+    machine's `on_cancel` compensation, if any, runs once. Writes an inbox file and
+    prints its path, as `ratchet send` does.
+
+    \b
+    Example:
+      ratchet cancel renewal-acme --by ops --reason "customer left"
+    """
+    _write(ctx, run=run_id, cancel=True, by=by, reason=reason)
+
+
+@main.command()
+@click.argument("run_id", metavar="ID")
+@click.argument("machine", metavar="MACHINE")
+@click.option("--by", required=True, metavar="NAME", help="Who upgrades it (kept in the journal).")
+@_comment
+@click.pass_context
+def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str | None) -> None:
+    """Move live run ID to MACHINE, a new version of its machine.
+
+    MACHINE is validated, then checked against the run as journaled now: the same
+    machine with another version, the run's state there with the same kind, a wait
+    whose triggers remain and whose new deadline is not past, a retry the new
+    policy still allows, and no step in flight. Every reason it cannot move is
+    printed, one per line (exit 1). Otherwise an inbox file carrying the new
+    definition is written and its path printed; the supervisor checks again when it
+    applies it, then journals `upgraded` and the run goes on under the new version.
+
+    \b
+    Example:
+      ratchet upgrade renewal-acme machines/renewal_review.yaml --by ops
+    """
+    from pathlib import Path
+
+    from engine.definition.loader import load_machine
+    from engine.run.clock import clock_from_env
+    from engine.run.replay import fold
+    from engine.run.upgrade import incompatibilities
+    from engine.supervise.message import MAX_BYTES, write_message
+
+    new = load_machine(machine, MACHINES_DIR)
+    source = str(Path(new.source).resolve()) if new.source else None
+    home, message = _check(ctx, run=run_id, by=by, comment=comment, upgrade={
+        "definition": new.definition, "definition_hash": new.hash, "source": source})
+    rs = fold(home.store.read(run_id).records)
+    reasons = incompatibilities(rs, new, clock_from_env().now())
+    for reason in reasons:
+        click.echo(f"ratchet: error: run '{run_id}' cannot move to {new.name} v{new.spec.version}: {reason}", err=True)
+    if reasons:
+        raise click.exceptions.Exit(EXIT_PROBLEM)
+    size = len(message.model_dump_json(exclude_defaults=True))
+    if size >= MAX_BYTES:
+        raise UserError(f"{machine}: the definition makes a {size}-byte inbox file, over the "
+                        f"{MAX_BYTES}-byte limit of inbox files; make the definition smaller")
+    click.echo(str(write_message(home, message)))

@@ -111,5 +111,20 @@ _DESCRIBE = {
     ),
     "resolved": lambda r: f"{r.action}{' → ' + r.trigger if r.trigger else ''}{_by(r.by)}{_note(r.comment)}",
     "run_finished": lambda r: f"{r.state}{'  outcome ' + r.outcome if r.outcome else ''}",
-    "cancelled": lambda r: f"{_by(r.by).strip()}{_note(r.reason)}",
+    "cancelled": lambda r: f"{_by(r.by).strip()}{_note(r.reason)}{_cut(r.cut_step)}",
+    "compensation_started": lambda r: f"on_cancel {r.action}  attempt {r.attempt}  key {r.idempotency_key}",
+    "compensation_finished": lambda r: (
+        f"on_cancel {r.action}  attempt {r.attempt}  "
+        f"{'failed: ' + _short(f'{r.error_type}: {r.error}') if r.error is not None else 'done'}{_ms(r.duration_ms)}"
+    ),
+    "upgraded": lambda r: (
+        f"v{r.version} {r.definition_hash[:19]}…  (was {r.from_hash[:19]}…){_by(r.by)}{_note(r.comment)}"
+    ),
 }
+
+
+def _cut(step: Any) -> str:
+    if step is None:
+        return ""
+    what = "outcome unknown" if step.outcome_unknown else "abandoned"
+    return f"  cut off {step.state} attempt {step.attempt} (key {step.idempotency_key}): {what}"

@@ -248,12 +248,12 @@ def _import_paths(raw: Any) -> Iterator[tuple[Loc, str, _Wanted]]:
     """(loc, import path, what it must be) for every well-formed import path in `raw`."""
     if not isinstance(raw, dict):
         return
-    found: list[tuple[Loc, Any, _Wanted]] = [(("on_escalate",), raw.get("on_escalate"), "callable")]
+    found: list[tuple[Loc, Any, _Wanted]] = [((key,), raw.get(key), "callable") for key in ("on_escalate", "on_cancel")]
     states = raw["states"] if isinstance(raw.get("states"), dict) else {}
     for name, fields in states.items():
         if not isinstance(fields, dict):
             continue
-        for key in ("action", "on_escalate"):
+        for key in ("action", "on_escalate", "on_cancel"):
             found.append((("states", name, key), fields.get(key), "callable"))
         retries = fields.get("non_retryable")
         for i, entry in enumerate(retries if isinstance(retries, list) else []):

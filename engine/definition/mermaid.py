@@ -56,6 +56,8 @@ def _describe(state: StateSpec) -> str:
             parts.append(f"{state.retry.attempts} attempts")
         if not state.idempotent:
             parts.append("not idempotent")
+    if state.on_cancel:  # a compensation of its own: worth seeing where it applies
+        parts.append(f"on cancel {state.on_cancel.partition(':')[2]}")
     return ", ".join(parts)
 
 

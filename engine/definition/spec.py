@@ -25,6 +25,10 @@ CLASS_NAME = re.compile(r"^[A-Za-z_]\w*$")
 # Triggers the engine fires by itself (README, "Defining machines": reserved triggers).
 OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
+# Optional fields of machines and states added after definitions were first pinned: the
+# canonical form omits them while unset (MachineSpec.canonical).
+ADDED_LATER = ("on_cancel",)
+
 
 def _check_name(value: Any) -> Any:
     if isinstance(value, bool):
@@ -104,6 +108,7 @@ class StateSpec(_Strict):
     outcome: str | None = None
     on_escalate: ImportPath | None = None
     non_retryable: list[str] = []
+    on_cancel: ImportPath | None = None  # compensation when a run is cancelled here (else the machine's)
 
     @property
     def kind(self) -> Literal["task", "waiting", "final"]:
@@ -128,7 +133,7 @@ class StateSpec(_Strict):
             "task": ("approvers", "outcome"),
             "waiting": ("retry", "non_retryable", "idempotent", "outcome"),
             "final": ("action", "retry", "timeout", "idempotent", "approvers", "on_escalate",
-                      "non_retryable"),
+                      "non_retryable", "on_cancel"),
         }[kind]
         # Compare with the defaults, not `model_fields_set`: the canonical form spells
         # every field out and must validate again unchanged.
@@ -176,14 +181,22 @@ class MachineSpec(_Strict):
     states: dict[Name, StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec]
     on_escalate: ImportPath | None = None
+    on_cancel: ImportPath | None = None  # compensation run once when a run is cancelled
 
     def canonical(self) -> dict[str, Any]:
         """Plain JSON data, every field explicit, durations in seconds: the pinned form.
 
         Defaults are written out so that a pinned run keeps its behaviour even if a
-        later engine changes a default.
+        later engine changes a default. Fields added later (ADDED_LATER) are the
+        exception: left out while unset, so a machine that does not use them keeps the
+        form and hash it had before they existed (as journal records omit new defaults).
         """
-        return self.model_dump(mode="json")
+        canonical = self.model_dump(mode="json")
+        for fields in (canonical, *canonical["states"].values()):
+            for name in ADDED_LATER:
+                if fields.get(name) is None:
+                    fields.pop(name, None)
+        return canonical
 
     def hash(self) -> str:
         """`sha256:<hex>` of the canonical JSON (sorted keys, compact separators)."""

@@ -1,6 +1,8 @@
 """Whether a trigger or resolution sent from outside may apply to a run now, and why not.
 
-The rules, in the order they are checked: a message answers the wait that was open when
+A cancel applies to any run that has not ended, whatever it is doing (the supervisor
+kills a step in flight first). An upgrade's rules are engine.run.upgrade's. For the
+others, in the order they are checked: a message answers the wait that was open when
 it arrived, so one that finds the run moved on is *stale*; a resolution needs an
 escalated run (and a `skip` a transition that leads somewhere); a trigger needs a
 waiting run, one of the triggers it waits for, an allowed approver, and a transition
@@ -11,12 +13,17 @@ whose conditions hold with the message's data merged in. A refusal is journaled
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from engine.definition.loader import Machine
 from engine.errors import ConditionError
+from engine.run import upgrade
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
+from engine.run.upgrade import UpgradeRequest
+from journal import Cancelled, CutStep
 
 
 class Request(Protocol):
@@ -32,6 +39,12 @@ class Request(Protocol):
     def data(self) -> dict[str, Any]: ...
     @property
     def resolve(self) -> Literal["retry", "skip", "abort"] | None: ...
+    @property
+    def cancel(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def upgrade(self) -> UpgradeRequest | None: ...
 
 
 @dataclass
@@ -43,20 +56,49 @@ class Delivery:
     state: RunState
 
 
+def check(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None,
+          now: datetime) -> tuple[str | None, Machine | None]:
+    """Why `request` cannot apply now (None: it can) and, for an upgrade, the machine it
+    moves the run to (validated here: engine.run.upgrade)."""
+    if request.upgrade is None:
+        return refusal(rs, machine, request, answers), None
+    new = upgrade.load_upgrade(request.upgrade)
+    if isinstance(new, str):
+        return new, None
+    return "; ".join(upgrade.incompatibilities(rs, new, now)) or None, new
+
+
 def refusal(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None) -> str | None:
     """Why `request` cannot be applied to the run now (None: it can).
 
     `answers`: what the run stood at (RunState.stands_at) when the request arrived; None
     when the sender did not say (then it cannot be stale).
     """
+    if request.cancel:  # never stale: it is meant for the run whatever it does by now
+        return f"the run has ended ({rs.status} in '{rs.state}'); nothing to cancel" if rs.ended else None
     try:
         return _staleness(rs, answers) or _refusal(rs, machine, request)
     except ConditionError as exc:
         return str(exc)
 
 
+def cancellation(rs: RunState, machine: RunnableMachine, request: Request, source_file: str | None) -> Cancelled:
+    """The `cancelled` record of an accepted cancel, naming the step it cuts off, if any:
+    its worker was killed (or died), so a step that is not idempotent has an unknown outcome."""
+    step, cut = rs.in_flight, None
+    if step is not None:
+        cut = CutStep(state=step.state, attempt=step.attempt, idempotency_key=step.idempotency_key,
+                      outcome_unknown=not machine.state(step.state).idempotent)
+    return Cancelled(by=request.by, reason=request.reason or "", source_file=source_file, cut_step=cut)
+
+
 def label(request: Request) -> str:
-    """How a refused request is named in `trigger_refused`: its trigger, or `resolve:ACTION`."""
+    """How a refused request is named in `trigger_refused`: its trigger, `resolve:ACTION`,
+    `cancel` or `upgrade`."""
+    if request.cancel:
+        return "cancel"
+    if request.upgrade is not None:
+        return "upgrade"
     return f"resolve:{request.resolve}" if request.resolve else request.trigger or ""
 
 

@@ -20,9 +20,11 @@ from engine.run.clock import iso, parse_iso
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
-from engine.run.todo import Cancel, Cause, Enter, Failed, Step, Take, TimeoutDue
+from engine.run.todo import Cancel, Cause, Compensate, Enter, Failed, Step, Take, TimeoutDue
 from journal import (
     Cancelled,
+    CompensationFinished,
+    CompensationStarted,
     Escalated,
     Record,
     RetryScheduled,
@@ -88,6 +90,8 @@ def plan(rs: RunState, machine: RunnableMachine, now: datetime, *, abandoned: st
     restart ("worker died", the default) or the supervisor's "timeout".
     """
     if rs.ended:
+        if isinstance(rs.todo, Compensate):  # a cancelled run's on_cancel is still owed
+            return Append([_compensation(rs, rs.todo)])
         return Stop(rs.status)
     if rs.status == RunStatus.ESCALATED:
         return Stop(RunStatus.ESCALATED)
@@ -123,6 +127,17 @@ def retry_delay(policy: RetryPolicy, attempt: int, rng: Uniform) -> float:
 
 def escalation(rs: RunState, reason: str, detail: str) -> Escalated:
     return Escalated(state=rs.state, reason=reason, detail=detail)
+
+
+def _compensation(rs: RunState, owed: Compensate) -> Record:
+    """Call on_cancel (always with the key f"{run_id}/cancel"), unless crashes cut off so
+    many calls already that another would only crash again."""
+    cut_off = owed.attempt - 1
+    if cut_off >= MAX_ABANDONS:
+        return CompensationFinished(action=owed.action, attempt=cut_off, error_type="Abandoned",
+                                    error=f"cut off {cut_off} times (its process died during the call); "
+                                          "not called again")
+    return CompensationStarted(action=owed.action, attempt=owed.attempt, idempotency_key=f"{rs.run_id}/cancel")
 
 
 def _started(rs: RunState, attempt: int) -> StepStarted:

@@ -16,9 +16,11 @@ from typing import Any
 from engine.errors import JournalFormatError, ReplayError
 from engine.run.clock import parse_iso
 from engine.run.status import RunStatus
-from engine.run.todo import Cancel, Enter, Failed, Step, Take, TimeoutDue, Todo
+from engine.run.todo import Cancel, Compensate, Enter, Failed, Step, Take, TimeoutDue, Todo
 from journal import (
     Cancelled,
+    CompensationFinished,
+    CompensationStarted,
     Escalated,
     Record,
     Resolved,
@@ -33,6 +35,7 @@ from journal import (
     Transition,
     TriggerReceived,
     TriggerRefused,
+    Upgraded,
     Waiting,
     pinned_definition,
 )
@@ -102,6 +105,8 @@ class RunState:
 
     @property
     def ended(self) -> bool:
+        """Finished or cancelled: it takes no more messages (a cancelled run may still owe
+        its `on_cancel` compensation: `todo` is then a `Compensate`)."""
         return self.status in (RunStatus.FINISHED, RunStatus.CANCELLED)
 
     @property
@@ -197,6 +202,32 @@ class RunState:
 
     def _cancelled(self, r: Cancelled) -> None:
         self.status, self.todo, self.deadline, self.in_flight = _CANCELLED, None, None, None
+        self.step_timeout, self.triggers, self.approvers, self.escalation = None, [], None, None
+        # The compensation, if the definition has one, is owed from now on: the state's
+        # `on_cancel`, else the machine's (old definitions have neither key).
+        action = self.definition["states"].get(self.state, {}).get("on_cancel") or self.definition.get("on_cancel")
+        if action:
+            self.todo = Compensate(action, 1)
+        if r.source_file:
+            self.inbox_files[r.source_file] = (True, "accepted")
+
+    def _compensation_started(self, r: CompensationStarted) -> None:
+        # Owed again until its outcome is journaled: a crash now means one more call, same key.
+        self.todo = Compensate(r.action, r.attempt + 1)
+
+    def _compensation_finished(self, r: CompensationFinished) -> None:
+        self.todo = None
+
+    def _upgraded(self, r: Upgraded) -> None:
+        """From here on the run follows the definition `r` pins (its version, hash, code)."""
+        self.definition = pinned_definition(r)
+        self.version, self.definition_hash, self.source = r.version, r.definition_hash, r.source
+        if self.status == _WAITING:
+            # The wait is opened again under the new definition (its triggers, approvers
+            # and timeout; the deadline still counts from when the state was entered).
+            self._running(_ENTER)
+        if r.source_file:
+            self.inbox_files[r.source_file] = (True, "accepted")
 
     # --- shared pieces ------------------------------------------------------------------
 
@@ -235,6 +266,9 @@ _HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     Resolved: RunState._resolved,
     RunFinished: RunState._run_finished,
     Cancelled: RunState._cancelled,
+    CompensationStarted: RunState._compensation_started,
+    CompensationFinished: RunState._compensation_finished,
+    Upgraded: RunState._upgraded,
 }
 
 

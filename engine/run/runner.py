@@ -11,7 +11,9 @@ a message from outside applies is engine.run.delivery's to say. Durability rules
 - an outcome and everything that follows from it without calling code (transition, the
   next `step_started` or `waiting`) go out as one batch with one fsync, so K task steps
   cost K+1 fsyncs. A crash may leave any prefix of a batch: replay resumes from each.
-- `escalated` is durable before its ticket is written and `on_escalate` is called.
+- `escalated` is durable before its ticket is written and `on_escalate` is called;
+  `cancelled` before a ticket is removed, and `compensation_started` before `on_cancel`
+  is called (engine.run.compensation).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from engine.definition.loader import Machine, load_machine, machine_from_definit
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
-from engine.run import delivery, stale_code, tickets
+from engine.run import delivery, stale_code, tickets, upgrade
 from engine.run.clock import Clock, clock_from_env, iso
+from engine.run.compensation import compensate
 from engine.run.delivery import Delivery, Request
 from engine.run.ids import new_run_id
 from engine.run.outcome import call_step
@@ -36,6 +39,7 @@ from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
 from journal import (
+    CompensationStarted,
     Cursor,
     Escalated,
     JournalError,
@@ -152,7 +156,8 @@ class Runner:
 
     def deliver(self, run_id: str, message: Request, source_file: str | None = None,
                 answers: int | None = None) -> Delivery:
-        """Check, journal and apply a trigger or resolution from outside, then advance.
+        """Check, journal and apply a message from outside (a trigger, a resolution, a
+        cancel or an upgrade), then advance.
 
         Idempotent on `source_file`: a file already journaled gets its earlier answer.
         `answers`: what the run stood at (RunState.stands_at) when the message arrived; if
@@ -162,16 +167,29 @@ class Runner:
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
                 return Delivery(accepted, reason, s.rs)
-            if s.rs.status == RunStatus.WAITING and s.rs.deadline and self.clock.now() >= s.rs.deadline:
-                self._drive(s)  # the deadline passed first: the timeout wins over the message
-            refused = delivery.refusal(s.rs, s.machine, message, answers)
+            if (not message.cancel and s.rs.status == RunStatus.WAITING and s.rs.deadline
+                    and self.clock.now() >= s.rs.deadline):
+                # The deadline passed first: the timeout wins over the message (not over a
+                # cancel, which ends the run as it stands: nothing runs on its way out).
+                self._drive(s)
+            refused, new = delivery.check(s.rs, s.machine, message, answers, self.clock.now())
             if refused:
                 self._journal(s, [TriggerRefused(
                     trigger=delivery.label(message), state=s.rs.state, by=message.by, reason=refused,
                     source_file=source_file)])
                 self._flush(s)
                 return Delivery(False, refused, s.rs)
-            if message.resolve is not None:
+            if message.cancel:
+                escalated = s.rs.status == RunStatus.ESCALATED
+                self._journal(s, [delivery.cancellation(s.rs, s.machine, message, source_file)])
+                self._flush(s)  # durable before its ticket goes and on_cancel is called
+                if escalated:
+                    tickets.remove_ticket(self.home.store, run_id)
+            elif new is not None and message.upgrade is not None:
+                self._journal(s, [upgrade.upgraded(s.rs, new, message.upgrade, message.by, message.comment,
+                                                   source_file)])
+                s.machine = self._machines[(new.hash, s.rs.source)] = new  # from here on
+            elif message.resolve is not None:
                 self._resolve(s, message.resolve, message, source_file)
             elif message.trigger is not None:  # always: a trigger message without one is refused
                 self._journal(s, [TriggerReceived(
@@ -208,6 +226,9 @@ class Runner:
             elif isinstance(last, StepStarted):
                 self._flush(s)  # durable before the action is called
                 self._journal(s, [call_step(rs, machine, last, self.clock, self.heartbeat)])
+            elif isinstance(last, CompensationStarted):
+                self._flush(s)  # durable before on_cancel is called
+                self._journal(s, [compensate(rs, machine, last, self.clock)])
 
     def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None) -> None:
         self._journal(s, [Resolved(action=action, by=message.by,

@@ -55,4 +55,12 @@ class Cancel(msgspec.Struct, frozen=True):
     by: str
 
 
-Todo = Enter | Step | Take | Failed | TimeoutDue | Cancel
+class Compensate(msgspec.Struct, frozen=True):
+    """Call a cancelled run's `on_cancel` (`action`), as its `attempt`-th call: after
+    `cancelled`, or again after a crash cut a call off before its outcome was journaled."""
+
+    action: str
+    attempt: int
+
+
+Todo = Enter | Step | Take | Failed | TimeoutDue | Cancel | Compensate

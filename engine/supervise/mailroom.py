@@ -8,6 +8,9 @@ over is refused as stale). The supervisor's loop asks for a run's `next_delivery
 it to a worker, and gives the mailroom the result (`delivered`): applied files go to
 done/, refused ones to rejected/ saying why, and an engine error is tried again up to
 DELIVERY_TRIES times. `close` gives back, at shutdown, the files never handed over.
+A cancel jumps its run's queue (`cancelling` names the runs that have one): the
+supervisor kills a worker that holds such a run, then delivers the cancel before
+anything else.
 
 Delivery is idempotent on the claimed key (the `source_file` the journal records), so a
 file ever handed to a worker is never unclaimed: it stays claimed, and the next start
@@ -134,6 +137,10 @@ class Mailroom:
         """Runs with files queued, in the order their first file came."""
         return list(self._queues)
 
+    def cancelling(self) -> list[str]:
+        """Runs with a cancel queued (it is delivered before their other files)."""
+        return [run_id for run_id, queue in self._queues.items() if any(letter.message.cancel for letter in queue)]
+
     def next_delivery(self, run_id: str) -> Job | None:
         """The job delivering the run's oldest file, counted as handed to a worker from now on.
 
@@ -148,7 +155,7 @@ class Mailroom:
         if not queue:
             self._queues.pop(run_id, None)
             return None
-        letter = queue[0]
+        letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
         self._sent.add(letter.item.key)
         return Job(run_id, "deliver", message=letter.message, source_file=letter.item.key,
                    last_seq=tracked.state.last_seq, answers=letter.answers)
@@ -156,16 +163,16 @@ class Mailroom:
     def delivered(self, result: Result) -> None:
         """File the delivery's file by its result (a died/killed/locked one stays queued)."""
         queue = self._queues.get(result.job.run_id)
-        if not queue or queue[0].item.key != result.job.source_file:
+        letter = next((letter for letter in queue or () if letter.item.key == result.job.source_file), None)
+        if queue is None or letter is None:
             return
-        letter = queue[0]
         if result.outcome == "ok":
-            queue.popleft()
+            queue.remove(letter)
             self._file(letter.item, bool(result.accepted), result.reason)
         elif result.outcome == "error":
             letter.tries += 1
             if letter.tries >= DELIVERY_TRIES:
-                queue.popleft()
+                queue.remove(letter)
                 self._file(letter.item, False, f"engine error: {result.error}")
         if not queue:
             self._queues.pop(result.job.run_id, None)

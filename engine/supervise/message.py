@@ -2,7 +2,10 @@
 
 A message is one file in `inbox/`: UTF-8 JSON or YAML (YAML without aliases: an alias
 bomb fits in a few bytes), at most MAX_BYTES, holding a mapping validated by the
-pydantic `Message` model: a trigger for a run, or a human's resolution of an escalation.
+pydantic `Message` model: a trigger for a run, a human's resolution of an escalation,
+a cancel (`{"run": ID, "cancel": true, "by": NAME, "reason": TEXT}`), or an upgrade to
+another definition of the run's machine (`"upgrade": {definition, definition_hash,
+source}`, written by `ratchet upgrade`).
 `parse_message` turns bytes into a Message or says why not (InvalidMessageError).
 
 Writers write into `inbox/.tmp`, fsync and rename into `inbox/` (`write_message` does
@@ -39,8 +42,26 @@ class WriterHome(Protocol):
     inbox_tmp: Path
 
 
+class Upgrade(BaseModel):
+    """What an upgrade message carries: the new definition in its canonical form (as a
+    run pins it), that form's hash, and the file it came from (its actions resolve beside it)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    definition: dict[str, Any]
+    definition_hash: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    source: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("definition")
+    @classmethod
+    def _json_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _check_json(value, 1)
+        return value
+
+
 class Message(BaseModel):
-    """One inbox file: a trigger for a run, or a human's resolution of an escalation."""
+    """One inbox file: a trigger for a run, a human's resolution of an escalation, a
+    cancel, or an upgrade."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -50,6 +71,9 @@ class Message(BaseModel):
     comment: str | None = Field(default=None, max_length=4000)
     data: dict[str, Any] = Field(default_factory=dict)
     resolve: Literal["retry", "skip", "abort"] | None = None
+    cancel: bool = False
+    reason: str | None = Field(default=None, max_length=4000)  # why a cancel (kept in `cancelled`)
+    upgrade: Upgrade | None = None
 
     @field_validator("run")
     @classmethod
@@ -67,6 +91,18 @@ class Message(BaseModel):
 
     @model_validator(mode="after")
     def _trigger_matches_resolve(self) -> Message:
+        if self.cancel or self.upgrade is not None:
+            what = "cancel" if self.cancel else "upgrade"
+            if self.cancel and self.upgrade is not None:
+                raise ValueError("a message is a cancel or an upgrade, not both")
+            extra = [name for name in ("trigger", "resolve", "data") if getattr(self, name)]
+            if extra:
+                raise ValueError(f"{what} takes no {' or '.join(repr(name) for name in extra)}")
+            if self.reason is not None and not self.cancel:
+                raise ValueError("'reason' goes with cancel only (an upgrade takes 'comment')")
+            return self
+        if self.reason is not None:
+            raise ValueError("'reason' goes with cancel only (a trigger or resolution takes 'comment')")
         if self.resolve in (None, "skip") and self.trigger is None:
             raise ValueError("'trigger' is required" + (" for resolve: skip" if self.resolve else ""))
         if self.resolve in ("retry", "abort") and self.trigger is not None:
@@ -150,7 +186,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 def message_name(message: Message) -> str:
     """A unique, sortable, readable file name for `message`."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    what = message.trigger if message.resolve in (None, "skip") else message.resolve
+    what: str | None = message.trigger if message.resolve in (None, "skip") else message.resolve
+    if message.cancel or message.upgrade is not None:
+        what = "cancel" if message.cancel else "upgrade"
     return f"{stamp}-{message.run}-{what}-{secrets.token_hex(3)}.json"
 
 

@@ -114,6 +114,7 @@ class Supervisor:
                 self._consider_changed()
                 self._fire_due()
                 self._kill_overdue()
+                self._kill_cancelled()
                 self._consider_changed()
                 self._dispatch()
                 if once and not self._pending_now():
@@ -172,7 +173,8 @@ class Supervisor:
 
     def _consider(self, run_id: str) -> None:
         state = self.runs[run_id].state
-        if state.status == MOVING and not self.pool.holding(run_id):
+        owed = state.status == MOVING or (state.ended and state.todo is not None)  # e.g. on_cancel cut off
+        if owed and not self.pool.holding(run_id):
             self._ready[run_id] = None
         if state.status == "escalated" and state.escalation is not None and not self.pool.holding(run_id):
             self._check_ticket(run_id, state.escalation.seq)
@@ -213,17 +215,36 @@ class Supervisor:
             if overdue.step_seq is None:
                 self.agenda.back_off(run_id)  # it may hang again: do not spin on it
 
+    def _kill_cancelled(self) -> None:
+        """A cancel is queued for a run a worker holds (mid-step, say): kill that worker
+        (SIGKILL, as for a step past its timeout), so the cancel is delivered next, to a
+        run nobody advances, and the step it cuts off is named in `cancelled`."""
+        for run_id in self.mailroom.cancelling():
+            worker = self.pool.holding(run_id)
+            if worker is None or worker.conn.poll():  # a result may be waiting: judged after collect()
+                continue
+            job = worker.current
+            if job.kind == "deliver" and job.message is not None and job.message.cancel:
+                continue  # the cancel itself (and its on_cancel) is what the worker is doing
+            result = self.pool.kill(worker, "a cancel is waiting for its run")
+            self.timeouts.finished(run_id)
+            if job.kind == "deliver":
+                self.mailroom.delivered(result)  # killed: the file stays queued, for after the cancel
+            self._ready[run_id] = None  # should the cancel be refused, the run is replayed
+
     # --- dispatching ------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         if not self.pool.idle():
             return
-        for run_id in list(dict.fromkeys([*self._ready, *self.mailroom.runs_with_mail()])):
+        cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
+        for run_id in list(dict.fromkeys([*cancelling, *self._ready, *self.mailroom.runs_with_mail()])):
             if not self.pool.idle():
                 return
-            if self.pool.holding(run_id) or self.agenda.held_back(run_id):
+            cancel = run_id in cancelling
+            if self.pool.holding(run_id) or (self.agenda.held_back(run_id) and not cancel):
                 continue
-            job = self._next_job(run_id)
+            job = self.mailroom.next_delivery(run_id) if cancel else self._next_job(run_id)  # a cancel first
             if job is not None:
                 self.timeouts.handed_over(run_id)
                 self.pool.submit(job)

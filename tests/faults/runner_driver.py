@@ -33,6 +33,7 @@ class Message:
     def __init__(self, run: str, trigger: str, by: str) -> None:
         self.run, self.trigger, self.by = run, trigger, by
         self.comment, self.data, self.resolve = None, {}, None
+        self.cancel, self.reason, self.upgrade = False, None, None
 
 
 def install_mid_action_crash_point() -> None:

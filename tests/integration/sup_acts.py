@@ -10,8 +10,11 @@ call with a key. The run's input can make a step hang or block *after* its effec
   pulse: PATH, pulses: N   attempt 1 of prepare, N times: waits until PATH.go<i> exists,
                  calls ctx.heartbeat(), then writes PATH.beat<i>
   pulse_hang: true    ... and then sleeps forever (a step that goes silent)
+  fail_in: STATE      attempt 1 of STATE raises Flaky after its ledger line (a retry follows)
+  fatal_in: STATE     STATE raises Fatal after its ledger line (non-retryable where listed)
 Before blocking, the step writes `<ledger>.<run_id>.started` holding its pid.
-`notify` (an on_escalate) appends one line to `<ledger>.notified`.
+`notify` (an on_escalate) appends one line to `<ledger>.notified`; `release` (an
+on_cancel) one line to the ledger, as state "on_cancel", deduplicated by key.
 """
 
 import fcntl
@@ -21,18 +24,40 @@ import time
 from pathlib import Path
 
 
-def work(ctx):
+class Flaky(Exception):
+    pass
+
+
+class Fatal(Exception):
+    pass
+
+
+def _record(ctx, state):
+    """One ledger line; `effect` only on the first call with this key (like a real API)."""
     ledger = Path(os.environ["RATCHET_LEDGER"])
     fd = os.open(ledger, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         earlier = [json.loads(line) for line in ledger.read_text().splitlines() if line]
         effect = not any(e["key"] == ctx.idempotency_key and e["effect"] for e in earlier)
-        line = {"key": ctx.idempotency_key, "run": ctx.run_id, "state": ctx.state,
+        line = {"key": ctx.idempotency_key, "run": ctx.run_id, "state": state,
                 "attempt": ctx.attempt, "effect": effect, "pid": os.getpid()}
         os.write(fd, (json.dumps(line) + "\n").encode())
     finally:
         os.close(fd)
+    return ledger
+
+
+def release(ctx):
+    _record(ctx, "on_cancel")
+
+
+def work(ctx):
+    ledger = _record(ctx, ctx.state)
+    if ctx.input.get("fail_in") == ctx.state and ctx.attempt == 1:
+        raise Flaky("try again later")
+    if ctx.input.get("fatal_in") == ctx.state:
+        raise Fatal("bad input")
     started = Path(f"{ledger}.{ctx.run_id}.started")
     if ctx.input.get("hang") == ctx.state and ctx.attempt == 1:
         _mark(started)

@@ -54,6 +54,27 @@ transitions:
 on_escalate: sup_acts:notify
 """
 
+# Every status a cancel can find: a retry sleeping an hour, a non-retryable failure that
+# escalates, a non-idempotent step (gate it to hold it in flight), a wait; on_cancel compensates.
+CANCELLING = """
+name: cancelling
+version: 1
+initial: prepare
+on_cancel: sup_acts:release
+states:
+  prepare:
+    action: sup_acts:work
+    retry: {attempts: 2, backoff: 1h, factor: 1, jitter: false}
+    non_retryable: [Fatal]
+  charge: {action: sup_acts:work, idempotent: false}
+  review: {approvers: [alice], timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: prepare, dest: charge}
+  - {trigger: ok, source: charge, dest: review}
+  - {trigger: approve, source: review, dest: done}
+"""
+
 # The same, but its prepare action's module takes a while to import (like a heavy SDK):
 # a fresh worker is busy loading it for a moment before it writes anything.
 SLOW_START = MACHINE.replace("name: approval", "name: slow_start").replace(
@@ -168,6 +189,7 @@ def machine_folder(tmp_path_factory) -> Path:
     _FOLDER.append(folder)
     (folder / "approval.yaml").write_text(MACHINE)
     (folder / "notifying.yaml").write_text(NOTIFYING)
+    (folder / "cancelling.yaml").write_text(CANCELLING)
     (folder / "slow_start.yaml").write_text(SLOW_START)
     (folder / "sup_slow.py").write_text(SLOW_MODULE)
     shutil.copy(HERE / "sup_acts.py", folder / "sup_acts.py")

@@ -7,6 +7,7 @@ would, leaving the step in flight.
 
 CALLS: list[tuple[str, int, str]] = []  # (state, attempt, idempotency key)
 NOTIFIED: list[tuple[str, dict]] = []
+COMPENSATED: list[tuple[str, str, int]] = []  # on_cancel calls: (idempotency key, state, attempt)
 SCRIPT: dict[str, list] = {}
 
 
@@ -25,6 +26,7 @@ class Die(BaseException):
 def reset() -> None:
     CALLS.clear()
     NOTIFIED.clear()
+    COMPENSATED.clear()
     SCRIPT.clear()
 
 
@@ -39,6 +41,21 @@ def step(ctx):
 
 def notify(ctx):
     NOTIFIED.append((ctx.idempotency_key, dict(ctx.escalation)))
+
+
+def release_hold(ctx):
+    """An on_cancel: release what the run held."""
+    COMPENSATED.append((ctx.idempotency_key, ctx.state, ctx.attempt))
+
+
+def release_review(ctx):
+    """A state's own on_cancel (beats the machine's)."""
+    COMPENSATED.append((ctx.idempotency_key, f"review:{ctx.state}", ctx.attempt))
+
+
+def broken_release(ctx):
+    COMPENSATED.append((ctx.idempotency_key, ctx.state, ctx.attempt))
+    raise RuntimeError("hold service down")
 
 
 def broken_notify(ctx):
