@@ -13,18 +13,21 @@ from engine.errors import DefinitionError, NotAMachineError
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1), e.g. a wait with no timeout.")
+def validate(paths: tuple[Path, ...], strict: bool) -> None:
     """Check machine definitions before any run starts.
 
     PATHS are .yaml/.yml/.py machine files or folders of them. Every problem is printed
     as `file:line: message` (Python files: `file: object.path: message`), all of them,
-    not just the first. Warnings do not fail. Python modules without a `machine`
+    not just the first. Warnings (`file:line: warning: ...`, such as a waiting state
+    with no timeout) do not fail, unless --strict. Python modules without a `machine`
     attribute (action modules beside the machines) are skipped, so `machines/*` works.
     Exit 0 if all are valid, 1 otherwise.
 
     \b
     Example:
       ratchet validate machines/*
+      ratchet validate --strict machines/     # in CI: warnings fail too
     """
     files, invalid, checked = _machine_files(paths), 0, 0
     for path in files:
@@ -46,6 +49,10 @@ def validate(paths: tuple[Path, ...]) -> None:
         checked += 1
         for warning in machine.warnings:
             click.echo(str(warning))
+        if strict and machine.warnings:
+            click.echo(f"{path}: {len(machine.warnings)} warning(s), which fail under --strict")
+            invalid += 1
+            continue
         click.echo(f"{path}: ok ({machine.name} v{machine.spec.version}, {machine.hash[:19]}…)")
     if not checked and not invalid:
         raise UserError(f"no machine definitions (.yaml, .yml, .py) in {' '.join(map(str, paths))}")

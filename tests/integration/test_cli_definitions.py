@@ -58,6 +58,20 @@ def test_warnings_do_not_fail_validation():
     assert ":8: warning: states.review.timeout:" in result.stdout
 
 
+def test_strict_makes_warnings_fail_and_still_prints_them():
+    endless = "tests/unit/definitions/warnings/endless_wait.yaml"
+    relaxed = ratchet("validate", endless, "machines/renewal_review.yaml")
+    assert relaxed.returncode == 0, relaxed.stdout + relaxed.stderr
+    assert f"{endless}:6: warning: states.review: waiting state 'review' has no timeout" in relaxed.stdout
+    assert f"{endless}: ok (" in relaxed.stdout
+    strict = ratchet("validate", "--strict", endless, "machines/renewal_review.yaml")
+    assert strict.returncode == 1
+    assert f"{endless}:6: warning: " in strict.stdout and f"{endless}: ok" not in strict.stdout
+    assert f"{endless}: 1 warning(s), which fail under --strict" in strict.stdout
+    assert "machines/renewal_review.yaml: ok (" in strict.stdout  # a clean file still passes
+    assert ratchet("validate", "--strict", "machines/renewal_review.yaml").returncode == 0
+
+
 def test_validate_with_nothing_to_validate_fails(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     result = ratchet("validate", str(tmp_path / "notes.txt"))
