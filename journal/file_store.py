@@ -12,6 +12,7 @@ call; `watch` is inotify (journal.file_watch, only imported when used).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,8 +55,7 @@ class FileStore:
         """The run's single writer (raises JournalLockedError if another process holds it)."""
         path = self.path(run_id)
         if create and not self.runs_dir.is_dir():
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            fsync_dir(self.runs_dir.parent)  # the new folder's own entry must be durable too
+            _make_dirs(self.runs_dir)  # the home itself, too, is created with its first journal
         return JournalWriter(path, run_id, create=create, durability=self.durability)
 
     def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
@@ -147,3 +147,15 @@ class FileStore:
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
+
+
+def _make_dirs(folder: Path) -> None:
+    """Create `folder` and its missing parents, each new entry made durable (fsync of its parent)."""
+    missing = []
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            new.mkdir()
+        fsync_dir(new.parent)

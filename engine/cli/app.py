@@ -136,11 +136,12 @@ def home_of(ctx: click.Context) -> Path:
 
 
 def existing_home(ctx: click.Context) -> Path:
-    """The home of a command that only reads or adds to existing runs: it must exist."""
+    """The home of a command that only reads, supervises or adds to existing runs: it must
+    exist (only `start` and `run` create one, once they have a run to write)."""
     home = home_of(ctx)
     if not home.is_dir():
-        raise UserError(f"no Ratchet home at {home}; start a run first, or point --home "
-                        "(or RATCHET_HOME) at the right folder")
+        raise UserError(f"no Ratchet home at {home.absolute()}; create one with 'ratchet start'/'ratchet run', "
+                        "or point --home/RATCHET_HOME at it")
     return home
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import existing_home, home_of, main, require_run
+from engine.cli.app import existing_home, main, require_run
 from engine.cli.options import MACHINES_DIR
 from engine.run.status import RunStatus
 
@@ -34,7 +34,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
               job_timeout: float, quiet: bool) -> None:
     """Drive every run: resume, apply the inbox, fire deadlines.
 
-    Creates HOME if it does not exist yet. Logs one line per event on stderr.
+    HOME must exist (`ratchet start` or `ratchet run` creates it): a mistyped
+    --home is refused, never supervised empty. Logs one line per event on stderr,
+    the first naming the home.
 
     On start it reads every journal and resumes what should be moving. It watches
     HOME/inbox for trigger files (applied ones go to inbox/done/, refused ones to
@@ -53,9 +55,11 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.supervise.supervisor import Supervisor
 
+    home = existing_home(ctx)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
-    supervisor = Supervisor(Home(home_of(ctx)), workers=workers, machines_dir=MACHINES_DIR,
+    logging.getLogger("ratchet.supervisor").info("home %s", home.absolute())
+    supervisor = Supervisor(Home(home), workers=workers, machines_dir=MACHINES_DIR,
                             rescan=rescan, grace=grace, job_timeout=job_timeout)
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))

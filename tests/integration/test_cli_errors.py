@@ -113,10 +113,32 @@ def test_mistakes_are_one_line_and_exit_1(home: Path, args: list[str], fragment:
     ["status"], ["tail", "r1"], ["verify"], ["graph", RENEWAL, "--run", "r1"],
     ["send", "r1", "approve", "--by", "alice"], ["approve", "r1", "--by", "alice"],
     ["reject", "r1", "--by", "alice"], ["resolve", "r1", "retry", "--by", "ops"],
+    ["supervise", "--once"], ["supervise"],
 ])
 def test_a_missing_home_is_a_one_line_error_and_is_not_created(tmp_path: Path, args: list[str]) -> None:
-    assert_one_line_error(cli(tmp_path / "nowhere", *args), f"no Ratchet home at {tmp_path / 'nowhere'}")
+    assert_one_line_error(cli(tmp_path / "nowhere", *args),
+                          f"no Ratchet home at {tmp_path / 'nowhere'}; create one with 'ratchet start'/"
+                          "'ratchet run', or point --home/RATCHET_HOME at it")
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "nosuch"], "no machine named 'nosuch'"),
+    (["start", "nosuch"], "no machine named 'nosuch'"),
+    (["start", BROKEN], "(and 4 more problems"),
+    (["run", RENEWAL, "--id", "../x"], "invalid run id '../x'"),
+    (["run", RENEWAL, "--input", "oops"], "--input 'oops': expected KEY=VALUE"),
+])
+def test_a_command_that_fails_leaves_no_home_behind(tmp_path: Path, args: list[str], fragment: str) -> None:
+    assert_one_line_error(cli(tmp_path / "new", *args), fragment)
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_first_run_creates_the_home_with_its_journal(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RATCHET_LEDGER", str(tmp_path / "ledger.jsonl"))
+    assert cli(tmp_path / "a" / "new", "start", RENEWAL, "--id", "r1").exit_code == 0
+    assert {"runs", "inbox"} <= {p.name for p in (tmp_path / "a" / "new").iterdir()}  # the whole layout
+    assert cli(tmp_path / "a" / "new", "approve", "r1", "--by", "alice").exit_code == 0
 
 
 def test_validate_reports_a_missing_file_and_exits_1(tmp_path: Path) -> None:
@@ -180,8 +202,8 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 def test_console_script_mistakes_are_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = ratchet("status", env=clean_env)
     assert (out.returncode, out.stdout) == (1, "")
-    assert out.stderr == (f"ratchet: error: no Ratchet home at {tmp_path / 'home'}; start a run first, "
-                          "or point --home (or RATCHET_HOME) at the right folder\n")
+    assert out.stderr == (f"ratchet: error: no Ratchet home at {tmp_path / 'home'}; create one with "
+                          "'ratchet start'/'ratchet run', or point --home/RATCHET_HOME at it\n")
     assert ratchet("run", "renewal_review", "--id", "r1", env=clean_env).returncode == 0
     for args, fragment in [
         (["tail", "../x"], "invalid run id '../x'"),
