@@ -45,7 +45,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     counted from the step's start or its action's last ctx.heartbeat(),
     whichever is later.
     SIGTERM or SIGINT stops it cleanly (exit 0); a step killed then is resumed
-    by the next start.
+    by the next start. Several supervisors may share a home: a run is advanced
+    by one at a time, and how often one found a run locked by another is said
+    at stop (each time at debug level: `ratchet --debug supervise`).
 
     \b
     Example:
@@ -58,6 +60,8 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     home = existing_home(ctx)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
+    if ctx.find_root().obj.get("debug"):
+        logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
     logging.getLogger("ratchet.supervisor").info("home %s", home.absolute())
     supervisor = Supervisor(Home(home), workers=workers, machines_dir=MACHINES_DIR,
                             rescan=rescan, grace=grace, job_timeout=job_timeout)
