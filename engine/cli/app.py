@@ -29,7 +29,7 @@ class UserError(click.ClickException):
 
 
 COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "tail",
-                 "send", "approve", "reject", "resolve", "verify")  # a run's life, for --help
+                 "send", "approve", "reject", "resolve", "verify", "archive")  # a run's life, for --help
 
 
 class RatchetGroup(click.Group):

@@ -79,14 +79,16 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
 @click.option("--status", "status_filter", metavar="STATUS",
               help=f"Only runs with this status ({', '.join(RunStatus)}).")
 @click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
+@click.option("--all", "everything", is_flag=True, help="Also the archived runs (`ratchet archive`).")
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
-           status_filter: str | None, machine_filter: str | None) -> None:
+           status_filter: str | None, machine_filter: str | None, everything: bool) -> None:
     """Show runs: state, waiting on whom, deadlines, escalations.
 
     A table by default, one row per run (or only run ID); --json prints one
     JSON list for scripts. Filters combine. Read-only: safe while a supervisor
     runs. A run it cannot read is listed with the error instead of hidden.
+    Archived runs are shown with --all (or when asked for by ID).
 
     \b
     Example:
@@ -96,12 +98,22 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
       ratchet status renewal-acme --json | jq '.[0].deadline'
     """
     from engine.home import Home
-    from engine.supervise.status import status_rows
+    from engine.supervise.status import archived_rows, status_rows
 
     home = Home(existing_home(ctx))
-    if run_id is not None:
-        require_run(home.store, run_id)
-    rows = status_rows(home, [run_id] if run_id else None)
+    archived = home.store.archived_ids() if everything or run_id is not None else []
+    if run_id is not None and run_id in archived and not home.store.exists(run_id):
+        rows = archived_rows(home, [run_id])
+    else:
+        if run_id is not None:
+            require_run(home.store, run_id)
+        rows = status_rows(home, [run_id] if run_id else None)
+        if everything and run_id is None:
+            live = {r.run_id for r in rows}
+            for both in sorted(live.intersection(archived)):
+                click.echo(f"ratchet: warning: run {both} is in both runs/ and archive/ (an archive cut short "
+                           "by a crash); 'ratchet archive' finishes it", err=True)
+            rows = sorted(rows + archived_rows(home, [i for i in archived if i not in live]), key=lambda r: r.run_id)
     rows = [r for r in rows if (not state_filter or r.state == state_filter)
             and (not status_filter or r.status == status_filter)
             and (not machine_filter or r.machine == machine_filter)]
@@ -124,6 +136,7 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
         waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
-    return (row.run_id, row.machine, row.state, row.status + (" (in flight)" if row.in_flight else ""),
+    return (row.run_id, row.machine, row.state,
+            row.status + (" (in flight)" if row.in_flight else "") + (" (archived)" if row.archived else ""),
             waiting, row.deadline or ("forever" if row.status == RunStatus.WAITING else ""),
             str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")

@@ -47,6 +47,7 @@ class StatusRow:
     updated: str = ""
     records: int = 0
     error: str | None = None
+    archived: bool = False  # read from the archive (`ratchet archive`), not from the runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,4 +92,18 @@ def status_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         rows.append(row_of(run_id, state))
+    return rows
+
+
+def archived_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]:
+    """Rows of archived runs (`run_ids`, default: all of them), in id order; never a supervisor's
+    business (`ratchet status --all` only)."""
+    rows: list[StatusRow] = []
+    for run_id in run_ids if run_ids is not None else home.store.archived_ids():
+        try:
+            row = row_of(run_id, fold(record for _, record in home.store.archived_lines(run_id)))
+        except Exception as exc:  # a damaged archive: one row saying so, not a crash
+            row = StatusRow(run_id=run_id, status=JournalStatus.DAMAGED, error=str(exc))
+        row.archived = True
+        rows.append(row)
     return rows

@@ -23,7 +23,7 @@ RATCHET = str(Path(sys.executable).parent / "ratchet")
 RENEWAL = str(ROOT / "machines" / "renewal_review.yaml")
 BROKEN = str(ROOT / "tests" / "unit" / "definitions" / "broken" / "many_errors.yaml")
 COMMANDS = ("validate", "graph", "start", "run", "supervise", "status", "tail",
-            "send", "approve", "reject", "resolve", "verify")
+            "send", "approve", "reject", "resolve", "verify", "archive")
 
 
 @pytest.fixture(scope="module")
