@@ -153,10 +153,14 @@ def test_validate_reports_a_missing_file_and_exits_1(tmp_path: Path) -> None:
     (["send", "r1", "approve"], "Missing option '--by'"),
     (["resolve", "r1", "frob", "--by", "ops"], "'frob' is not one of 'retry', 'skip', 'abort'"),
     (["supervise", "--workers", "0"], "--workers"),
+    (["--bogus", "status"], "No such option '--bogus'"),
+    (["archive"], "Missing option '--finished-before'"),
 ])
-def test_usage_mistakes_exit_2_without_traceback(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_usage_mistakes_exit_2_in_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
     result = cli(tmp_path, *args)
     assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("ratchet: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.rstrip().endswith(" --help'") and result.stdout == ""
 
 
 def test_home_may_follow_the_command_and_overrides_the_environment(home: Path, monkeypatch) -> None:
@@ -220,6 +224,7 @@ def test_console_script_mistakes_are_one_line(clean_env: dict[str, str], tmp_pat
 
 def test_console_script_usage_error_exits_2_and_debug_shows_the_traceback(clean_env: dict[str, str]) -> None:
     out = ratchet("approve", "r1", env=clean_env)
-    assert out.returncode == 2 and "Missing option '--by'" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr == "ratchet: error: Missing option '--by'; see 'ratchet approve --help'\n"
     out = ratchet("--debug", "start", BROKEN, env=clean_env)
     assert out.returncode == 1 and "Traceback" in out.stderr and "DefinitionError" in out.stderr
