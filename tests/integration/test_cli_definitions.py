@@ -117,6 +117,18 @@ def test_graph_marks_the_current_state_of_a_run(tmp_path):
     assert result.stdout.splitlines()[-1].strip() == "class review current"
 
 
+def test_graph_of_a_run_needs_no_machine_and_draws_what_the_run_pinned(tmp_path):
+    _start_run(tmp_path, "run-1", Transition(trigger="ok", source="draft", dest="review"))
+    named = ratchet("--home", str(tmp_path), "graph", "renewal_review", "--run", "run-1")
+    alone = ratchet("--home", str(tmp_path), "graph", "--run", "run-1", cwd=tmp_path)  # no ./machines here
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == named.stdout and alone.stdout.splitlines()[-1].strip() == "class review current"
+    nothing = ratchet("graph")
+    assert nothing.returncode == 2
+    assert nothing.stderr == "ratchet: error: give MACHINE, or --run ID to draw the definition a run pinned; " \
+                             "see 'ratchet graph --help'\n"
+
+
 def test_graph_marks_an_escalated_run_and_checks_the_machine(tmp_path):
     _start_run(tmp_path, "run-2", Transition(trigger="ok", source="draft", dest="review"),
                Escalated(state="review", reason="timeout"))
