@@ -113,7 +113,7 @@ def test_mistakes_are_one_line_and_exit_1(home: Path, args: list[str], fragment:
     ["status"], ["tail", "r1"], ["verify"], ["graph", RENEWAL, "--run", "r1"],
     ["send", "r1", "approve", "--by", "alice"], ["approve", "r1", "--by", "alice"],
     ["reject", "r1", "--by", "alice"], ["resolve", "r1", "retry", "--by", "ops"],
-    ["supervise", "--once"], ["supervise"],
+    ["supervise", "--once"], ["archive", "--finished-before", "1d"],
 ])
 def test_a_missing_home_is_a_one_line_error_and_is_not_created(tmp_path: Path, args: list[str]) -> None:
     assert_one_line_error(cli(tmp_path / "nowhere", *args),
