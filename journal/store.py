@@ -12,7 +12,10 @@ The engine speaks to a store in run ids, records and opaque cursors only:
 - `changes(since)` lists the runs whose journal is new or grew since an earlier call,
   and `watch(on_change)` is a stream of hints ("run X changed") to wait on;
 - `follow`, `verify`, and small durable side files (`publish`/`fetch`/`withdraw`:
-  escalation tickets) complete what the CLI and the runner need.
+  escalation tickets) complete what the CLI and the runner need;
+- `archive` retires a finished run's journal out of the runs (`run_ids`, `changes` and
+  `watch` no longer see it, so supervisors never scan it); `archived_ids`,
+  `archived_lines` and `verify_archived` still read it.
 
 Paths, inodes, byte offsets, `flock`, inotify and `rename` stay inside the file backend
 (`journal.file_store`). `open_store("file:", home)` is the factory; a database-backed
@@ -171,6 +174,35 @@ class Store(Protocol):
 
     def locate(self, kind: str, name: str) -> str:
         """Where `publish(kind, name, ...)` puts it (what an `escalated` record names)."""
+        ...
+
+    # --- the archive: finished journals retired out of the runs ---------------------------
+
+    def archive(self, run_id: str, *, head: str, on_step: Callable[[str], None] | None = None) -> str:
+        """Move the run's journal into the archive (compressed) if its chain still ends at
+        `head`, the head a verify found: what is archived is what was verified. Returns
+        where it went.
+
+        Holds the run's writer meanwhile (JournalLockedError if another process does), so
+        nothing is appended to it. Crash-safe: at every instant the journal is in the runs
+        or in the archive; a crash may leave it in both, and archiving it again finishes
+        the job (allowed only if the archived copy is a prefix of the journal: else
+        JournalError, and both stay). Afterwards, creating a run with this id is refused.
+        `on_step(name)` is called after each durable step (crash tests kill there).
+        """
+        ...
+
+    def archived_ids(self) -> list[str]:
+        """Ids of the archived runs (a run may also still be in `run_ids`: see `archive`)."""
+        ...
+
+    def archived_lines(self, run_id: str) -> list[tuple[bytes, AnyRecord]]:
+        """An archived journal: each record with its exact line bytes. JournalNotFoundError
+        if it is not archived; JournalError if it cannot be read back."""
+        ...
+
+    def verify_archived(self, run_id: str, *, head: str | None = None) -> VerifyResult:
+        """`verify` of an archived journal (an archive that cannot be read back fails)."""
         ...
 
 

@@ -13,6 +13,7 @@ leaves a valid chain; pass `head` (the last hash, kept somewhere else) to catch 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -60,20 +61,27 @@ def verify(path: Path, *, run_id: str | None = None, head: str | None = None) ->
     Raises OSError if the file cannot be read.
     """
     path = Path(path)
+    with open(path, "rb") as f:
+        return verify_lines(f, path, run_id=run_id, head=head)
+
+
+def verify_lines(lines: Iterable[bytes], path: Path, *, run_id: str | None = None,
+                 head: str | None = None) -> VerifyResult:
+    """`verify` of a journal's lines (each with its newline) read from elsewhere, such as a
+    compressed archive; `path` is where they came from, for the verdict."""
     prev = GENESIS
     number = 0
     torn = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            if not raw.endswith(b"\n"):
-                torn = len(raw)  # only the last line can lack its newline
-                break
-            number += 1
-            line = raw[:-1]
-            problem = _check(line, number, prev, run_id)
-            if problem:
-                return VerifyResult(path, False, number - 1, number, problem, last_hash=prev)
-            prev = hashlib.sha256(line).hexdigest()
+    for raw in lines:
+        if not raw.endswith(b"\n"):
+            torn = len(raw)  # only the last line can lack its newline
+            break
+        number += 1
+        line = raw[:-1]
+        problem = _check(line, number, prev, run_id)
+        if problem:
+            return VerifyResult(path, False, number - 1, number, problem, last_hash=prev)
+        prev = hashlib.sha256(line).hexdigest()
     if head is not None and head != prev:
         where = number or 1
         problem = f"the chain's head is {prev[:12]}…, not the expected {head[:12]}…"

@@ -28,12 +28,29 @@ class UserError(click.ClickException):
         click.echo(f"ratchet: error: {self.format_message()}", err=True, file=file)
 
 
+class OneLineUsageError(click.UsageError):
+    """click's usage error (exit 2) said like every other error: one line on stderr."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        hint = f"; see '{self.ctx.command_path} --help'" if self.ctx is not None else ""
+        click.echo(f"ratchet: error: {self.format_message()}{hint}", err=True, file=file)
+
+
+def _one_line_usage(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):  # the latter shows help
+        return exc
+    text = " ".join(line.strip() for line in exc.format_message().splitlines() if line.strip())
+    return OneLineUsageError(text.rstrip("."), exc.ctx)
+
+
 COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "tail",
-                 "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify")  # a run's life, for --help
+                 "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify",
+                 "archive")  # a run's life, for --help
 
 
 class RatchetGroup(click.Group):
-    """Turns the engine's and journal's own errors into one-line messages (unless --debug).
+    """Turns the engine's and journal's own errors, and click's usage errors, into one-line
+    messages (unless --debug).
 
     Every command also takes `--home` after its name (`ratchet status --home X`), as
     people type it; it overrides the group's `--home` and RATCHET_HOME. Commands are
@@ -46,6 +63,13 @@ class RatchetGroup(click.Group):
             help="Ratchet's data folder (same as 'ratchet --home'). Env: RATCHET_HOME."))
         super().add_command(cmd, name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:  # the group's own options (`ratchet --bogus`)
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line_usage(exc) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
@@ -53,6 +77,8 @@ class RatchetGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # unknown command, a command's bad option or argument
+            raise _one_line_usage(exc) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
@@ -136,11 +162,12 @@ def home_of(ctx: click.Context) -> Path:
 
 
 def existing_home(ctx: click.Context) -> Path:
-    """The home of a command that only reads or adds to existing runs: it must exist."""
+    """The home of a command that only reads, supervises or adds to existing runs: it must
+    exist (only `start` and `run` create one, once they have a run to write)."""
     home = home_of(ctx)
     if not home.is_dir():
-        raise UserError(f"no Ratchet home at {home}; start a run first, or point --home "
-                        "(or RATCHET_HOME) at the right folder")
+        raise UserError(f"no Ratchet home at {home.absolute()}; create one with 'ratchet start'/'ratchet run', "
+                        "or point --home/RATCHET_HOME at it")
     return home
 
 

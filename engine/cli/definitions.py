@@ -13,18 +13,21 @@ from engine.errors import DefinitionError, NotAMachineError
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
+@click.option("--strict", is_flag=True, help="Warnings fail too (exit 1), e.g. a wait with no timeout.")
+def validate(paths: tuple[Path, ...], strict: bool) -> None:
     """Check machine definitions before any run starts.
 
     PATHS are .yaml/.yml/.py machine files or folders of them. Every problem is printed
     as `file:line: message` (Python files: `file: object.path: message`), all of them,
-    not just the first. Warnings do not fail. Python modules without a `machine`
+    not just the first. Warnings (`file:line: warning: ...`, such as a waiting state
+    with no timeout) do not fail, unless --strict. Python modules without a `machine`
     attribute (action modules beside the machines) are skipped, so `machines/*` works.
     Exit 0 if all are valid, 1 otherwise.
 
     \b
     Example:
       ratchet validate machines/*
+      ratchet validate --strict machines/     # in CI: warnings fail too
     """
     files, invalid, checked = _machine_files(paths), 0, 0
     for path in files:
@@ -46,6 +49,10 @@ def validate(paths: tuple[Path, ...]) -> None:
         checked += 1
         for warning in machine.warnings:
             click.echo(str(warning))
+        if strict and machine.warnings:
+            click.echo(f"{path}: {len(machine.warnings)} warning(s), which fail under --strict")
+            invalid += 1
+            continue
         click.echo(f"{path}: ok ({machine.name} v{machine.spec.version}, {machine.hash[:19]}…)")
     if not checked and not invalid:
         raise UserError(f"no machine definitions (.yaml, .yml, .py) in {' '.join(map(str, paths))}")
@@ -67,43 +74,60 @@ def _machine_files(paths: tuple[Path, ...]) -> list[Path]:
 
 
 @main.command()
-@click.argument("machine")
-@click.option("--run", "run_id", metavar="ID", help="Mark the state this run is in now.")
+@click.argument("machine", required=False)
+@click.option("--run", "run_id", metavar="ID", help="Draw the definition this run pinned; mark its state.")
 @click.pass_context
-def graph(ctx: click.Context, machine: str, run_id: str | None) -> None:
-    """Print MACHINE as a Mermaid state diagram (stateDiagram-v2).
+def graph(ctx: click.Context, machine: str | None, run_id: str | None) -> None:
+    """Print MACHINE, or a run's machine, as a Mermaid state diagram.
 
     MACHINE is a .yaml/.yml/.py path or a name found in ./machines. With --run, the
-    diagram is of the definition that run pinned, with its current state highlighted
-    (red if the run is escalated there).
+    diagram is of the definition that run pinned (MACHINE is then not needed), with
+    its current state highlighted (red if the run is escalated there); given
+    MACHINE too, it must be the run's, and a note says if its file changed since.
 
     \b
     Example:
       ratchet graph machines/renewal_review.yaml > renewal.mmd
-      ratchet graph renewal_review --run 01JD3Q...
+      ratchet graph --run 01JD3Q...
     """
     from engine.definition.mermaid import to_mermaid
 
-    loaded = load_machine(machine)
+    if machine is None and run_id is None:
+        raise click.UsageError("give MACHINE, or --run ID to draw the definition a run pinned", ctx)
+    loaded = load_machine(machine) if machine is not None else None
     if run_id is None:
-        click.echo(to_mermaid(loaded.spec), nl=False)
+        if loaded is not None:  # always, here: MACHINE or --run was given
+            click.echo(to_mermaid(loaded.spec), nl=False)
         return
     pinned, current, escalated = _run_position(existing_home(ctx), run_id)
-    if pinned.name != loaded.name:
-        raise UserError(f"run '{run_id}' follows machine '{pinned.name}', not '{loaded.name}'")
     comment = None
-    if pinned.hash != loaded.hash:
-        comment = f"run {run_id} follows its pinned definition; {machine} has changed since"
+    if loaded is not None:
+        if pinned.name != loaded.name:
+            raise UserError(f"run '{run_id}' follows machine '{pinned.name}', not '{loaded.name}'")
+        if pinned.hash != loaded.hash:
+            comment = f"run {run_id} follows its pinned definition; {machine} has changed since"
     click.echo(to_mermaid(pinned.spec, current=current, escalated=escalated, comment=comment), nl=False)
 
 
 def _run_position(home: Path, run_id: str) -> tuple[Machine, str, bool]:
     """(pinned machine, current state, escalated?) of a run, replayed from its journal."""
     from engine.home import Home
-    from journal import Escalated, Resolved, RunFinished, RunStarted, Transition, Upgraded, pinned_definition
+    from journal import (
+        Escalated,
+        Resolved,
+        RunFinished,
+        RunStarted,
+        Transition,
+        Upgraded,
+        check_run_id,
+        pinned_definition,
+    )
 
     store = Home(home).store
-    records = store.read(require_run(store, run_id)).records
+    if not store.exists(check_run_id(run_id)) and run_id in store.archived_ids():
+        records = [record for _, record in store.archived_lines(run_id)]
+    else:
+        records = store.read(require_run(store, run_id)).records
     if not records or not isinstance(records[0], RunStarted):
         raise UserError(f"run '{run_id}': journal does not start with run_started; run 'ratchet verify'")
     started = records[0]

@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # imported lazily at run time: `ratchet --help` stays fast
 _by = click.option("--by", required=True, metavar="NAME",
                    help="Who sends it, kept in the journal (checked against the state's approvers).")
 _comment = click.option("--comment", metavar="TEXT", help="A note kept in the journal.")
+_data = click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
+                     help="Data merged into the run (repeatable); VALUE is read as JSON if it is valid JSON.")
 _FRIENDLY = {  # pydantic's pattern messages, said the way people write these fields
     "trigger": "use lowercase letters, digits and '_', starting with a letter",
     "by": "use letters, digits and '.', '_', '@', '+', '-', starting with a letter or digit",
@@ -84,8 +86,7 @@ def _refuse_impossible(home: Home, message: Message) -> None:
 @click.argument("run_id", metavar="ID")
 @click.argument("trigger", metavar="TRIGGER")
 @_by
-@click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
-              help="Data merged into the run (repeatable); VALUE is read as JSON if it is valid JSON.")
+@_data
 @_comment
 @click.pass_context
 def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
@@ -106,35 +107,40 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
 @main.command()
 @click.argument("run_id", metavar="ID")
 @_by
+@_data
 @_comment
 @click.pass_context
-def approve(ctx: click.Context, run_id: str, by: str, comment: str | None) -> None:
+def approve(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
     """Approve run ID (shorthand of `send ID approve`).
 
-    Writes an inbox file and prints its path, as `ratchet send` does.
+    Writes an inbox file and prints its path, as `ratchet send` does
+    (--data too).
 
     \b
     Example:
       ratchet approve renewal-acme --by alice --comment "fine by me"
+      ratchet approve renewal-acme --by alice --data seats=40
     """
-    _write(ctx, run=run_id, trigger="approve", by=by, comment=comment)
+    _write(ctx, run=run_id, trigger="approve", by=by, comment=comment, data=parse_inputs(data, "--data") or None)
 
 
 @main.command()
 @click.argument("run_id", metavar="ID")
 @_by
+@_data
 @_comment
 @click.pass_context
-def reject(ctx: click.Context, run_id: str, by: str, comment: str | None) -> None:
+def reject(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
     """Reject run ID (shorthand of `send ID reject`).
 
-    Writes an inbox file and prints its path, as `ratchet send` does.
+    Writes an inbox file and prints its path, as `ratchet send` does
+    (--data too).
 
     \b
     Example:
       ratchet reject renewal-acme --by bob --comment "price too low"
     """
-    _write(ctx, run=run_id, trigger="reject", by=by, comment=comment)
+    _write(ctx, run=run_id, trigger="reject", by=by, comment=comment, data=parse_inputs(data, "--data") or None)
 
 
 @main.command()

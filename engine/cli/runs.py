@@ -23,10 +23,17 @@ if TYPE_CHECKING:  # the runner stack is imported lazily: `ratchet --help` stays
     from engine.run.runner import Runner
 
 
-def _runner(ctx: click.Context, *, echo: bool = False) -> Runner:
-    from engine.home import Home  # lazy: keeps `ratchet --help` fast
+def _runner(ctx: click.Context, machine: str, run_id: str | None, *, echo: bool = False) -> Runner:
+    """A runner on the home, created only once the run can be written: a command that fails
+    first (an unknown machine, a bad definition or id) leaves no empty home behind."""
+    from engine.definition.loader import load_machine  # lazy: keeps `ratchet --help` fast
+    from engine.home import Home
     from engine.run.runner import Runner
+    from journal import check_run_id
 
+    load_machine(machine, MACHINES_DIR)  # loaded once: the runner's load hits the loader's cache
+    if run_id is not None:
+        check_run_id(run_id)
     debug = bool(ctx.find_root().obj.get("debug"))
 
     def on_record(record: Any) -> None:
@@ -60,7 +67,8 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
     Example:
       ratchet start renewal_review --input customer=acme --input seats=40 --id renewal-acme
     """
-    runner, given = _runner(ctx), parse_inputs(inputs)
+    given = parse_inputs(inputs)
+    runner = _runner(ctx, machine, run_id)
     rid = runner.start(machine, given, run_id=run_id, by=by)
     _warn_if_input_ignored(given, runner.read(rid).input, rid)
     click.echo(rid)
@@ -85,7 +93,8 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
       ratchet run machines/renewal_review.yaml --input customer=acme
       ratchet run renewal_review --id renewal-acme     # continue after a crash
     """
-    runner, given = _runner(ctx, echo=True), parse_inputs(inputs)
+    given = parse_inputs(inputs)
+    runner = _runner(ctx, machine, run_id, echo=True)
     rs = runner.launch(machine, given, run_id=run_id, by=by)
     _warn_if_input_ignored(given, rs.input, rs.run_id)
     rs = runner.run(rs.run_id, rs)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import existing_home, home_of, main, require_run
+from engine.cli.app import existing_home, main, require_run
 from engine.cli.options import MACHINES_DIR
 from engine.cli.timeline import span, when
 from engine.run.status import RunStatus
@@ -35,7 +35,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
               job_timeout: float, quiet: bool) -> None:
     """Drive every run: resume, apply the inbox, fire deadlines.
 
-    Creates HOME if it does not exist yet. Logs one line per event on stderr.
+    HOME must exist (`ratchet start` or `ratchet run` creates it): a mistyped
+    --home is refused, never supervised empty. Logs one line per event on stderr,
+    the first naming the home.
 
     On start it reads every journal and resumes what should be moving. It watches
     HOME/inbox for trigger files (applied ones go to inbox/done/, refused ones to
@@ -44,7 +46,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     counted from the step's start or its action's last ctx.heartbeat(),
     whichever is later.
     SIGTERM or SIGINT stops it cleanly (exit 0); a step killed then is resumed
-    by the next start.
+    by the next start. Several supervisors may share a home: a run is advanced
+    by one at a time, and how often one found a run locked by another is said
+    at stop (each time at debug level: `ratchet --debug supervise`).
 
     \b
     Example:
@@ -54,9 +58,13 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.supervise.supervisor import Supervisor
 
+    home = existing_home(ctx)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
-    supervisor = Supervisor(Home(home_of(ctx)), workers=workers, machines_dir=MACHINES_DIR,
+    if ctx.find_root().obj.get("debug"):
+        logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
+    logging.getLogger("ratchet.supervisor").info("home %s", home.absolute())
+    supervisor = Supervisor(Home(home), workers=workers, machines_dir=MACHINES_DIR,
                             rescan=rescan, grace=grace, job_timeout=job_timeout)
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))
@@ -72,14 +80,16 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
 @click.option("--status", "status_filter", metavar="STATUS",
               help=f"Only runs with this status ({', '.join(RunStatus)}).")
 @click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
+@click.option("--all", "everything", is_flag=True, help="Also the archived runs (`ratchet archive`).")
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
-           status_filter: str | None, machine_filter: str | None) -> None:
+           status_filter: str | None, machine_filter: str | None, everything: bool) -> None:
     """Show runs: state, waiting on whom, deadlines, escalations.
 
     A table by default, one row per run (or only run ID); --json prints one
     JSON list for scripts. Filters combine. Read-only: safe while a supervisor
     runs. A run it cannot read is listed with the error instead of hidden.
+    Archived runs are shown with --all (or when asked for by ID).
 
     \b
     STATUS says what is true now, not only what the journal last said:
@@ -97,12 +107,22 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
       ratchet status renewal-acme --json | jq '.[0].deadline'
     """
     from engine.home import Home
-    from engine.supervise.status import status_rows
+    from engine.supervise.status import archived_rows, status_rows
 
     home = Home(existing_home(ctx))
-    if run_id is not None:
-        require_run(home.store, run_id)
-    rows = status_rows(home, [run_id] if run_id else None)
+    archived = home.store.archived_ids() if everything or run_id is not None else []
+    if run_id is not None and run_id in archived and not home.store.exists(run_id):
+        rows = archived_rows(home, [run_id])
+    else:
+        if run_id is not None:
+            require_run(home.store, run_id)
+        rows = status_rows(home, [run_id] if run_id else None)
+        if everything and run_id is None:
+            live = {r.run_id for r in rows}
+            for both in sorted(live.intersection(archived)):
+                click.echo(f"ratchet: warning: run {both} is in both runs/ and archive/ (an archive cut short "
+                           "by a crash); 'ratchet archive' finishes it", err=True)
+            rows = sorted(rows + archived_rows(home, [i for i in archived if i not in live]), key=lambda r: r.run_id)
     rows = [r for r in rows if (not state_filter or r.state == state_filter)
             and (not status_filter or r.status == status_filter)
             and (not machine_filter or r.machine == machine_filter)]
@@ -126,7 +146,8 @@ def _cells(row: StatusRow) -> tuple[str, ...]:
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
     deadline = when(row.deadline) if row.deadline else ("forever" if row.status == RunStatus.WAITING else "")
-    return (row.run_id, row.machine, row.state, status_text(row), waiting, deadline,
+    return (row.run_id, row.machine, row.state, status_text(row) + (" (archived)" if row.archived else ""),
+            waiting, deadline,
             str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")
 
 

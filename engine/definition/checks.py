@@ -1,5 +1,5 @@
 """Checks across a machine's graph: unknown, unreachable and dead-end states, shadowed
-transitions, unhandled timeouts.
+transitions, unhandled timeouts, waits with no deadline.
 
 They read the raw definition (the dict from YAML, or a Python machine's canonical form)
 defensively, so they still run where pydantic rejected some fields: a user sees every
@@ -39,6 +39,7 @@ def check_graph(raw: Any) -> list[Finding]:
     findings += _leaving_final_states(states, edges)
     findings += _shadowed(states, edges)
     findings += _unhandled_timeouts(states, edges)
+    findings += _endless_waits(states)
     return findings
 
 
@@ -162,6 +163,15 @@ def _unhandled_timeouts(states: dict[str, Fields], edges: list[_Edge]) -> list[F
                           f"waiting state '{name}' has a {shown} timeout but no transition on "
                           "'timeout': when it expires the run escalates", "warning"))
     return found
+
+
+def _endless_waits(states: dict[str, Fields]) -> list[Finding]:
+    # A wait nobody answers must not last forever unnoticed (a callback that never comes):
+    # with a timeout it ends in its `timeout` transition or an escalation a human sees.
+    return [(("states", name),
+             f"waiting state '{name}' has no timeout: a run may wait there forever; add one "
+             "(e.g. 'timeout: 2d') so that an unanswered wait escalates", "warning")
+            for name, fields in states.items() if _kind(fields) == "waiting" and fields.get("timeout") is None]
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import InvalidMessageError, UnsafeInboxError
+from engine.errors import EngineError, InvalidMessageError, UnsafeInboxError
 from engine.supervise.folders import InboxFolders, InboxHome, move_into, open_dir
 from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message
 
@@ -39,6 +39,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
 log = logging.getLogger("ratchet.supervisor")
 _CLAIM_SEP = "~"  # claimed name: <ns hex>-<pid>~<original name>; valid names hold no "~"
 _UNSAFE = "!unsafe-"
+_MAKING = ".new-"  # a claim folder's name until it is locked (then <ns hex>-<pid>)
+_MAKE_TRIES = 10
 
 
 # --- Finding and claiming -------------------------------------------------------------
@@ -100,25 +102,52 @@ class ClaimBox:
     one's files must still be handled. So each claims into its own folder and holds a
     lock on it (the kernel drops the lock when the process dies): a folder whose lock
     can be taken belongs to a dead process, and `adopt_orphans` takes its files over.
+
+    Hence a folder is never unlocked under its final name while its owner lives: it is
+    made and locked under a temporary name (`_MAKING`), then renamed. Another process's
+    sweep may take a temporary folder not locked yet for a dead one's and remove it
+    (it is empty); the maker then sees its folder gone and starts again.
     Raises UnsafeInboxError if an inbox folder is a symlink.
     """
 
     def __init__(self, home: InboxHome) -> None:
         self.home = home
         self.dirs = InboxFolders(home)
-        name = f"{time.time_ns():016x}-{os.getpid()}"
-        self.path = home.inbox_claimed / name
         try:
-            os.mkdir(name, dir_fd=self.dirs.claimed)
-            self._fd = open_dir(name, self.dirs.claimed)
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.fsync(self.dirs.claimed)
+            self._fd, self.path = self._make()
         except BaseException:
             self.dirs.close()
             raise
 
+    def _make(self) -> tuple[int, Path]:
+        """Make, lock, then name this process's folder: (its descriptor, its path)."""
+        for _ in range(_MAKE_TRIES):
+            stamp = f"{time.time_ns():016x}-{os.getpid()}"
+            making = _MAKING + stamp
+            os.mkdir(making, dir_fd=self.dirs.claimed)
+            fd = open_dir(making, self.dirs.claimed)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                os.rename(making, stamp, src_dir_fd=self.dirs.claimed, dst_dir_fd=self.dirs.claimed)
+            except (BlockingIOError, FileNotFoundError):
+                os.close(fd)  # a sweep holds or removed it (it took it for a dead one's): again
+                with contextlib.suppress(OSError):
+                    os.rmdir(making, dir_fd=self.dirs.claimed)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            os.fsync(self.dirs.claimed)
+            return fd, self.home.inbox_claimed / stamp
+        raise EngineError(f"{self.home.inbox_claimed}: could not make a claim folder in {_MAKE_TRIES} tries "
+                          "(other processes kept removing it); check what else sweeps this folder")
+
     def adopt_orphans(self) -> list[Claimed]:
-        """Move the files of dead claimers into this box; every file this box then holds."""
+        """Move the files of dead claimers into this box; every file this box then holds.
+
+        A folder is a dead claimer's if its lock can be taken, whatever its name (a
+        temporary one included: its maker died, or will find it gone and start again).
+        """
         for entry in os.scandir(self.home.inbox_claimed):
             if entry.path == str(self.path):
                 continue
@@ -153,13 +182,22 @@ class ClaimBox:
         return Claimed(self.path / key, key, key.partition(_CLAIM_SEP)[2] or key)
 
     def claim(self, name: str) -> Claimed | None:
-        """Take `name` out of the inbox; None if another process claimed it first."""
+        """Take `name` out of the inbox; None if another process claimed it first.
+
+        If this box itself is gone (removed behind this process's back), says so and
+        makes a new one: a vanished box must not pass for "someone else won", forever.
+        """
         shown = name if _is_safe(name) else _UNSAFE + hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
         key = f"{time.time_ns():016x}-{os.getpid()}{_CLAIM_SEP}{shown}"
         try:
             os.rename(name, key, src_dir_fd=self.dirs.inbox, dst_dir_fd=self._fd)
         except FileNotFoundError:
-            return None
+            if os.fstat(self._fd).st_nlink > 0:
+                return None  # the box is there: the file went to another claimer
+            log.warning("claim folder %s vanished (removed by another process?); making a new one", self.path)
+            os.close(self._fd)
+            self._fd, self.path = self._make()
+            return self.claim(name)
         # The claimed name is the delivery's idempotency key: it must survive a crash.
         os.fsync(self._fd)
         return Claimed(self.path / key, key, shown, None if shown == name else name)

@@ -62,6 +62,7 @@ class StatusRow:
     retry_attempt: int | None = None  # the attempt a scheduled retry will make...
     retry_attempts: int | None = None  # ...of this many (the state's retry policy)
     code_changed: list[str] = field(default_factory=list)  # modules changed since the run started
+    archived: bool = False  # read from the archive (`ratchet archive`), not from the runs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,3 +140,17 @@ def _timing(row: StatusRow, state: RunState, now: datetime) -> None:
         row.retry_attempt = state.retry_attempt
         retry = state.definition["states"][state.state].get("retry") or {}
         row.retry_attempts = retry.get("attempts")
+
+
+def archived_rows(home: Home, run_ids: list[str] | None = None) -> list[StatusRow]:
+    """Rows of archived runs (`run_ids`, default: all of them), in id order; never a supervisor's
+    business (`ratchet status --all` only)."""
+    rows: list[StatusRow] = []
+    for run_id in run_ids if run_ids is not None else home.store.archived_ids():
+        try:
+            row = row_of(run_id, fold(record for _, record in home.store.archived_lines(run_id)))
+        except Exception as exc:  # a damaged archive: one row saying so, not a crash
+            row = StatusRow(run_id=run_id, status=JournalStatus.DAMAGED, error=str(exc))
+        row.archived = True
+        rows.append(row)
+    return rows

@@ -74,6 +74,7 @@ class Supervisor:
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
+        self.locked_out = 0  # jobs that found their run locked by another process (logged at stop)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -122,6 +123,9 @@ class Supervisor:
                 self._sleep(next_rescan, once)
         finally:
             self._shutdown(watcher)
+        if self.locked_out:
+            log.info("%d jobs found their run locked by another process (another supervisor, or a "
+                     "`ratchet run`) and waited for it", self.locked_out)
         return 0
 
     def stop(self) -> None:
@@ -270,6 +274,11 @@ class Supervisor:
                 log.warning("run %s stalled (%s); replaying it", run_id, result.error)
                 self._ready[run_id] = None
             elif result.outcome == "locked":
+                # Another process (a second supervisor, a `ratchet run`) advances the run: normal
+                # when several share a home, so only counted, and said at debug level.
+                self.locked_out += 1
+                log.debug("run %s is locked by another process (its %s waits %.1fs)", run_id, job.kind,
+                          LOCKED_BACKOFF)
                 if job.kind == "advance":
                     self._ready[run_id] = None
                 self.agenda.back_off(run_id, LOCKED_BACKOFF)

@@ -221,3 +221,33 @@ def test_tail_follow_sees_records_appended_by_another_process_and_ctrl_c_exits_0
             tail.wait()
         tail.stdout.close()
         tail.stderr.close()
+
+
+FINISHER = """
+import sys
+from journal import FileStore, RunFinished, Transition
+with FileStore(sys.argv[1]).writer("acme") as w:
+    w.append_many([Transition(trigger="approve", source="review", dest="done"), RunFinished(state="done")])
+"""
+
+
+def test_tail_follow_exits_after_the_last_record_of_a_run_that_ends(home: Path) -> None:
+    env = {**os.environ, "RATCHET_HOME": str(home)}
+    tail = subprocess.Popen([RATCHET, "tail", "acme", "-f"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        lines = Lines(tail.stdout)
+        assert len(lines.take(8)) == 8  # still waiting: tail follows
+        assert tail.poll() is None
+        finisher = subprocess.run([sys.executable, "-c", FINISHER, str(home)], capture_output=True, timeout=60)
+        assert finisher.returncode == 0, finisher.stderr
+        assert [line.split()[3] for line in lines.take(2)] == [b"transition", b"run_finished"]
+        assert tail.wait(timeout=20) == 0  # no Ctrl-C needed: the run has ended
+        assert tail.stderr.read() == b""
+    finally:
+        if tail.poll() is None:
+            os.kill(tail.pid, signal.SIGKILL)
+            tail.wait()
+        tail.stdout.close()
+        tail.stderr.close()
+    again = subprocess.run([RATCHET, "tail", "acme", "-f"], capture_output=True, env=env, timeout=20)
+    assert again.returncode == 0 and len(again.stdout.splitlines()) == 10  # an ended run: printed, then done

@@ -58,6 +58,20 @@ def test_warnings_do_not_fail_validation():
     assert ":8: warning: states.review.timeout:" in result.stdout
 
 
+def test_strict_makes_warnings_fail_and_still_prints_them():
+    endless = "tests/unit/definitions/warnings/endless_wait.yaml"
+    relaxed = ratchet("validate", endless, "machines/renewal_review.yaml")
+    assert relaxed.returncode == 0, relaxed.stdout + relaxed.stderr
+    assert f"{endless}:6: warning: states.review: waiting state 'review' has no timeout" in relaxed.stdout
+    assert f"{endless}: ok (" in relaxed.stdout
+    strict = ratchet("validate", "--strict", endless, "machines/renewal_review.yaml")
+    assert strict.returncode == 1
+    assert f"{endless}:6: warning: " in strict.stdout and f"{endless}: ok" not in strict.stdout
+    assert f"{endless}: 1 warning(s), which fail under --strict" in strict.stdout
+    assert "machines/renewal_review.yaml: ok (" in strict.stdout  # a clean file still passes
+    assert ratchet("validate", "--strict", "machines/renewal_review.yaml").returncode == 0
+
+
 def test_validate_with_nothing_to_validate_fails(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     result = ratchet("validate", str(tmp_path / "notes.txt"))
@@ -101,6 +115,18 @@ def test_graph_marks_the_current_state_of_a_run(tmp_path):
     result = ratchet("--home", str(tmp_path), "graph", "renewal_review", "--run", "run-1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].strip() == "class review current"
+
+
+def test_graph_of_a_run_needs_no_machine_and_draws_what_the_run_pinned(tmp_path):
+    _start_run(tmp_path, "run-1", Transition(trigger="ok", source="draft", dest="review"))
+    named = ratchet("--home", str(tmp_path), "graph", "renewal_review", "--run", "run-1")
+    alone = ratchet("--home", str(tmp_path), "graph", "--run", "run-1", cwd=tmp_path)  # no ./machines here
+    assert alone.returncode == 0, alone.stderr
+    assert alone.stdout == named.stdout and alone.stdout.splitlines()[-1].strip() == "class review current"
+    nothing = ratchet("graph")
+    assert nothing.returncode == 2
+    assert nothing.stderr == "ratchet: error: give MACHINE, or --run ID to draw the definition a run pinned; " \
+                             "see 'ratchet graph --help'\n"
 
 
 def test_graph_marks_an_escalated_run_and_checks_the_machine(tmp_path):

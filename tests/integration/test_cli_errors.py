@@ -23,7 +23,7 @@ RATCHET = str(Path(sys.executable).parent / "ratchet")
 RENEWAL = str(ROOT / "machines" / "renewal_review.yaml")
 BROKEN = str(ROOT / "tests" / "unit" / "definitions" / "broken" / "many_errors.yaml")
 COMMANDS = ("validate", "graph", "start", "run", "supervise", "status", "tail",
-            "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify")
+            "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify", "archive")
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +113,32 @@ def test_mistakes_are_one_line_and_exit_1(home: Path, args: list[str], fragment:
     ["status"], ["tail", "r1"], ["verify"], ["graph", RENEWAL, "--run", "r1"],
     ["send", "r1", "approve", "--by", "alice"], ["approve", "r1", "--by", "alice"],
     ["reject", "r1", "--by", "alice"], ["resolve", "r1", "retry", "--by", "ops"],
+    ["supervise", "--once"], ["archive", "--finished-before", "1d"],
 ])
 def test_a_missing_home_is_a_one_line_error_and_is_not_created(tmp_path: Path, args: list[str]) -> None:
-    assert_one_line_error(cli(tmp_path / "nowhere", *args), f"no Ratchet home at {tmp_path / 'nowhere'}")
+    assert_one_line_error(cli(tmp_path / "nowhere", *args),
+                          f"no Ratchet home at {tmp_path / 'nowhere'}; create one with 'ratchet start'/"
+                          "'ratchet run', or point --home/RATCHET_HOME at it")
     assert not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "nosuch"], "no machine named 'nosuch'"),
+    (["start", "nosuch"], "no machine named 'nosuch'"),
+    (["start", BROKEN], "(and 4 more problems"),
+    (["run", RENEWAL, "--id", "../x"], "invalid run id '../x'"),
+    (["run", RENEWAL, "--input", "oops"], "--input 'oops': expected KEY=VALUE"),
+])
+def test_a_command_that_fails_leaves_no_home_behind(tmp_path: Path, args: list[str], fragment: str) -> None:
+    assert_one_line_error(cli(tmp_path / "new", *args), fragment)
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_first_run_creates_the_home_with_its_journal(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("RATCHET_LEDGER", str(tmp_path / "ledger.jsonl"))
+    assert cli(tmp_path / "a" / "new", "start", RENEWAL, "--id", "r1").exit_code == 0
+    assert {"runs", "inbox"} <= {p.name for p in (tmp_path / "a" / "new").iterdir()}  # the whole layout
+    assert cli(tmp_path / "a" / "new", "approve", "r1", "--by", "alice").exit_code == 0
 
 
 def test_validate_reports_a_missing_file_and_exits_1(tmp_path: Path) -> None:
@@ -131,10 +153,14 @@ def test_validate_reports_a_missing_file_and_exits_1(tmp_path: Path) -> None:
     (["send", "r1", "approve"], "Missing option '--by'"),
     (["resolve", "r1", "frob", "--by", "ops"], "'frob' is not one of 'retry', 'skip', 'abort'"),
     (["supervise", "--workers", "0"], "--workers"),
+    (["--bogus", "status"], "No such option '--bogus'"),
+    (["archive"], "Missing option '--finished-before'"),
 ])
-def test_usage_mistakes_exit_2_without_traceback(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_usage_mistakes_exit_2_in_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
     result = cli(tmp_path, *args)
     assert result.exit_code == 2 and fragment in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("ratchet: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.rstrip().endswith(" --help'") and result.stdout == ""
 
 
 def test_home_may_follow_the_command_and_overrides_the_environment(home: Path, monkeypatch) -> None:
@@ -180,8 +206,8 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
 def test_console_script_mistakes_are_one_line(clean_env: dict[str, str], tmp_path: Path) -> None:
     out = ratchet("status", env=clean_env)
     assert (out.returncode, out.stdout) == (1, "")
-    assert out.stderr == (f"ratchet: error: no Ratchet home at {tmp_path / 'home'}; start a run first, "
-                          "or point --home (or RATCHET_HOME) at the right folder\n")
+    assert out.stderr == (f"ratchet: error: no Ratchet home at {tmp_path / 'home'}; create one with "
+                          "'ratchet start'/'ratchet run', or point --home/RATCHET_HOME at it\n")
     assert ratchet("run", "renewal_review", "--id", "r1", env=clean_env).returncode == 0
     for args, fragment in [
         (["tail", "../x"], "invalid run id '../x'"),
@@ -198,6 +224,7 @@ def test_console_script_mistakes_are_one_line(clean_env: dict[str, str], tmp_pat
 
 def test_console_script_usage_error_exits_2_and_debug_shows_the_traceback(clean_env: dict[str, str]) -> None:
     out = ratchet("approve", "r1", env=clean_env)
-    assert out.returncode == 2 and "Missing option '--by'" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr == "ratchet: error: Missing option '--by'; see 'ratchet approve --help'\n"
     out = ratchet("--debug", "start", BROKEN, env=clean_env)
     assert out.returncode == 1 and "Traceback" in out.stderr and "DefinitionError" in out.stderr

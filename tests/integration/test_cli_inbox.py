@@ -43,6 +43,10 @@ def test_send_approve_reject_resolve_write_valid_messages(env):
     assert (m.run, m.trigger, m.by, m.data, m.comment) == ("r1", "approve", "alice", {"n": 3, "who": "x"}, "ok")
     assert written(env, ratchet(env, "approve", "r1", "--by", "bob")).trigger == "approve"
     assert written(env, ratchet(env, "reject", "r1", "--by", "bob")).trigger == "reject"
+    m = written(env, ratchet(env, "approve", "r1", "--by", "bob", "--data", "seats=40", "--data", "note=ok"))
+    assert (m.trigger, m.data) == ("approve", {"seats": 40, "note": "ok"})
+    m = written(env, ratchet(env, "reject", "r1", "--by", "bob", "--data", "why=price"))
+    assert (m.trigger, m.data) == ("reject", {"why": "price"})
     m = written(env, ratchet(env, "resolve", "r1", "skip", "approve", "--by", "ops"))
     assert (m.resolve, m.trigger) == ("skip", "approve")
     m = written(env, ratchet(env, "resolve", "r1", "abort", "--by", "ops"))
@@ -54,6 +58,8 @@ def test_send_approve_reject_resolve_write_valid_messages(env):
     (["approve", "../x", "--by", "alice"], "invalid"),
     (["send", "r1", "Bad-Trigger", "--by", "alice"], "trigger"),
     (["approve", "r1", "--by", "a b"], "by"),
+    (["approve", "r1", "--by", "alice", "--data", "seats"], "--data 'seats': expected KEY=VALUE"),
+    (["reject", "r1", "--by", "alice", "--data", "=x"], "--data '=x': expected KEY=VALUE"),
     (["resolve", "r1", "skip", "--by", "ops"], "needs the TRIGGER"),
     (["resolve", "r1", "retry", "ok", "--by", "ops"], "takes no TRIGGER"),
 ])

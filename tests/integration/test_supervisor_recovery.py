@@ -148,6 +148,7 @@ def test_a_symlinked_inbox_folder_is_refused_at_start(env, tmp_path, folder):
     (env.home.inbox / "x.json").write_text('{"run": "r1", "trigger": "nope", "by": "alice"}')
     result = env.once()
     assert result.returncode != 0
-    err = result.stderr.decode().strip().splitlines()
+    first, *err = result.stderr.decode().strip().splitlines()
+    assert first.endswith(f"ratchet supervise: home {env.home.root}"), first  # the only log line before it
     assert len(err) == 1 and "symlink" in err[0] and folder in err[0], err
     assert os.listdir(outside) == [] and (env.home.inbox / "x.json").exists()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -216,6 +218,57 @@ def test_a_live_claimers_files_are_its_own_a_dead_ones_are_adopted(home, box):
         assert sorted(os.listdir(home.inbox_claimed)) == [other.path.name]
     finally:
         other.close()
+
+
+@pytest.mark.parametrize("sweep", ["before its lock", "after its lock"])
+def test_a_sweep_while_another_box_is_being_made_leaves_both_claiming(home, box, monkeypatch, sweep):
+    """Supervisor A (`box`) sweeps for orphans at the worst moment of supervisor B's start:
+    between the creation of B's claim folder and B's lock on it (or just after the lock).
+    A must not take B's folder for a dead one; both must then claim files."""
+    real_flock, swept = fcntl.flock, []
+
+    def flock_with_a_sweep(fd, operation):
+        first = not swept
+        swept.append(operation)
+        if first and sweep == "before its lock":
+            box.adopt_orphans()  # A's sweep, after B made its folder, before B locks it
+        result = real_flock(fd, operation)
+        if first and sweep == "after its lock":
+            box.adopt_orphans()
+        return result
+
+    monkeypatch.setattr(inbox.fcntl, "flock", flock_with_a_sweep)
+    other = inbox.ClaimBox(home)  # supervisor B
+    monkeypatch.undo()
+    try:
+        assert swept, "the sweep was not forced into B's start"
+        drop(home, "a.json", "{}")
+        drop(home, "b.json", "{}")
+        mine, theirs = box.claim("a.json"), other.claim("b.json")
+        assert mine is not None and theirs is not None, "a supervisor can no longer claim files"
+        assert [i.key for i in box.adopt_orphans()] == [mine.key]  # B is alive: its files stay its own
+        assert [i.key for i in other.adopt_orphans()] == [theirs.key]
+        assert sorted(os.listdir(home.inbox_claimed)) == sorted([box.path.name, other.path.name])
+    finally:
+        other.close()
+
+
+def test_a_folder_left_half_made_by_a_crash_is_swept_away(home, box):
+    os.mkdir(home.inbox_claimed / ".new-0000000000000001-1")  # its maker died before locking it
+    assert box.adopt_orphans() == []
+    assert os.listdir(home.inbox_claimed) == [box.path.name]
+
+
+def test_a_box_that_vanished_is_said_and_made_again(home, box, caplog):
+    drop(home, "a.json", "{}")
+    os.rmdir(box.path)  # removed behind its back (by hand, or by a buggy sweep)
+    with caplog.at_level(logging.WARNING, logger="ratchet.supervisor"):
+        item = box.claim("a.json")
+    assert item is not None and box.holding() == [item] and box.path.is_dir()
+    assert "vanished" in caplog.text and str(home.inbox_claimed) in caplog.text
+    drop(home, "b.json", "{}")
+    assert take(box, "b.json").path.parent == box.path  # and it goes on claiming
+    assert box.claim("a.json") is None  # a file another claimer won is still just None
 
 
 # --- Symlinked folders ------------------------------------------------------------------

@@ -49,6 +49,17 @@ def test_an_unhandled_timeout_is_a_warning_not_an_error():
         "timeout but no transition on 'timeout': when it expires the run escalates")
 
 
+def test_a_wait_with_no_timeout_is_a_warning_and_a_task_or_a_timed_wait_is_not():
+    machine = load_file(HERE / "warnings" / "endless_wait.yaml")
+    [warning] = machine.warnings
+    assert str(warning).endswith(
+        "endless_wait.yaml:6: warning: states.review: waiting state 'review' has no timeout: a run may "
+        "wait there forever; add one (e.g. 'timeout: 2d') so that an unanswered wait escalates")
+    # the shipped machines give every wait a deadline: nothing to say about them
+    for name in ("renewal_review.yaml", "customer_onboarding.yaml", "invoice.py"):
+        assert load_file(HERE.parents[2] / "machines" / name).warnings == []
+
+
 def test_a_python_module_without_machine_is_not_a_machine():
     with pytest.raises(NotAMachineError, match="no module attribute 'machine'"):
         load_file(HERE / "broken_py" / "py_actions.py")
