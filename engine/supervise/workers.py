@@ -18,11 +18,14 @@ engine.supervise.jobs. The supervisor keeps each busy worker's latest heartbeat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import time
 from datetime import datetime
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,38 @@ class WorkerPool:
         child.close()
         return Worker(process, parent)
 
+    def drain(self) -> list[Worker]:
+        """A graceful stop: SIGTERM each busy worker, whose Runner then finishes the step in
+        hand and starts no other (engine.supervise.worker). The workers signalled."""
+        signalled = []
+        for worker in self.busy():
+            if not worker.gone and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # it died meanwhile: settle() sees it
+                    os.kill(worker.pid, signal.SIGTERM)
+                signalled.append(worker)
+        return signalled
+
+    def settle(self, timeout: float, wake: Any) -> list[Result]:
+        """While stopping: results of busy workers that come within `timeout` s (sooner if
+        `wake` is ready), and `died` for a worker whose pipe closed. Spawns no replacement.
+
+        A worker's death is read from its pipe, not its process sentinel: a forkserver killed
+        too (a SIGTERM to the whole group) makes every sentinel report an exit of 255.
+        """
+        busy = {worker.conn: worker for worker in self.busy() if not worker.gone}
+        results = []
+        for conn in wait([*busy, wake], max(0.0, timeout)):
+            worker = busy.get(conn)  # type: ignore[call-overload]  # wake is not a Connection
+            if worker is None:
+                continue
+            job, result = worker.current, _receive(worker)
+            if result is None and worker.gone:
+                result = Result(job, "died", error=f"worker {worker.pid} died while stopping")
+            if result is not None:
+                worker.job = None
+                results.append(result)
+        return results
+
     def stop(self, grace: float) -> tuple[list[Result], list[Job]]:
         """Let busy workers finish for up to `grace` s, then kill the rest.
 
@@ -104,9 +139,13 @@ class WorkerPool:
         for worker in self.workers:
             if worker.job is None:
                 worker.process.join(1)
+            if worker.job is not None and not worker.gone and worker.pid is not None:
+                # By pid: the handle would not signal one it already took for dead (see settle).
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGKILL)  # its run is stalled; the next start replays it
             if worker.process.is_alive():
-                worker.process.kill()  # its run is stalled; the next start replays it
-                worker.process.join(5)
+                worker.process.kill()
+            worker.process.join(5)
             worker.conn.close()
         self.workers = []
         return finished, abandoned
