@@ -62,12 +62,17 @@ def calls(env: Env) -> Counter:
 
 @pytest.mark.parametrize("to", ["supervisor", "group"])
 def test_sigterm_finishes_the_step_in_flight_starts_no_other_and_a_restart_finishes_once(shop, to):
-    """`group`: the whole process group gets it, as systemd's default KillMode sends it."""
+    """`group`: every process gets it, as systemd's default KillMode sends it, in the worst
+    order: the forkserver (which it kills) and the workers before the supervisor."""
     sup = shop.supervise("--grace", str(GRACE))
     worker = in_flight(shop, "s2", "reserve")  # the NEXT step, charge, is not idempotent
     signalled = time.monotonic()
-    for pid in family(sup.pid) if to == "group" else [sup.pid]:
-        os.kill(pid, signal.SIGTERM)
+    if to == "group":
+        forkserver = parent(worker)
+        for pid in family(sup.pid)[1:]:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not pid_alive(forkserver), what="the forkserver to die")
+    sup.send_signal(signal.SIGTERM)
     wait_for(lambda: "stopping on SIGTERM" in shop.log(), what="the supervisor to say it stops")
     assert "1 in flight (s2)" in shop.log()
     (shop.dir / "gate").touch()  # only now may the step end
@@ -88,20 +93,24 @@ def test_sigterm_finishes_the_step_in_flight_starts_no_other_and_a_restart_finis
     assert calls(shop) == {(f"s2/{step}/1", True): 1 for step in STEPS}  # each effect exactly once
 
 
+def parent(pid: int) -> int:
+    # /proc/PID/stat: "pid (comm) state ppid ..."; comm may hold spaces, so split after ')'
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 def family(pid: int) -> list[int]:
     """`pid` and all its descendants (its forkserver, resource tracker and workers): what a
-    SIGTERM to its whole group reaches (it shares the test's group, so each gets it by pid)."""
+    SIGTERM to its whole group reaches (it shares the test's group: each is sent one by pid)."""
     parents = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
-            try:  # "pid (comm) state ppid ...": comm may hold spaces, so split after ')'
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
+            try:
+                parents[int(entry.name)] = parent(int(entry.name))
             except OSError:
                 continue  # exited meanwhile
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     found = [pid]
-    for parent in found:
-        found += [child for child, ppid in parents.items() if ppid == parent]
+    for elder in found:
+        found += [child for child, ppid in parents.items() if ppid == elder]
     return found
 
 
