@@ -65,10 +65,12 @@ def drain(pool: WorkerPool, stops: Stops, grace: float, wake: Any) -> Drained:
     began = stops.seen[0][1] if stops.seen else time.monotonic()
     deadline = began + grace
     signalled = [worker.current.run_id for worker in pool.drain()]
-    if stops.seen or signalled:
+    if signalled:
         log.info("stopping %s: starting no new step; %d in flight%s may finish within %.1fs; a second "
                  "signal stops at once", stops.why(), len(signalled), _listed(signalled),
                  max(0.0, deadline - time.monotonic()))
+    elif stops.seen:
+        log.info("stopping %s: nothing in flight", stops.why())
     finished: list[Result] = []
     died: list[str] = []
     while True:
