@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 @click.option("--rescan", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
               metavar="SECONDS", help="Full rescan of runs/ and inbox/ (covers missed file events).")
 @click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
-              metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish before they are killed.")
+              metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish (no new one starts) "
+                   "before they are killed.")
 @click.option("--job-timeout", type=click.FloatRange(1, 86400), default=300.0, show_default=True,
               metavar="SECONDS", help="Limit for a job with no step in flight (e.g. a hung on_escalate): "
                                       "its worker is killed and the run retried later.")
@@ -45,10 +46,17 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     killing and replacing a worker whose step exceeds its state's timeout,
     counted from the step's start or its action's last ctx.heartbeat(),
     whichever is later.
-    SIGTERM or SIGINT stops it cleanly (exit 0); a step killed then is resumed
-    by the next start. Several supervisors may share a home: a run is advanced
-    by one at a time, and how often one found a run locked by another is said
-    at stop (each time at debug level: `ratchet --debug supervise`).
+
+    SIGTERM or SIGINT (Ctrl-C) stops it gracefully: it starts no new step,
+    lets the steps in flight finish within --grace seconds and journals their
+    outcomes, then exits 0. A step still running past the grace, or at a second
+    signal (which stops at once, exit 128+N: 130 after Ctrl-C), is killed: a
+    crash for its run, which the next start replays (a non-idempotent step cut
+    off is escalated "unknown outcome"). Under systemd, set TimeoutStopSec
+    above --grace (README, "Deploying").
+    Several supervisors may share a home: a run is advanced by one at a time,
+    and how often one found a run locked by another is said at stop (each time
+    at debug level: `ratchet --debug supervise`).
 
     \b
     Example:

@@ -14,6 +14,8 @@ a message from outside applies is engine.run.delivery's to say. Durability rules
 - `escalated` is durable before its ticket is written and `on_escalate` is called;
   `cancelled` before a ticket is removed, and `compensation_started` before `on_cancel`
   is called (engine.run.compensation).
+- after `drain()` (a graceful stop) a batch never ends in the next `step_started`:
+  replay resumes at the state's entry (its todo), so the next start begins that step.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Runner:
         self.rng = rng or random.Random()
         self._machines: dict[tuple[str, str | None], Machine] = {}
         self._states: dict[str, tuple[Cursor, RunState]] = {}  # see _replay
+        self._draining = False  # see drain()
 
     # --- public API -----------------------------------------------------------------------
 
@@ -197,6 +200,11 @@ class Runner:
                     comment=message.comment, data=dict(message.data or {}))])
             return Delivery(True, "accepted", self._drive(s))
 
+    def drain(self) -> None:
+        """Start no step from now on (for good): the one in hand finishes, its outcome and
+        transition are journaled, then calls return. Safe from a signal handler or thread."""
+        self._draining = True
+
     def read(self, run_id: str) -> RunState:
         """The run's current state, folded from its journal (no lock taken, nothing run)."""
         if not self.home.store.exists(run_id):
@@ -211,8 +219,8 @@ class Runner:
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
-            if not isinstance(move, Append):  # Stop or Sleep: nothing more to do now
-                self._flush(s)
+            if not isinstance(move, Append) or (self._draining and isinstance(move.records[-1], StepStarted)):
+                self._flush(s)  # Stop or Sleep: nothing more to do now; or a stop was asked
                 return rs
             for record in move.records:
                 record.ts = iso(now)

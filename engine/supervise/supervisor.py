@@ -10,6 +10,10 @@ never runs an action: each `advance` or `deliver` goes to a worker process
 by the Runner inside the worker, is what guarantees a single writer per run even with
 two supervisors on one home.
 
+Stopping (SIGTERM/SIGINT): the loop ends and dispatches nothing more; busy workers finish
+the step in hand and start no other, within `grace` seconds of the signal, or are killed
+past it or at a second signal (engine.supervise.stopping).
+
 Sleeping: until the next deadline or back-off end, a worker's answer or death, or a hint
 from the watcher (engine.supervise.watcher), capped so that a `FileClock` change is
 noticed; a full rescan of `runs/` and `inbox/` every `rescan` seconds covers missed
@@ -29,10 +33,12 @@ from pathlib import Path
 from engine.home import Home
 from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
+from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.jobs import Job, Result
 from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
+from engine.supervise.stopping import Stops
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import WorkerPool
@@ -56,9 +62,9 @@ class Pacing:
 class Supervisor:
     """Drives every run under `home` until stopped (or, with `once`, until nothing is due)."""
 
-    # Eleven fields, over the ~8 a class should keep: eight are what it wires together (its
+    # Twelve fields, over the ~8 a class should keep: eight are what it wires together (its
     # home and knobs, the pool and the wake-up it sleeps on, the four parts); its own state
-    # is only the ready set, the tickets it looked at and the stop flag.
+    # is only the ready set, the tickets it looked at, the stop flag and the stop requests.
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
                  settle: float = 1.0, job_timeout: float = JOB_TIMEOUT) -> None:
@@ -75,6 +81,7 @@ class Supervisor:
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
         self.locked_out = 0  # jobs that found their run locked by another process (logged at stop)
+        self.stops = Stops()
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -126,16 +133,18 @@ class Supervisor:
         if self.locked_out:
             log.info("%d jobs found their run locked by another process (another supervisor, or a "
                      "`ratchet run`) and waited for it", self.locked_out)
-        return 0
+        return self.stops.exit_code()
 
-    def stop(self) -> None:
-        """Ask the loop to stop (safe from a signal handler or another thread)."""
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the loop to stop (safe from a signal handler or another thread): in-flight
+        steps may finish within the grace. A second call stops at once."""
+        self.stops.add(signum)
         self._stopping.set()
         self.wake.set()
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop())
+            signal.signal(sig, lambda signum, _: self.stop(signum))
         # A read-lease probe (engine.supervise.inbox.is_complete) can earn a SIGIO whose default kills.
         signal.signal(signal.SIGIO, signal.SIG_IGN)
 
@@ -153,13 +162,22 @@ class Supervisor:
     def _shutdown(self, watcher: Watcher | None) -> None:
         if watcher:
             watcher.stop()
-        finished, abandoned = self.pool.stop(self.pacing.grace)
-        self._handle(finished)
-        for job in abandoned:
-            log.warning("stopped during %s of run %s: it is stalled; the next start resumes it", job.kind, job.run_id)
+        drained = stopping.drain(self.pool, self.stops, self.pacing.grace, self.wake)
+        self._handle(drained.finished)  # files delivered inbox files; refreshes the runs' rows
+        stopping.report(drained, self.stops, self._where)
         self.mailroom.close()
         self.pool.close()
         self.wake.close()
+
+    def _where(self, run_id: str) -> str:
+        """`r1 waiting in 'review'`, `r2 before 'charge'`: where a run stopped, for the log."""
+        tracked = self.runs.get(run_id)
+        if tracked is None or tracked.broken:
+            return run_id
+        rs = tracked.state
+        if rs.status == MOVING and rs.in_flight is None:
+            return f"{run_id} before '{rs.state}'"  # its next step starts at the next start
+        return f"{run_id} {rs.status} in '{rs.state}'"
 
     def _pending_now(self) -> bool:
         """Anything to do now or in flight? (`--once` stops when not.)"""
@@ -243,7 +261,7 @@ class Supervisor:
             return
         cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
         for run_id in list(dict.fromkeys([*cancelling, *self._ready, *self.mailroom.runs_with_mail()])):
-            if not self.pool.idle():
+            if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
                 return
             cancel = run_id in cancelling
             if self.pool.holding(run_id) or (self.agenda.held_back(run_id) and not cancel):
@@ -294,3 +312,4 @@ class Supervisor:
                     self._ready[run_id] = None
                 else:
                     self._consider(run_id)
+

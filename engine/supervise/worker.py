@@ -5,6 +5,12 @@ dies, even by SIGKILL, the read returns EOF and the worker kills itself mid-step
 orphan keeps advancing runs (the kernel's parent-death signal would not do: a worker's
 parent is the forkserver, which lives as long as any worker does).
 
+A graceful stop: the supervisor sends SIGTERM to a busy worker, whose handler asks its
+Runner to drain (`Runner.drain`): the step in hand finishes, its outcome and transition
+are journaled, no new step starts, and the job's result goes back as usual. The handler
+is installed first thing, and SIGINT (Ctrl-C reaches the whole process group) is ignored:
+the supervisor decides what stops, and when.
+
 Heartbeats: an action's `ctx.heartbeat()` sends a `Heartbeat` (its run, the worker
 clock's now) up the same pipe as the results, at most one per second of the clock,
 and only if the pipe has room: a full pipe drops the heartbeat rather than block the
@@ -22,10 +28,14 @@ import threading
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import EngineError
 from engine.run.clock import Clock
 from engine.supervise.jobs import Heartbeat, Result
+
+if TYPE_CHECKING:
+    from engine.run.runner import Runner
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -90,9 +100,17 @@ def _has_room(conn: Connection) -> bool:
 
 def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: str) -> None:
     """Worker main loop: take a job, call the Runner, send the result, until told to stop."""
-    _hold_lifeline(lifeline)
-    # Ctrl-C reaches the whole process group; the supervisor decides what stops, and when.
+    drained = threading.Event()  # SIGTERM came (maybe before the Runner exists)
+    runners: list[Runner] = []
+
+    def drain(*_: object) -> None:
+        drained.set()
+        for runner in runners:
+            runner.drain()
+
+    signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _hold_lifeline(lifeline)
     from engine.run.clock import clock_from_env
     from engine.run.runner import Runner
     from journal import JournalError, JournalLockedError
@@ -100,6 +118,9 @@ def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: 
     clock = clock_from_env()
     pulse = Pulse(conn, clock)
     runner = Runner(home_root, clock=clock, machines_dir=Path(machines_dir), heartbeat=pulse.beat)
+    runners.append(runner)
+    if drained.is_set():
+        runner.drain()
     while True:
         try:
             job = conn.recv()

@@ -18,11 +18,14 @@ engine.supervise.jobs. The supervisor keeps each busy worker's latest heartbeat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import time
 from datetime import datetime
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +86,38 @@ class WorkerPool:
         child.close()
         return Worker(process, parent)
 
+    def drain(self) -> list[Worker]:
+        """A graceful stop: SIGTERM each busy worker, whose Runner then finishes the step in
+        hand and starts no other (engine.supervise.worker). The workers signalled."""
+        signalled = []
+        for worker in self.busy():
+            if not worker.gone and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # it died meanwhile: settle() sees it
+                    os.kill(worker.pid, signal.SIGTERM)
+                signalled.append(worker)
+        return signalled
+
+    def settle(self, timeout: float, wake: Any) -> list[Result]:
+        """While stopping: results of busy workers that come within `timeout` s (sooner if
+        `wake` is ready), and `died` for a worker whose pipe closed. Spawns no replacement.
+
+        A worker's death is read from its pipe, not its process sentinel: a forkserver killed
+        too (a SIGTERM to the whole group) makes every sentinel report an exit of 255.
+        """
+        busy = {worker.conn: worker for worker in self.busy() if not worker.gone}
+        results = []
+        for conn in wait([*busy, wake], max(0.0, timeout)):
+            worker = busy.get(conn)  # type: ignore[call-overload]  # wake is not a Connection
+            if worker is None:
+                continue
+            job, result = worker.current, _receive(worker)
+            if result is None and worker.gone:
+                result = Result(job, "died", error=f"worker {worker.pid} died while stopping")
+            if result is not None:
+                worker.job = None
+                results.append(result)
+        return results
+
     def stop(self, grace: float) -> tuple[list[Result], list[Job]]:
         """Let busy workers finish for up to `grace` s, then kill the rest.
 
@@ -104,9 +139,9 @@ class WorkerPool:
         for worker in self.workers:
             if worker.job is None:
                 worker.process.join(1)
-            if worker.process.is_alive():
-                worker.process.kill()  # its run is stalled; the next start replays it
-                worker.process.join(5)
+            if worker.job is not None:
+                _kill(worker)  # its run is stalled; the next start replays it
+            worker.process.join(5)
             worker.conn.close()
         self.workers = []
         return finished, abandoned
@@ -137,11 +172,10 @@ class WorkerPool:
         return worker
 
     def waitables(self) -> list[Any]:
-        """What to sleep on: each busy worker's pipe and process sentinel."""
-        items: list[Any] = []
-        for w in self.busy():
-            items += [w.conn, w.process.sentinel]
-        return items
+        """What to sleep on: each busy worker's pipe, readable with its result or at EOF when
+        it died (not its process sentinel, which a dead forkserver leaves ever readable; a
+        death the pipe does not show is found by `collect` on the next wake-up)."""
+        return [w.conn for w in self.busy()]
 
     def collect(self) -> list[Result]:
         """Results of finished jobs, and a `died` result (plus a replacement) per dead worker."""
@@ -155,7 +189,7 @@ class WorkerPool:
             if result is not None:
                 worker.job = None
                 results.append(result)
-            elif not worker.process.is_alive():
+            elif _dead(worker):
                 code = worker.process.exitcode
                 results.append(Result(worker.job, "died", error=f"worker {worker.pid} exited with {code}"))
                 self.workers[i] = self._replace(worker)
@@ -167,8 +201,7 @@ class WorkerPool:
         if job is None:
             raise RuntimeError("kill() is for busy workers")
         log.warning("killing worker %s holding run %s: %s", worker.pid, job.run_id, why)
-        worker.process.kill()
-        worker.process.join(5)
+        _kill(worker)
         self.workers[self.workers.index(worker)] = self._replace(worker)
         return Result(job, "killed", error=why)
 
@@ -176,6 +209,31 @@ class WorkerPool:
         worker.conn.close()
         worker.process.join(0)
         return self._spawn()
+
+
+def _dead(worker: Worker) -> bool:
+    """Did this busy worker die? Its pipe at EOF says so. Its process handle alone is not
+    believed: when the forkserver dies (a SIGTERM to the whole group, as systemd's default
+    KillMode sends) every handle reports an exit of 255, so the pid must be gone too. (The
+    pipe alone is not enough either: a process an action forked may hold it open.)"""
+    if worker.gone:
+        return True
+    if worker.process.is_alive() or worker.pid is None:
+        return False
+    try:
+        os.kill(worker.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _kill(worker: Worker) -> None:
+    """SIGKILL by pid, unless its pipe says it is dead already: the process handle would not
+    signal a worker it took for dead when its forkserver died (see WorkerPool.settle)."""
+    if not worker.gone and worker.pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
+    worker.process.join(5)
 
 
 def _send(worker: Worker, job: Job | None) -> bool:
