@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.definition.loader import Machine, load_machine, machine_from_definition
+from engine.definition.loader import Machine, load_machine
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
 from engine.run import delivery, stale_code, tickets, upgrade
+from engine.run.cache import RunCache
 from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.compensation import compensate
 from engine.run.delivery import Delivery, Request
@@ -42,9 +43,7 @@ from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
 from journal import (
     CompensationStarted,
-    Cursor,
     Escalated,
-    JournalError,
     Record,
     Resolved,
     RunStarted,
@@ -54,8 +53,6 @@ from journal import (
     Writer,
     check_run_id,
 )
-
-STATE_CACHE = 1024  # runs whose folded state a process keeps between sessions
 
 
 @dataclass
@@ -82,8 +79,7 @@ class Runner:
         self.on_record = on_record
         self.heartbeat = heartbeat
         self.rng = rng or random.Random()
-        self._machines: dict[tuple[str, str | None], Machine] = {}
-        self._states: dict[str, tuple[Cursor, RunState]] = {}  # see _replay
+        self.cache = RunCache(self.home.store)
         self._draining = False  # see drain()
 
     # --- public API -----------------------------------------------------------------------
@@ -191,7 +187,7 @@ class Runner:
             elif new is not None and message.upgrade is not None:
                 self._journal(s, [upgrade.upgraded(s.rs, new, message.upgrade, message.by, message.comment,
                                                    source_file)])
-                s.machine = self._machines[(new.hash, s.rs.source)] = new  # from here on
+                s.machine = self.cache.pin(new, s.rs.source)  # from here on
             elif message.resolve is not None:
                 self._resolve(s, message.resolve, message, source_file)
             elif message.trigger is not None:  # always: a trigger message without one is refused
@@ -282,10 +278,10 @@ class Runner:
         if not store.exists(run_id):
             raise UnknownRunError(run_id, store.location)
         with self._writer(run_id) as writer:
-            rs = self._replay(run_id, writer)
+            rs = self.cache.state(run_id, writer)
             if not rs.run_id:  # created, but the crash came before run_started was durable
                 raise UnknownRunError(run_id, store.where(run_id))
-            s = _Session(writer, rs, self._machine(rs))
+            s = _Session(writer, rs, self.cache.machine(rs))
             # A crash may have come between `escalated` and its ticket...
             if rs.status == RunStatus.ESCALATED and rs.escalation is not None:
                 tickets.open_ticket(store, rs, rs.escalation, s.machine)
@@ -294,44 +290,7 @@ class Runner:
             yield s
             self._escalate_stale_wait(s)
             if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk
-                self._remember(run_id, writer, rs)
-
-    def _replay(self, run_id: str, writer: Writer) -> RunState:
-        """The run's state from its journal: folded in full once per process, then only
-        from the records added since this process last held the run (so a long run does
-        not cost a full replay per event). Any doubt about the journal means a full fold."""
-        seen = self._states.pop(run_id, None)
-        if seen is not None:
-            cursor, rs = seen
-            now = writer.cursor
-            if cursor == now:
-                return rs
-            try:  # raises if the journal is not the one read before (replaced, cut, edited)
-                grown = self.home.store.read(run_id, after=cursor)
-            except JournalError:
-                grown = None
-            if grown is not None and grown.cursor == now:
-                for record in grown.records:
-                    rs.apply(record)
-                return rs
-        return fold(self.home.store.read(run_id).records)
-
-    def _remember(self, run_id: str, writer: Writer, rs: RunState) -> None:
-        if len(self._states) >= STATE_CACHE:
-            self._states.pop(next(iter(self._states)))  # the run held longest ago
-        self._states[run_id] = (writer.cursor, rs)
-
-    def _machine(self, rs: RunState) -> Machine:
-        """The run's pinned definition (never the file as it is now), built once per process.
-
-        Its code is resolved when first needed, not here: code that changed under the run
-        since it started must escalate it ("code changed", engine.run.plan), never make it
-        impossible to open (a run that cannot be opened cannot even be aborted)."""
-        key = (rs.definition_hash, rs.source)
-        if key not in self._machines:
-            base_dir = Path(rs.source).parent if rs.source else None
-            self._machines[key] = machine_from_definition(rs.definition, base_dir, check_imports=False)
-        return self._machines[key]
+                self.cache.remember(run_id, writer, rs)
 
     def _escalate_stale_wait(self, s: _Session) -> None:
         """A session that leaves the run waiting on conditions that no longer import
