@@ -4,6 +4,7 @@ Exit codes (for every command):
   0  success
   1  the command ran and found a problem (invalid definition, broken journal, refused input)
   2  usage error (bad option or argument; click's own convention)
+  128+N  stopped by signal N before it was done (130: Ctrl-C in `run`; a second signal to `supervise`)
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
          a mistake such as an unknown run or a bad value, said in one line
          on stderr: `ratchet: error: ...` (--debug shows the traceback)
       2  usage: unknown command or option, missing argument
+      130  `run` stopped by Ctrl-C before the run waited or ended (it says how
+         to continue); 128+N: `supervise` stopped at once by a second signal N
 
     \b
     Example:
