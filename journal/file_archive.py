@@ -18,10 +18,9 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
-
 from journal.errors import CorruptJournalError, JournalError, JournalNotFoundError
-from journal.records import AnyRecord, decode
+from journal.reader import decode_line
+from journal.records import AnyRecord
 from journal.store import RUN_ID_PATTERN, Durability, check_run_id
 from journal.verify import VerifyResult, verify_lines
 from journal.writer import JournalWriter, fsync_dir
@@ -101,7 +100,7 @@ class FileArchive:
         for number, raw in enumerate(lines, 1):
             if not raw.endswith(b"\n"):
                 raise CorruptJournalError(path, number, "an archived journal ends mid-line")
-            found.append((raw[:-1], _decode(path, number, raw[:-1])))
+            found.append((raw[:-1], decode_line(path, number, raw[:-1])))
         return found
 
     def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult:
@@ -146,12 +145,3 @@ def _starts_with(writer: JournalWriter, prefix: bytes) -> bool:
     """Does the writer's journal begin with exactly these bytes?"""
     return len(prefix) <= writer.size and os.pread(writer.fileno(), len(prefix), 0) == prefix
 
-
-def _decode(path: Path, number: int, line: bytes) -> AnyRecord:
-    try:
-        record = decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CorruptJournalError(path, number, f"not a valid record ({exc})") from exc
-    if record.seq != number:
-        raise CorruptJournalError(path, number, f"seq {record.seq} where {number} was expected")
-    return record

@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import msgspec
-
-from journal.errors import CorruptJournalError, JournalError
-from journal.records import AnyRecord, decode
+from journal.errors import JournalError
+from journal.reader import decode_line
+from journal.records import AnyRecord
 
 
 def follow(
@@ -58,7 +57,7 @@ def follow_lines(
                 end = data.rfind(b"\n") + 1
                 for line in data[: end - 1].split(b"\n") if end else ():
                     number += 1
-                    yield line, _decode(path, number, line)
+                    yield line, decode_line(path, number, line)
                 offset += end
             if stop is not None and stop():
                 return
@@ -67,15 +66,6 @@ def follow_lines(
     finally:
         os.close(fd)
 
-
-def _decode(path: Path, number: int, line: bytes) -> AnyRecord:
-    try:
-        record = decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise CorruptJournalError(path, number, f"not a valid record ({exc})") from exc
-    if record.seq != number:
-        raise CorruptJournalError(path, number, f"seq {record.seq} where {number} was expected")
-    return record
 
 
 def _check_same_file(path: Path, inode: int) -> None:

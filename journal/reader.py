@@ -152,19 +152,19 @@ _seq_of = attrgetter("seq")
 
 def _decode_exact(path: Path | str, body: bytes, last_seq: int) -> list[AnyRecord]:
     """Line by line: slower, and the reference for what is valid; raises at the first bad line."""
-    records: list[AnyRecord] = []
-    append = records.append
-    expected = last_seq + 1
-    for line in body[:-1].split(b"\n"):
-        try:
-            record = decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise CorruptJournalError(Path(path), expected, f"not a valid record ({exc})") from exc
-        if record.seq != expected:
-            raise CorruptJournalError(Path(path), expected, f"seq {record.seq} where {expected} was expected")
-        expected += 1
-        append(record)
-    return records
+    first = last_seq + 1
+    return [decode_line(path, number, line) for number, line in enumerate(body[:-1].split(b"\n"), first)]
+
+
+def decode_line(path: Path | str, number: int, line: bytes) -> AnyRecord:
+    """The record on line `number` of `path` (its seq must be `number`), or CorruptJournalError."""
+    try:
+        record = decode(line)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise CorruptJournalError(Path(path), number, f"not a valid record ({exc})") from exc
+    if record.seq != number:
+        raise CorruptJournalError(Path(path), number, f"seq {record.seq} where {number} was expected")
+    return record
 
 
 @contextmanager
