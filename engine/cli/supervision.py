@@ -78,6 +78,8 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     ctx.exit(supervisor.run(once=once))
 
 
+# --status words: a run's own status, what a journal can be instead, and two states of fact.
+STATUS_WORDS = (*RunStatus, "damaged", "starting", "stalled", "overdue")
 COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEMPT", "ESCALATION")
 
 
@@ -85,8 +87,8 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
 @click.argument("run_id", required=False, metavar="[ID]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (a list of runs).")
 @click.option("--state", "state_filter", metavar="STATE", help="Only runs in this state.")
-@click.option("--status", "status_filter", metavar="STATUS",
-              help=f"Only runs with this status ({', '.join(RunStatus)}).")
+@click.option("--status", "status_filter", type=click.Choice(STATUS_WORDS), metavar="STATUS",
+              help=f"Only runs with this status ({', '.join(STATUS_WORDS)}).")
 @click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
 @click.option("--all", "everything", is_flag=True, help="Also the archived runs (`ratchet archive`).")
 @click.pass_context
@@ -132,7 +134,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
                            "by a crash); 'ratchet archive' finishes it", err=True)
             rows = sorted(rows + archived_rows(home, [i for i in archived if i not in live]), key=lambda r: r.run_id)
     rows = [r for r in rows if (not state_filter or r.state == state_filter)
-            and (not status_filter or r.status == status_filter)
+            and (not status_filter or _has_status(r, status_filter))
             and (not machine_filter or r.machine == machine_filter)]
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -145,6 +147,15 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _has_status(row: StatusRow, word: str) -> bool:
+    """`--status WORD`: a run status, or what `status` says beyond it (stalled, overdue)."""
+    if word == "stalled":
+        return row.stalled
+    if word == "overdue":
+        return bool(row.overdue_s)
+    return str(row.status) == word
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:

@@ -107,6 +107,9 @@ def test_in_flight_only_while_a_process_holds_the_run_then_stalled_after_kill_9(
     data, cell = row(env, "r1")
     assert (data["status"], data["in_flight"], data["held"], data["stalled"]) == ("running", True, False, True)
     assert cell == "stalled (no worker)"
+    stalled = json.loads(ratchet(env, "status", "--status", "stalled", "--json").stdout)
+    assert [r["run_id"] for r in stalled] == ["r1"]
+    assert json.loads(ratchet(env, "status", "--status", "overdue", "--json").stdout) == []
     gate.write_text("")
     ratchet(env, "supervise", "--once")  # what "stalled" asks for: a supervisor resumes it
     assert row(env, "r1")[1] == "waiting"
@@ -119,6 +122,10 @@ def test_a_wait_past_its_deadline_is_overdue(env, tmp_path):
     FileClock(tmp_path / "clock").set(_start() + timedelta(hours=4, minutes=20))
     data, cell = cli_row(env, "r1")
     assert (cell, data["overdue_s"]) == ("waiting (overdue by 3 h)", 3 * 3600 + 20 * 60)
+    overdue = json.loads(ratchet(env, "status", "--status", "overdue", "--json").stdout)
+    assert [r["run_id"] for r in overdue] == ["r1"]
+    unknown = ratchet(env, "status", "--status", "wating")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("ratchet: error: ")
     assert "2026-11-30 10:00:00Z" in ratchet(env, "status").stdout  # the DEADLINE column: one time format
 
 
