@@ -222,6 +222,7 @@ class Upgraded(Record, tag="upgraded", kw_only=True):
     source: str | None = None  # the new definition's file; actions resolve beside it
     source_file: str | None = None  # the inbox file of the `upgrade` message
     comment: str | None = None
+    code: dict[str, str] = {}  # fingerprints of the new definition's modules (as run_started's)
 
 
 AnyRecord = (

@@ -196,10 +196,14 @@ def _interrupted(ctx: click.Context, runner: Runner, run_id: str | None, machine
     if rs is None or not rs.run_id:
         click.echo("ratchet: interrupted before the run was created", err=True)
         ctx.exit(EXIT_INTERRUPTED)
-    if rs.status != RunStatus.RUNNING and rs.status != RunStatus.RETRYING:
+    owed = rs.ended and rs.todo is not None  # a cancelled run whose on_cancel is still owed
+    if rs.status != RunStatus.RUNNING and rs.status != RunStatus.RETRYING and not owed:
         return rs
     step = rs.in_flight
-    if step is None:
+    if owed:
+        click.echo(f"run {rs.run_id}: stopped during its on_cancel (key {rs.run_id}/cancel): its outcome "
+                   "is unknown; continuing calls it again with the same key")
+    elif step is None:
         where = f"before its step in '{rs.state}'"
         if rs.status == RunStatus.RETRYING and rs.deadline is not None:
             where = f"waiting to retry '{rs.state}' (attempt {rs.retry_attempt} due {when(rs.deadline)})"

@@ -174,7 +174,9 @@ def status_text(row: StatusRow) -> str:
     """The STATUS cell: the run's status, said as it stands now (see `ratchet status --help`)."""
     text = str(row.status)
     late = f"overdue by {span(row.overdue_s)}" if row.overdue_s else ""
-    if row.stalled:
+    if row.owes:
+        text = f"{row.status} ({row.owes} {'in flight' if row.held else 'owed, no worker'})"
+    elif row.stalled:
         text = "stalled (no worker)"
     elif row.status == RunStatus.RUNNING and row.held:
         text = "running (in flight)"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 
 from engine.faults import crash_point
 from engine.run.clock import Clock, iso
@@ -31,14 +32,16 @@ from journal import CompensationFinished, CompensationStarted
 log = logging.getLogger(__name__)
 
 FAILED = "on_cancel failed"  # the reason an on_escalate notifier gets
+ABANDONED = "Abandoned"  # the error_type of a compensation given up after repeated cut-offs
 
 
 def compensate(rs: RunState, machine: RunnableMachine, started: CompensationStarted,
-               clock: Clock) -> CompensationFinished:
-    """Call on_cancel for `started` (already durable); its outcome record, not yet journaled."""
+               clock: Clock, heartbeat: Callable[[], None] | None = None) -> CompensationFinished:
+    """Call on_cancel for `started` (already durable); its outcome record, not yet journaled.
+    `heartbeat` is the worker's: an on_cancel that calls `ctx.heartbeat()` is alive."""
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=rs.state, attempt=started.attempt,
                       idempotency_key=started.idempotency_key, input=copy.deepcopy(rs.input),
-                      data=copy.deepcopy(rs.data))
+                      data=copy.deepcopy(rs.data), _heartbeat=heartbeat)
     crash_point("before_compensation")
     began = time.perf_counter()
     try:
@@ -48,7 +51,7 @@ def compensate(rs: RunState, machine: RunnableMachine, started: CompensationStar
         error = str(exc) or repr(exc)
         log.warning("run %s: on_cancel %s failed: %s: %s; the run stays cancelled",
                     rs.run_id, started.action, type(exc).__name__, error)
-        _notify(rs, machine, started, f"{type(exc).__name__}: {error}")
+        notify_failure(rs, machine, started.action, started.seq, f"{type(exc).__name__}: {error}")
         return CompensationFinished(action=started.action, attempt=started.attempt, error=error,
                                     error_type=type(exc).__name__, duration_ms=_ms(began), ts=iso(clock.now()))
     crash_point("after_compensation")
@@ -56,8 +59,9 @@ def compensate(rs: RunState, machine: RunnableMachine, started: CompensationStar
                                 ts=iso(clock.now()))
 
 
-def _notify(rs: RunState, machine: RunnableMachine, started: CompensationStarted, error: str) -> None:
-    """Tell on_escalate (if any) that the compensation failed; a broken notifier is only logged."""
+def notify_failure(rs: RunState, machine: RunnableMachine, action: str, seq: int, error: str) -> None:
+    """Tell on_escalate (if any) that the compensation failed or was given up (record `seq`):
+    a hold may still be in place. A broken notifier is only logged."""
     try:
         target = machine.on_escalate(rs.state)
     except KeyError:
@@ -67,7 +71,7 @@ def _notify(rs: RunState, machine: RunnableMachine, started: CompensationStarted
     ctx = StepContext(run_id=rs.run_id, machine=rs.machine, state=rs.state, attempt=1,
                       idempotency_key=f"{rs.run_id}/cancel/notify", input=copy.deepcopy(rs.input),
                       data=copy.deepcopy(rs.data),
-                      escalation={"reason": FAILED, "detail": f"{started.action}: {error}", "seq": started.seq})
+                      escalation={"reason": FAILED, "detail": f"{action}: {error}", "seq": seq})
     try:
         machine.resolve(target)(ctx)
     except Exception as exc:  # best effort, as for escalations: never breaks the run

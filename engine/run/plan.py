@@ -17,6 +17,7 @@ from typing import Protocol
 from engine.definition.spec import ERROR, TIMEOUT, RetryPolicy
 from engine.errors import ConditionError, ImportPathError
 from engine.run.clock import iso, parse_iso
+from engine.run.compensation import ABANDONED
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
@@ -134,7 +135,7 @@ def _compensation(rs: RunState, owed: Compensate) -> Record:
     many calls already that another would only crash again."""
     cut_off = owed.attempt - 1
     if cut_off >= MAX_ABANDONS:
-        return CompensationFinished(action=owed.action, attempt=cut_off, error_type="Abandoned",
+        return CompensationFinished(action=owed.action, attempt=cut_off, error_type=ABANDONED,
                                     error=f"cut off {cut_off} times (its process died during the call); "
                                           "not called again")
     return CompensationStarted(action=owed.action, attempt=owed.attempt, idempotency_key=f"{rs.run_id}/cancel")

@@ -80,6 +80,7 @@ class RunState:
     entered: str = ""  # when the run entered its current state: a wait's deadline counts from it
     escalations: int = 0  # how many times the run escalated: numbers each notification
     waiting: Waiting | None = None  # the record that opened the current wait
+    code: dict[str, str] = field(default_factory=dict)  # module fingerprints of the definition in force
     # Beyond what `status` shows: what replay needs to resume anywhere.
     started: str = ""
     by: str | None = None
@@ -133,7 +134,7 @@ class RunState:
             raise JournalFormatError(r.run_id, r.format, FORMAT)
         self.run_id, self.machine, self.version = r.run_id, r.machine, r.version
         self.definition = pinned_definition(r)
-        self.definition_hash, self.source = r.definition_hash, r.source
+        self.definition_hash, self.source, self.code = r.definition_hash, r.source, r.code
         self.input, self.by, self.started = dict(r.input), r.by, r.ts
         self.state, self.entered = self.definition["initial"], r.ts
         self.visits[self.state] = 1
@@ -222,6 +223,7 @@ class RunState:
         """From here on the run follows the definition `r` pins (its version, hash, code)."""
         self.definition = pinned_definition(r)
         self.version, self.definition_hash, self.source = r.version, r.definition_hash, r.source
+        self.code = r.code
         if self.status == _WAITING:
             # The wait is opened again under the new definition (its triggers, approvers
             # and timeout; the deadline still counts from when the state was entered).

@@ -20,6 +20,7 @@ a message from outside applies is engine.run.delivery's to say. Durability rules
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from engine.home import Home
 from engine.run import delivery, stale_code, tickets, upgrade
 from engine.run.cache import RunCache
 from engine.run.clock import Clock, clock_from_env, iso
-from engine.run.compensation import compensate
+from engine.run.compensation import ABANDONED, compensate, notify_failure
 from engine.run.delivery import Delivery, Request
 from engine.run.ids import new_run_id
 from engine.run.outcome import call_step
@@ -42,6 +43,7 @@ from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
 from journal import (
+    CompensationFinished,
     CompensationStarted,
     Escalated,
     Record,
@@ -53,6 +55,8 @@ from journal import (
     Writer,
     check_run_id,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -232,7 +236,11 @@ class Runner:
                 self._journal(s, [call_step(rs, machine, last, self.clock, self.heartbeat)])
             elif isinstance(last, CompensationStarted):
                 self._flush(s)  # durable before on_cancel is called
-                self._journal(s, [compensate(rs, machine, last, self.clock)])
+                self._journal(s, [compensate(rs, machine, last, self.clock, self.heartbeat)])
+            elif isinstance(last, CompensationFinished) and last.error_type == ABANDONED:
+                self._flush(s)  # given up after repeated cut-offs: a person must hear of it
+                log.warning("run %s: on_cancel %s given up: %s", rs.run_id, last.action, last.error)
+                notify_failure(rs, machine, last.action, last.seq, f"{ABANDONED}: {last.error}")
 
     def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None) -> None:
         self._journal(s, [Resolved(action=action, by=message.by,

@@ -61,7 +61,7 @@ def upgraded(rs: RunState, new: Machine, request: UpgradeRequest, by: str, comme
     """The `upgraded` record moving the run to `new` (once `incompatibilities` found none)."""
     return Upgraded(by=by, version=new.spec.version, definition=new.pinned, definition_hash=new.hash,
                     from_hash=rs.definition_hash, source=request.source, source_file=source_file,
-                    comment=comment)
+                    comment=comment, code=new.code)
 
 
 def incompatibilities(rs: RunState, new: Machine, now: datetime) -> list[str]:

@@ -23,7 +23,7 @@ from engine.home import Home
 from engine.run.clock import clock_from_env, iso
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
-from journal import Cursor, JournalError, RunStarted
+from journal import Cursor, JournalError
 
 
 class JournalStatus(StrEnum):
@@ -63,6 +63,7 @@ class StatusRow:
     retry_attempts: int | None = None  # ...of this many (the state's retry policy)
     code_changed: list[str] = field(default_factory=list)  # modules changed since the run started
     archived: bool = False  # read from the archive (`ratchet archive`), not from the runs
+    owes: str | None = None  # an ended run's work still owed ("on_cancel"): it, too, can be held or stalled
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,13 +112,15 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         row = row_of(run_id, state)
-        if state.status == RunStatus.RUNNING:
+        owes = state.ended and state.todo is not None  # a cancelled run whose on_cancel is owed
+        if owes:
+            row.owes = "on_cancel"
+        if state.status == RunStatus.RUNNING or owes:
             row.held = home.store.held(run_id)
             row.stalled = not row.held and not _moved_on(home, run_id, chunk.cursor)
         _timing(row, state, now)
-        started = chunk.records[0]
-        if isinstance(started, RunStarted) and started.code and not state.ended:
-            row.code_changed = code.changed(started.code, Path(state.source).parent if state.source else None)
+        if state.code and not state.ended:  # the fingerprints of the definition in force (an upgrade's)
+            row.code_changed = code.changed(state.code, Path(state.source).parent if state.source else None)
         rows.append(row)
     return rows
 

@@ -246,8 +246,13 @@ class Supervisor:
             if worker is None or worker.conn.poll():  # a result may be waiting: judged after collect()
                 continue
             job = worker.current
-            if job.kind == "deliver" and job.message is not None and job.message.cancel:
-                continue  # the cancel itself (and its on_cancel) is what the worker is doing
+            if job.kind == "deliver" and job.message is not None and (job.message.cancel
+                                                                     or job.message.resolve == "abort"):
+                continue  # the cancel itself (or an abort; and its on_cancel) is what the worker is doing
+            tracked = self.runs.get(run_id)
+            if tracked is not None and tracked.state.ended:
+                continue  # ended already (kept current by _refresh_busy): an owed on_cancel is running, never cut it
+
             result = self.pool.kill(worker, "a cancel is waiting for its run")
             self.timeouts.finished(run_id)
             if job.kind == "deliver":
