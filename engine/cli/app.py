@@ -179,6 +179,9 @@ def require_run(store: Store, run_id: str) -> str:
     from journal import check_run_id
 
     if not store.exists(check_run_id(run_id)):
+        if run_id in store.archived_ids():  # commands that read archives check them first
+            raise UserError(f"run '{run_id}' is archived (it ended and was retired with 'ratchet archive'); "
+                            "it takes no more messages; see 'ratchet status --all' or 'ratchet tail'")
         raise UserError(f"no run '{run_id}' in {store.location}; see 'ratchet status'")
     return run_id
 

@@ -12,6 +12,7 @@ import re
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _PATTERN = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d)$")
 HINT = "write a number and one unit: 500ms, 30s, 15m, 48h, 2d"
+MAX_SECONDS = 36500 * 86400.0  # 100 years: longer is a typo, and a deadline past year 9999 cannot be written
 
 
 def parse_duration(value: object, *, allow_zero: bool = False) -> float:
@@ -29,6 +30,8 @@ def parse_duration(value: object, *, allow_zero: bool = False) -> float:
         raise ValueError(f"bad duration {value!r}; {HINT}")
     if seconds < 0 or (seconds == 0 and not allow_zero) or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"bad duration {value!r}: must be {'zero or more' if allow_zero else 'positive'} and finite")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"bad duration {value!r}: must be at most 36500d (100 years)")
     return seconds
 
 

@@ -163,6 +163,8 @@ class RunState:
         self.status, self.deadline, self.todo = _RETRYING, parse_iso(r.due), Step(r.attempt)
 
     def _transition(self, r: Transition) -> None:
+        if r.dest not in self.definition["states"]:  # damage (the chain does not guard the last line)
+            raise ValueError(f"transition to '{r.dest}', a state the run's definition does not have")
         self.state, self.entered = r.dest, r.ts
         self.visits[r.dest] = self.visits.get(r.dest, 0) + 1
         self.attempt, self.abandons = 0, 0

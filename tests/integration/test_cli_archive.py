@@ -178,3 +178,19 @@ def test_a_cancelled_run_that_still_owes_its_on_cancel_is_not_archived(home: Pat
     result = cli(home, "archive", "--finished-before", "30d", "--dry-run")
     assert result.exit_code == 0 and "owing" not in result.stdout
     assert "5 not ended" in result.stderr  # the 4 live fixtures and this one: its compensation is owed
+
+
+def test_an_archive_cut_short_of_its_end_fails_verify(home: Path) -> None:
+    assert cli(home, "archive", "--finished-before", "30d").exit_code == 0
+    archived = home / "archive" / "renewal-acme.jsonl.gz"
+    lines = gzip.decompress(archived.read_bytes()).splitlines(keepends=True)
+    archived.write_bytes(gzip.compress(b"".join(lines[:4])))  # whole lines cut off: the chain still holds
+    result = cli(home, "verify", "renewal-acme")
+    assert result.exit_code == 1 and "does not end with the run's end" in result.stdout
+
+
+def test_messages_to_an_archived_run_say_it_is_archived(home: Path) -> None:
+    assert cli(home, "archive", "--finished-before", "30d").exit_code == 0
+    for args in (("send", "renewal-acme", "approve", "--by", "alice"), ("cancel", "renewal-acme", "--by", "ops")):
+        result = cli(home, *args)
+        assert result.exit_code == 1 and "run 'renewal-acme' is archived" in result.stderr, result.output

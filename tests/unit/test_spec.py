@@ -33,6 +33,13 @@ def test_durations_refuse_anything_else(text):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["99999999d", "36501d", "1" * 20 + "d", 1e300])
+def test_durations_past_a_hundred_years_are_refused_not_overflowed_later(text):
+    with pytest.raises(ValueError, match="at most 36500d"):
+        parse_duration(text)
+    assert parse_duration("36500d") == 36500 * 86400
+
+
 def test_zero_backoff_is_allowed_but_not_zero_timeout():
     assert RetryPolicy(backoff="0s").backoff == 0
     with pytest.raises(ValidationError):
