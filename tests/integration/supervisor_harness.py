@@ -42,6 +42,24 @@ transitions:
 """
 
 # A wait that escalates when it expires (no `timeout` transition), with an on_escalate.
+# Four steps, the second not idempotent: what a stop must never cut in the middle of.
+SHOP = """
+name: shop
+version: 1
+initial: reserve
+states:
+  reserve: {action: sup_acts:work}
+  charge: {action: sup_acts:work, idempotent: false}
+  ship: {action: sup_acts:work}
+  receipt: {action: sup_acts:work}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: reserve, dest: charge}
+  - {trigger: ok, source: charge, dest: ship}
+  - {trigger: ok, source: ship, dest: receipt}
+  - {trigger: ok, source: receipt, dest: done}
+"""
+
 NOTIFYING = """
 name: notifying
 version: 1
@@ -190,6 +208,7 @@ def machine_folder(tmp_path_factory) -> Path:
     (folder / "approval.yaml").write_text(MACHINE)
     (folder / "notifying.yaml").write_text(NOTIFYING)
     (folder / "cancelling.yaml").write_text(CANCELLING)
+    (folder / "shop.yaml").write_text(SHOP)
     (folder / "slow_start.yaml").write_text(SLOW_START)
     (folder / "sup_slow.py").write_text(SLOW_MODULE)
     shutil.copy(HERE / "sup_acts.py", folder / "sup_acts.py")

@@ -15,22 +15,6 @@ import pytest
 from supervisor_harness import Env
 from waiting import wait_for
 
-SHOP = """
-name: shop
-version: 1
-initial: reserve
-states:
-  reserve: {action: sup_acts:work}
-  charge: {action: sup_acts:work, idempotent: false}
-  ship: {action: sup_acts:work}
-  receipt: {action: sup_acts:work}
-  done: {final: true}
-transitions:
-  - {trigger: ok, source: reserve, dest: charge}
-  - {trigger: ok, source: charge, dest: ship}
-  - {trigger: ok, source: ship, dest: receipt}
-  - {trigger: ok, source: receipt, dest: done}
-"""
 DOWN = """
 name: down
 version: 1
@@ -77,7 +61,6 @@ class Foreground:
 
 @pytest.fixture
 def shop(env: Env, machine_dir: Path):
-    (machine_dir / "shop.yaml").write_text(SHOP)  # the session's machine folder
     (machine_dir / "down.yaml").write_text(DOWN)
     (machine_dir / "run_interrupt_acts.py").write_text(DOWN_ACTS)
     started: list[Foreground] = []

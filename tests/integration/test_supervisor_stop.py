@@ -18,29 +18,13 @@ import pytest
 from supervisor_harness import Env, pid_alive
 from waiting import wait_for
 
-SHOP = """
-name: shop
-version: 1
-initial: reserve
-states:
-  reserve: {action: sup_acts:work}
-  charge: {action: sup_acts:work, idempotent: false}
-  ship: {action: sup_acts:work}
-  receipt: {action: sup_acts:work}
-  done: {final: true}
-transitions:
-  - {trigger: ok, source: reserve, dest: charge}
-  - {trigger: ok, source: charge, dest: ship}
-  - {trigger: ok, source: ship, dest: receipt}
-  - {trigger: ok, source: receipt, dest: done}
-"""
 STEPS = ("reserve", "charge", "ship", "receipt")
 GRACE = 20.0
 
 
 @pytest.fixture
-def shop(env: Env, machine_dir) -> Env:
-    (machine_dir / "shop.yaml").write_text(SHOP)  # the session's machine folder
+def shop(env: Env) -> Env:
+    """A home whose machine folder holds `shop` (tests/integration/supervisor_harness.py)."""
     return env
 
 
