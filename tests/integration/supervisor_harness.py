@@ -230,3 +230,18 @@ def pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def written_message(env: Env, result: object) -> object:
+    """The message a CLI command (a click result) wrote into the inbox, read as the
+    supervisor reads it: claimed, checked, parsed."""
+    from engine.supervise.inbox import ClaimBox, read_message
+
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    path = Path(result.stdout.strip())  # type: ignore[attr-defined]
+    assert path.parent == env.home.inbox
+    box = ClaimBox(env.home)
+    try:
+        return read_message(box.claim(path.name))
+    finally:
+        box.close()

@@ -11,10 +11,9 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.definition.loader import load_file
-from engine.supervise.inbox import ClaimBox, read_message
 from engine.supervise.message import parse_message
 
-from supervisor_harness import MACHINE, Env, machine_folder
+from supervisor_harness import MACHINE, Env, machine_folder, written_message
 
 # approval v2: carol may approve too, and the review lasts two days.
 V2 = MACHINE.replace("version: 1", "version: 2").replace(
@@ -46,20 +45,9 @@ def inbox_files(env: Env) -> list[Path]:
     return [p for p in env.home.inbox.iterdir() if p.is_file()]
 
 
-def written(env: Env, result) -> object:
-    assert result.exit_code == 0, result.output
-    path = Path(result.stdout.strip())
-    assert path.parent == env.home.inbox
-    box = ClaimBox(env.home)
-    try:
-        return read_message(box.claim(path.name))
-    finally:
-        box.close()
-
-
 def test_cancel_writes_a_cancel_message(env):
     env.start("r1")
-    m = written(env, ratchet(env, "cancel", "r1", "--by", "ops", "--reason", "customer left"))
+    m = written_message(env, ratchet(env, "cancel", "r1", "--by", "ops", "--reason", "customer left"))
     assert (m.run, m.cancel, m.by, m.reason, m.trigger, m.resolve) == ("r1", True, "ops", "customer left", None, None)
 
 
@@ -68,7 +56,7 @@ def test_cancel_fails_fast_on_an_unknown_or_ended_run(env):
     assert missing.exit_code == 1 and "no run 'nobody'" in missing.output
     env.start("r1")
     assert env.once().returncode == 0
-    assert written(env, ratchet(env, "cancel", "r1", "--by", "ops")).cancel
+    assert written_message(env, ratchet(env, "cancel", "r1", "--by", "ops")).cancel
     ended = env.once()
     assert ended.returncode == 0 and env.row("r1").status == "cancelled"
     again = ratchet(env, "cancel", "r1", "--by", "ops")

@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
-from engine.supervise.inbox import ClaimBox, read_message
 
-from supervisor_harness import Env, machine_folder
+from supervisor_harness import Env, machine_folder, written_message
 
 
 @pytest.fixture
@@ -25,31 +24,20 @@ def ratchet(env: Env, *args: str):
     return CliRunner().invoke(main, ["--home", str(env.home.root), *args], catch_exceptions=False)
 
 
-def written(env: Env, result) -> object:
-    assert result.exit_code == 0, result.output
-    path = Path(result.output.strip())
-    assert path.parent == env.home.inbox
-    box = ClaimBox(env.home)
-    try:
-        return read_message(box.claim(path.name))
-    finally:
-        box.close()
-
-
 def test_send_approve_reject_resolve_write_valid_messages(env):
     env.start("r1")
-    m = written(env, ratchet(env, "send", "r1", "approve", "--by", "alice", "--data", "n=3", "--data", "who=x",
+    m = written_message(env, ratchet(env, "send", "r1", "approve", "--by", "alice", "--data", "n=3", "--data", "who=x",
                              "--comment", "ok"))
     assert (m.run, m.trigger, m.by, m.data, m.comment) == ("r1", "approve", "alice", {"n": 3, "who": "x"}, "ok")
-    assert written(env, ratchet(env, "approve", "r1", "--by", "bob")).trigger == "approve"
-    assert written(env, ratchet(env, "reject", "r1", "--by", "bob")).trigger == "reject"
-    m = written(env, ratchet(env, "approve", "r1", "--by", "bob", "--data", "seats=40", "--data", "note=ok"))
+    assert written_message(env, ratchet(env, "approve", "r1", "--by", "bob")).trigger == "approve"
+    assert written_message(env, ratchet(env, "reject", "r1", "--by", "bob")).trigger == "reject"
+    m = written_message(env, ratchet(env, "approve", "r1", "--by", "bob", "--data", "seats=40", "--data", "note=ok"))
     assert (m.trigger, m.data) == ("approve", {"seats": 40, "note": "ok"})
-    m = written(env, ratchet(env, "reject", "r1", "--by", "bob", "--data", "why=price"))
+    m = written_message(env, ratchet(env, "reject", "r1", "--by", "bob", "--data", "why=price"))
     assert (m.trigger, m.data) == ("reject", {"why": "price"})
-    m = written(env, ratchet(env, "resolve", "r1", "skip", "approve", "--by", "ops"))
+    m = written_message(env, ratchet(env, "resolve", "r1", "skip", "approve", "--by", "ops"))
     assert (m.resolve, m.trigger) == ("skip", "approve")
-    m = written(env, ratchet(env, "resolve", "r1", "abort", "--by", "ops"))
+    m = written_message(env, ratchet(env, "resolve", "r1", "abort", "--by", "ops"))
     assert (m.resolve, m.trigger) == ("abort", None)
 
 

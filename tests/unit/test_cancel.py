@@ -16,7 +16,6 @@ import pytest
 
 from engine.definition.loader import load_file
 from engine.errors import DefinitionError, InvalidMessageError
-from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.replay import fold
 from engine.run.runner import Runner
@@ -47,26 +46,9 @@ transitions:
 """
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 @pytest.fixture
 def clock():
     return FakeClock("2026-11-27T09:00:00Z")
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def runner(home: Home, clock: FakeClock) -> Runner:
-    return Runner(home, clock=clock)
 
 
 def machine(tmp_path: Path, text: str = MACHINE, name: str = "holds.yaml") -> Path:

@@ -91,11 +91,6 @@ def clock():
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
 def make_code(tmp_path: Path):
     made: list[Code] = []
 

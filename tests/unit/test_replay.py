@@ -26,13 +26,6 @@ COMPARED = ("run_id", "state", "status", "data", "attempt", "deadline", "trigger
             "outcome", "visits", "todo", "last_seq", "abandons", "inbox_files")
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 def drive(runner: Runner, rid: str):
     """Drive a run to its end, answering each wait like a person would."""
     for _ in range(20):

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from engine.home import Home
 from engine.supervise.runs import RunTable
 from journal import StepStarted, Waiting
@@ -14,11 +10,6 @@ from damage import cut_at
 from journal_builders import run_started
 
 DEFINITION = {"initial": "review", "states": {"review": {}}}
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
 
 
 def start(home: Home, run_id: str, *records) -> None:

@@ -44,13 +44,6 @@ transitions:
 """
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 @pytest.fixture
 def clock():
     return FakeClock("2026-11-27T09:41:00Z")
@@ -61,11 +54,6 @@ def machine(tmp_path: Path) -> Path:
     path = tmp_path / "renewal.yaml"
     path.write_text(MACHINE)
     return path
-
-
-@pytest.fixture
-def runner(tmp_path: Path, clock: FakeClock) -> Runner:
-    return Runner(Home(tmp_path / "home").ensure(), clock=clock)
 
 
 def records(runner: Runner, run_id: str) -> list:

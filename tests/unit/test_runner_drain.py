@@ -40,23 +40,11 @@ transitions:
 """
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 @pytest.fixture
 def machine(tmp_path: Path) -> Path:
     path = tmp_path / "shop.yaml"
     path.write_text(MACHINE)
     return path
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
 
 
 def draining_at_step_start(home: Home) -> Runner:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from engine.home import Home
 from engine.run.clock import FakeClock, iso
 from engine.run.runner import Runner
@@ -29,13 +27,6 @@ transitions:
   - {trigger: ok, source: draft, dest: review}
   - {trigger: approve, source: review, dest: done}
 """
-
-
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
 
 
 def test_a_fresh_runner_does_not_run_the_next_attempt_before_its_due_time(tmp_path: Path):

@@ -47,13 +47,6 @@ transitions:
 """
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 @pytest.fixture
 def runner(tmp_path: Path) -> Runner:
     return Runner(Home(tmp_path / "home").ensure(), clock=FakeClock("2026-11-27T09:41:00Z"))

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from multiprocessing.connection import wait
-from pathlib import Path
 
 import pytest
 
-from engine.home import Home
 from engine.run.clock import FakeClock, iso
 from engine.run.replay import RunState
 from engine.supervise.jobs import Job
@@ -21,11 +19,6 @@ from journal import StepStarted, Waiting
 
 from journal_builders import run_started
 from waiting import wait_for
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
 
 
 def test_wakeup_wakes_a_wait_and_clears():

@@ -15,7 +15,6 @@ import pytest
 
 from engine.definition.loader import Machine, load_file
 from engine.errors import InvalidMessageError
-from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.replay import fold
 from engine.run.runner import Runner
@@ -56,26 +55,9 @@ V2 = (V1.replace("version: 1", "version: 2")
                "{trigger: approve, source: review, dest: check}\n  - {trigger: ok, source: check, dest: send}"))
 
 
-@pytest.fixture(autouse=True)
-def _reset():
-    acts.reset()
-    yield
-    acts.reset()
-
-
 @pytest.fixture
 def clock():
     return FakeClock("2026-11-27T09:00:00Z")
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Home:
-    return Home(tmp_path / "home").ensure()
-
-
-@pytest.fixture
-def runner(home: Home, clock: FakeClock) -> Runner:
-    return Runner(home, clock=clock)
 
 
 def write(tmp_path: Path, text: str, name: str) -> Path:
