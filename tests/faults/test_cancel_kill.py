@@ -16,17 +16,16 @@ file it had claimed, then an advance). Each time:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import traceback
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from engine import faults
 from journal import CompensationFinished, CompensationStarted, FileStore, verify
+
+from forked import run_forked
 
 HERE = Path(__file__).resolve().parent
 POINTS = ("after_append", "before_compensation", "mid_compensation", "after_compensation")
@@ -49,33 +48,19 @@ transitions:
 def drive(folder: Path, machine: Path, **env: str) -> tuple[int, object]:
     """Start (or continue) run r1, deliver the cancel, advance: in a forked child, a real
     process that SIGKILL kills for real. Returns (exit code or -signal, result)."""
-    out = folder / "result.json"
-    out.unlink(missing_ok=True)
-    pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
-        code = 1
-        try:
-            os.environ.clear()
-            os.environ.update(RATCHET_CLOCK_FILE=str(folder / "clock"), RATCHET_LEDGER=str(folder / "ledger.jsonl"),
-                              **env)
-            faults.reset()
-            from engine.home import Home
-            from engine.run.runner import Runner
-            from engine.supervise.message import Message
+    def work() -> dict[str, object]:
+        from engine.home import Home
+        from engine.run.runner import Runner
+        from engine.supervise.message import Message
 
-            runner = Runner(Home(folder / "home").ensure())
-            runner.run(runner.launch(machine, {}, run_id="r1").run_id)
-            runner.deliver("r1", Message(run="r1", cancel=True, by="ops", reason="deal off"),
-                           source_file="cancel-1.json")
-            rs = runner.advance("r1")
-            out.write_text(json.dumps({"status": rs.status, "owed": rs.todo is not None}))
-            code = 0
-        except BaseException:
-            out.write_text(json.dumps(traceback.format_exc()))
-        finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), json.loads(out.read_text()) if out.exists() else ""
+        runner = Runner(Home(folder / "home").ensure())
+        runner.run(runner.launch(machine, {}, run_id="r1").run_id)
+        runner.deliver("r1", Message(run="r1", cancel=True, by="ops", reason="deal off"), source_file="cancel-1.json")
+        rs = runner.advance("r1")
+        return {"status": rs.status, "owed": rs.todo is not None}
+
+    base = {"RATCHET_CLOCK_FILE": str(folder / "clock"), "RATCHET_LEDGER": str(folder / "ledger.jsonl")}
+    return run_forked(work, {**base, **env}, folder / "result.json")
 
 
 def ledger(folder: Path) -> list[dict]:

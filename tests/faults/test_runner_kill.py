@@ -18,18 +18,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import traceback
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from engine import faults
 from engine.run.replay import fold
 from journal import FileStore, StepStarted, StepSucceeded
 from journal.verify import verify
 
 import runner_driver
+from forked import run_forked
 
 ROOT = Path(__file__).resolve().parents[2]
 POINTS = ("after_append", "before_action", "mid_action", "after_action")
@@ -73,34 +72,14 @@ class Case:
                    RATCHET_LEDGER=str(self.folder / "ledger.jsonl"), **self.extra_env, **extra)
         return env
 
-    def drive(self, **extra: str) -> tuple[int, dict | str]:
-        """Run the driver in a forked child (a real process: SIGKILL kills it for real).
+    def drive(self, **extra: str) -> tuple[int, object]:
+        """Run the driver in a forked child (tests/faults/forked.py). Returns (exit code or
+        -signal, the driver's result or the child's traceback)."""
+        def work() -> object:
+            return runner_driver.main(str(self.folder / "home"), str(ROOT / "machines" / self.machine),
+                                      "run1", self.scenario)
 
-        Forking from the test process skips ~0.5 s of interpreter start and imports per
-        run, which keeps "every point of every machine" within the time budget.
-        Returns (exit code or -signal, the driver's result or the child's traceback).
-        """
-        out = self.folder / "result.json"
-        out.unlink(missing_ok=True)
-        pid = os.fork()
-        if pid == 0:  # the child: never returns into pytest
-            code = 1
-            try:
-                os.environ.clear()
-                os.environ.update(self.env(**extra))
-                os.chdir(self.folder)
-                faults.reset()
-                result = runner_driver.main(str(self.folder / "home"), str(ROOT / "machines" / self.machine),
-                                            "run1", self.scenario)
-                out.write_text(json.dumps(result))
-                code = 0
-            except BaseException:
-                out.write_text(json.dumps(traceback.format_exc()))
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        return code, json.loads(out.read_text()) if out.exists() else ""
+        return run_forked(work, self.env(**extra), self.folder / "result.json", cwd=self.folder)
 
     @property
     def store(self) -> FileStore:
