@@ -1,9 +1,9 @@
 """Ratchet's journal: append-only, fsync'd, hash-chained JSON Lines, one file per run.
 
-This package imports only the standard library and msgspec (a store backend may import
-its own driver when it is used: inotify for the file store's watch); it knows nothing of
-the engine. `journal.store` is the interface the engine uses; FORMAT.md beside this
-file is the on-disk format and how recovery works.
+This package imports only the standard library, msgspec and `cryptography` (Ed25519 keys,
+in journal.keys; a store backend may import its own driver when it is used: inotify for
+the file store's watch); it knows nothing of the engine. `journal.store` is the interface
+the engine uses; FORMAT.md beside this file is the on-disk format and how recovery works.
 """
 
 from journal.errors import (
@@ -14,6 +14,7 @@ from journal.errors import (
     JournalNotFoundError,
     JournalReplacedError,
     JournalWriteError,
+    KeyFileError,
 )
 from journal.file_store import FileStore
 from journal.follow import follow, follow_lines
@@ -71,6 +72,7 @@ __all__ = [
     "JournalNotFoundError",
     "JournalReplacedError",
     "JournalWriteError",
+    "KeyFileError",
     "JournalWriter",
     "Record",
     "Resolved",

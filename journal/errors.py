@@ -58,3 +58,7 @@ class JournalReplacedError(CorruptJournalError):
 
 class JournalWriteError(JournalError):
     """A write or fsync failed: the journal must be reopened (never retry an fsync)."""
+
+
+class KeyFileError(JournalError, ValueError):
+    """A key file is missing, unreadable, or not an Ed25519 key in PEM."""
