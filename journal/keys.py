@@ -38,8 +38,9 @@ def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
+    pem = _read(path)
     try:
-        key = serialization.load_pem_private_key(_read(path), password=None)
+        key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:  # TypeError: an encrypted key
         raise KeyFileError(f"{path}: not an unencrypted PEM private key; hint: make one with "
                            "'ratchet keys new NAME'") from exc
@@ -49,8 +50,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
+    pem = _read(path)  # outside the try: its KeyFileError is a ValueError too
     try:
-        key = serialization.load_pem_public_key(_read(path))
+        key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
         raise KeyFileError(f"{path}: not a PEM public key; hint: export one with 'ratchet keys export'") from exc
     if not isinstance(key, Ed25519PublicKey):
