@@ -9,6 +9,7 @@ families alike.
     ├── DefinitionError ── NotAMachineError     machine files and modules
     ├── ImportPathError                         a `module:attribute` that does not resolve
     ├── UnknownRunError, RunExistsError         run ids
+    ├── WaitTimeoutError                        `Ratchet.wait` gave up (also a TimeoutError)
     ├── ReplayError, ConditionError             a run that cannot go on as written
     ├── ClockError                              $RATCHET_CLOCK_FILE (tests)
     └── UnsafeInboxError, InvalidMessageError   the inbox and its files
@@ -70,6 +71,16 @@ class RunExistsError(EngineError):
             f"run '{run_id}' already exists with machine '{machine}', not '{wanted}'; "
             "choose another --id"
         )
+
+
+class WaitTimeoutError(EngineError, TimeoutError):
+    """`Ratchet.wait` timed out before the run got where it was asked to (a TimeoutError too,
+    so `except TimeoutError` catches it). `status` and `state` are where the run stood."""
+
+    def __init__(self, run_id: str, until: str, timeout: float, status: str, state: str) -> None:
+        self.run_id, self.until, self.timeout, self.status, self.state = run_id, until, timeout, status, state
+        super().__init__(f"run '{run_id}': still {status} in '{state}' after {timeout:g}s, not {until}; "
+                         "is `ratchet supervise` running? (wait longer, or see 'ratchet status')")
 
 
 class ReplayError(EngineError):

@@ -1,7 +1,8 @@
 """Commands that write inbox files: `send`, `approve`, `reject`, `resolve`, `cancel`, `upgrade`.
 
-Each writes one file exactly as a manual drop would (engine.supervise.message.write_message: temp
-file, fsync, rename into the inbox), so it works whether or not a supervisor is running;
+Each writes one file exactly as a manual drop would (engine.supervise.sending, shared with
+the Python API `engine.Ratchet`: checked, then written to a temp file, fsync'd and renamed
+into the inbox), so it works whether or not a supervisor is running;
 the supervisor applies it, or moves it to inbox/rejected/ saying why. The path written
 is printed on stdout.
 """
@@ -16,8 +17,6 @@ from engine.cli.app import EXIT_PROBLEM, UserError, existing_home, main, require
 from engine.cli.options import MACHINES_DIR, parse_inputs
 
 if TYPE_CHECKING:  # imported lazily at run time: `ratchet --help` stays fast
-    from pydantic_core import ErrorDetails
-
     from engine.home import Home
     from engine.supervise.message import Message
 
@@ -26,60 +25,31 @@ _by = click.option("--by", required=True, metavar="NAME",
 _comment = click.option("--comment", metavar="TEXT", help="A note kept in the journal.")
 _data = click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
                      help="Data merged into the run (repeatable); VALUE is read as JSON if it is valid JSON.")
-_FRIENDLY = {  # pydantic's pattern messages, said the way people write these fields
-    "trigger": "use lowercase letters, digits and '_', starting with a letter",
-    "by": "use letters, digits and '.', '_', '@', '+', '-', starting with a letter or digit",
-}
 
 
 def _write(ctx: click.Context, **fields: Any) -> None:
     """Validate the message, refuse what can never apply, write it into the inbox, print its path.
 
-    What can never apply: an unknown run, a run that has ended, a trigger its machine does
-    not have. Everything else (is the run waiting? is NAME an approver?) depends on the
-    moment the file is applied, so the supervisor decides it and files the answer in
-    inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
+    engine.supervise.sending does all three, for this command line and for `engine.Ratchet`
+    alike: what can never apply is an unknown run, a run that has ended, a trigger its
+    machine does not have. Everything else (is the run waiting? is NAME an approver?)
+    depends on the moment the file is applied, so the supervisor decides it and files the
+    answer in inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
     """
-    from engine.supervise.message import write_message
+    from engine.supervise.sending import send
 
     home, message = _check(ctx, **fields)
-    _refuse_impossible(home, message)
-    click.echo(str(write_message(home, message)))
+    click.echo(str(send(home, message).path))
 
 
 def _check(ctx: click.Context, **fields: Any) -> tuple[Home, Message]:
     """The home and the validated message, for a run that exists (a user error otherwise)."""
-    from pydantic import ValidationError
-
     from engine.home import Home
-    from engine.supervise.message import Message
+    from engine.supervise.sending import compose
 
     home = Home(existing_home(ctx))
     require_run(home.store, fields["run"])
-    try:
-        message = Message.model_validate({k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        raise UserError(f"invalid message: {'; '.join(_problem(e) for e in exc.errors())}") from exc
-    return home, message
-
-
-def _problem(error: ErrorDetails) -> str:
-    field = ".".join(map(str, error["loc"])) or "message"
-    if error["type"] == "string_pattern_mismatch" and field in _FRIENDLY:
-        return f"{field} {error['input']!r}: {_FRIENDLY[field]}"
-    return f"{field}: {error['msg']}"
-
-
-def _refuse_impossible(home: Home, message: Message) -> None:
-    from engine.run.replay import fold
-
-    rs = fold(home.store.read(message.run).records)
-    if rs.ended:
-        raise UserError(f"run '{message.run}' is {rs.status} (in '{rs.state}'); it takes no more messages")
-    triggers = list(dict.fromkeys(t["trigger"] for t in rs.definition.get("transitions", [])))
-    if message.trigger is not None and message.trigger not in triggers:
-        raise UserError(f"machine '{rs.machine}' of run '{message.run}' has no trigger "
-                        f"'{message.trigger}'; its triggers: {', '.join(triggers)}")
+    return home, compose(**fields)
 
 
 @main.command()

@@ -117,7 +117,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
       ratchet status renewal-acme --json | jq '.[0].deadline'
     """
     from engine.home import Home
-    from engine.supervise.status import archived_rows, status_rows
+    from engine.supervise.status import archived_rows, has_status, status_rows
 
     home = Home(existing_home(ctx))
     archived = home.store.archived_ids() if everything or run_id is not None else []
@@ -134,7 +134,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
                            "by a crash); 'ratchet archive' finishes it", err=True)
             rows = sorted(rows + archived_rows(home, [i for i in archived if i not in live]), key=lambda r: r.run_id)
     rows = [r for r in rows if (not state_filter or r.state == state_filter)
-            and (not status_filter or _has_status(r, status_filter))
+            and (not status_filter or has_status(r, status_filter))
             and (not machine_filter or r.machine == machine_filter)]
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -147,15 +147,6 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
-
-
-def _has_status(row: StatusRow, word: str) -> bool:
-    """`--status WORD`: a run status, or what `status` says beyond it (stalled, overdue)."""
-    if word == "stalled":
-        return row.stalled
-    if word == "overdue":
-        return bool(row.overdue_s)
-    return str(row.status) == word
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:

@@ -91,9 +91,11 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
     )
 
 
-def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime | None = None) -> list[StatusRow]:
+def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime | None = None,
+                folded: dict[str, RunState] | None = None) -> list[StatusRow]:
     """Rows for `run_ids` (default: every run in the home), in id order, as of `now`
-    (default: the clock's now)."""
+    (default: the clock's now). `folded`, if given, receives each row's RunState (the
+    Python API's snapshots add its data to the row, from the same read)."""
     now = now or clock_from_env().now()
     code = CodeCheck()
     rows: list[StatusRow] = []
@@ -112,6 +114,8 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         row = row_of(run_id, state)
+        if folded is not None:
+            folded[run_id] = state
         owes = state.ended and state.todo is not None  # a cancelled run whose on_cancel is owed
         if owes:
             row.owes = "on_cancel"
@@ -123,6 +127,16 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
             row.code_changed = code.changed(state.code, Path(state.source).parent if state.source else None)
         rows.append(row)
     return rows
+
+
+def has_status(row: StatusRow, word: str) -> bool:
+    """`--status WORD` (and the Python API's `list(status=)`): a run status, or what status
+    says beyond it (`stalled`, `overdue`)."""
+    if word == "stalled":
+        return row.stalled
+    if word == "overdue":
+        return bool(row.overdue_s)
+    return str(row.status) == word
 
 
 def _moved_on(home: Home, run_id: str, cursor: Cursor) -> bool:

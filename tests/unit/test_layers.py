@@ -1,11 +1,13 @@
 """The folders are the architecture: each layer imports only the layers below it.
 
     journal  <-  engine (errors, faults, durable, home)  <-  engine.definition
-             <-  engine.run  <-  engine.supervise  <-  engine.cli
+             <-  engine.run  <-  engine.supervise  <-  engine.api  <-  engine.cli
 
 Every import counts, including the lazy ones inside functions (read with `ast`, not by
 importing). `engine/__init__.py` is the package's public face (`engine.Fire`) and may
-reach any layer.
+reach any layer (it loads `engine.api`'s `Ratchet` lazily: `import engine` stays light).
+The Python API (engine.api) sits above the supervisor's parts it shares with the CLI
+(sending, status) and below the CLI, which never needs it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["journal", "engine", "engine.definition", "engine.run", "engine.supervise", "engine.cli"]
+LAYERS = ["journal", "engine", "engine.definition", "engine.run", "engine.supervise", "engine.api", "engine.cli"]
 
 
 def _layer(module: str) -> int:

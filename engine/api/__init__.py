@@ -1,0 +1,7 @@
+"""The Python API: `from engine import Ratchet` (README, "Python API")."""
+
+from engine.api.client import Ratchet
+from engine.api.snapshot import Escalation, RunSnapshot
+from engine.supervise.sending import Sent
+
+__all__ = ["Escalation", "Ratchet", "RunSnapshot", "Sent"]
