@@ -95,7 +95,7 @@ class Desk(BaseHTTPRequestHandler):
             status, payload = 409, {"error": str(exc)}
         except (EngineError, JournalError, KeyError, ValueError) as exc:  # a bad request, said in one line
             status, payload = 400, {"error": f"{type(exc).__name__}: {exc}"}
-        data = json.dumps(payload, default=str).encode()
+        data = json.dumps(payload, default=_iso).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -104,6 +104,10 @@ class Desk(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"approval_desk: {format % args}\n")
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)  # datetimes as ISO 8601
 
 
 def _plain(run: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,10 @@ from journal.errors import JournalLockedError, JournalNotFoundError, JournalWrit
 from journal.reader import line_hash, tail_state
 from journal.records import Record, encode
 from journal.store import Cursor, Durability
+
+# Called with the seconds each batch's fdatasync took, if set: a supervisor's worker sets it
+# to report fsync latency to the supervisor's metrics (engine.supervise.worker).
+on_sync: Callable[[float], None] | None = None
 
 
 def utc_now() -> str:
@@ -134,7 +139,10 @@ class JournalWriter:
         try:
             self._write_all(payload)
             if self.durability == "fsync":
+                began = time.perf_counter()
                 os.fdatasync(self._fd)
+                if on_sync is not None:
+                    on_sync(time.perf_counter() - began)
         except OSError as exc:
             self._broken = f"{type(exc).__name__}: {exc}"
             raise JournalWriteError(f"{self.path}: append failed ({exc}); the run must be reopened from disk") from exc

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.api.snapshot import RunSnapshot, snapshot_of
-from engine.api.waiting import SETTLED, statuses, wait_until
+from engine.api.waiting import statuses, wait_until
 from engine.errors import UnknownRunError
 from engine.home import Home
 from engine.run.clock import Clock, clock_from_env
@@ -107,9 +107,10 @@ class Ratchet:
                 and (state is None or row.state == state)]
 
     def history(self, id: str) -> builtins.list[AnyRecord]:
-        """Run `id`'s journal: its records in order (`journal.records` types: `RunStarted`,
-        `StepSucceeded`, `TriggerReceived`, ...; each has `seq`, `ts`, `type`...). Archived
-        runs too; UnknownRunError if there is none."""
+        """Run `id`'s journal: its records in order, as msgspec structs whose class is their
+        type (`journal.RunStarted`, `StepSucceeded`, `TriggerReceived`, ...; each has `seq`,
+        `ts`, `prev`; `journal.encode(record)` gives its JSON line). Archived runs too;
+        UnknownRunError if there is none."""
         store = self.home.store
         if store.exists(check_run_id(id)):
             return list(store.read(id).records)
@@ -152,7 +153,7 @@ class Ratchet:
 
     # --- waiting ---------------------------------------------------------------------------
 
-    def wait(self, id: str, until: str | Collection[str] = tuple(SETTLED), *, timeout: float | None = 60.0,
+    def wait(self, id: str, until: str | Collection[str] = "settled", *, timeout: float | None = 60.0,
              after: int | Sent | RunSnapshot = 0) -> RunSnapshot:
         """Block until run `id` has a status `until` names, then return its snapshot.
 

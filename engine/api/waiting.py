@@ -43,6 +43,8 @@ def wait_until(home: Home, run_id: str, reached: Callable[[RunState], bool], *, 
     the store does not hold (an archived run has ended: it is read from the archive).
     """
     store = home.store
+    if not store.exists(run_id) and run_id not in store.archived_ids():
+        raise UnknownRunError(run_id, store.location)  # before watching: a watch may create the runs' folder
     changed = threading.Event()
     watch = store.watch(lambda rid: changed.set() if rid == run_id else None)
     try:

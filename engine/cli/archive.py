@@ -12,12 +12,14 @@ whatever the run's age. Supervisors never look at archive/; `tail`, `verify` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli.app import existing_home, main
+from engine.cli.progress import progress
 
 if TYPE_CHECKING:
     from journal import Store
@@ -60,9 +62,12 @@ def archive(ctx: click.Context, age: float, dry_run: bool) -> None:
     cutoff = clock_from_env().now() - timedelta(seconds=age)
     archived = set(store.archived_ids())
     counts = {"archived": 0, "live": 0, "recent": 0, "failed": 0}
-    for run_id in store.run_ids():
-        outcome = _retire(store, run_id, cutoff, both=run_id in archived, dry_run=dry_run)
-        counts[outcome] += 1
+    run_ids = store.run_ids()
+    with progress("archive", len(run_ids)) as shown:  # on a terminal only (stderr)
+        for run_id in run_ids:
+            shown.advance(run_id)
+            outcome = _retire(store, run_id, cutoff, both=run_id in archived, dry_run=dry_run, say=shown.echo)
+            counts[outcome] += 1
     verb = "would archive" if dry_run else "archived"
     click.echo(f"{verb} {counts['archived']} runs; left in runs/: {counts['live']} not ended, "
                f"{counts['recent']} ended since {cutoff:%Y-%m-%d %H:%M}Z, {counts['failed']} not archivable",
@@ -71,8 +76,9 @@ def archive(ctx: click.Context, age: float, dry_run: bool) -> None:
         ctx.exit(1)
 
 
-def _retire(store: Store, run_id: str, cutoff: datetime, *, both: bool, dry_run: bool) -> str:
-    """Archive one run if it is due: "archived", "live", "recent" or "failed" (said why)."""
+def _retire(store: Store, run_id: str, cutoff: datetime, *, both: bool, dry_run: bool,
+            say: Callable[[str], None] = click.echo) -> str:
+    """Archive one run if it is due: "archived", "live", "recent" or "failed" (said why, by `say`)."""
     from engine.faults import crash_point
     from engine.run.clock import parse_iso
     from engine.run.replay import fold
@@ -82,28 +88,28 @@ def _retire(store: Store, run_id: str, cutoff: datetime, *, both: bool, dry_run:
         records = store.read(run_id).records
         rs = fold(records)
     except Exception as exc:  # a journal that cannot be read or folded: said, left where it is
-        click.echo(f"{run_id}: not archived: cannot read it ({exc}); run 'ratchet verify {run_id}'")
+        say(f"{run_id}: not archived: cannot read it ({exc}); run 'ratchet verify {run_id}'")
         return "failed"
     if both:
-        click.echo(f"{run_id}: in both runs/ and archive/ (an archive cut short by a crash)")
+        say(f"{run_id}: in both runs/ and archive/ (an archive cut short by a crash)")
     if not rs.ended or rs.todo is not None:  # a cancelled run may still owe its on_cancel
         return "live"
     if not both and parse_iso(records[-1].ts) > cutoff:
         return "recent"
     result = store.verify(run_id)
     if not result.ok:
-        click.echo(f"{run_id}: not archived: {result}")
+        say(f"{run_id}: not archived: {result}")
         return "failed"
     if dry_run:
-        click.echo(f"{run_id}: would archive ({rs.status} in '{rs.state}', {result.records} records)")
+        say(f"{run_id}: would archive ({rs.status} in '{rs.state}', {result.records} records)")
         return "archived"
     try:
         where = store.archive(run_id, head=result.last_hash, on_step=crash_point)
     except JournalLockedError:
-        click.echo(f"{run_id}: not archived now: another process holds it; try again later")
+        say(f"{run_id}: not archived now: another process holds it; try again later")
         return "live"
     except JournalError as exc:
-        click.echo(f"{run_id}: not archived: {exc}")
+        say(f"{run_id}: not archived: {exc}")
         return "failed"
-    click.echo(f"{run_id}: archived ({rs.status} in '{rs.state}', {result.records} records) to {where}")
+    say(f"{run_id}: archived ({rs.status} in '{rs.state}', {result.records} records) to {where}")
     return "archived"

@@ -13,6 +13,7 @@ import sys
 import click
 
 from engine.cli.app import existing_home, main, require_run
+from engine.cli.progress import progress
 from engine.cli.timeline import timeline_line, traceback_lines
 from journal import Store, check_run_id
 from journal.verify import torn_note
@@ -72,15 +73,17 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
     if not ids:
         click.echo(f"no journals in {store.location}", err=True)
     bad = 0
-    for run_id, archived in ids:
-        try:
-            result = store.verify_archived(run_id) if archived else store.verify(run_id)
-        except OSError as exc:
-            click.echo(f"{store.where(run_id)}: cannot read ({exc.strerror or exc})")
-            bad += 1
-            continue
-        click.echo(str(result) if not result.ok else f"{run_id}{' (archived)' if archived else ''}: {result}")
-        bad += not result.ok
+    with progress("verify", len(ids)) as shown:  # on a terminal only (stderr)
+        for run_id, archived in ids:
+            shown.advance(run_id)
+            try:
+                result = store.verify_archived(run_id) if archived else store.verify(run_id)
+            except OSError as exc:
+                shown.echo(f"{store.where(run_id)}: cannot read ({exc.strerror or exc})")
+                bad += 1
+                continue
+            shown.echo(str(result) if not result.ok else f"{run_id}{' (archived)' if archived else ''}: {result}")
+            bad += not result.ok
     if bad:
         ctx.exit(1)
 

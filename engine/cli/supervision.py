@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import existing_home, main, require_run
+from engine.cli.app import UserError, existing_home, main, require_run
 from engine.cli.options import MACHINES_DIR
 from engine.cli.timeline import span, when
 from engine.run.status import RunStatus
 
 if TYPE_CHECKING:
+    from engine.supervise.metrics import Metrics
     from engine.supervise.status import StatusRow
 
 
@@ -31,9 +32,14 @@ if TYPE_CHECKING:
               metavar="SECONDS", help="Limit for a job with no step in flight (e.g. a hung on_escalate): "
                                       "its worker is killed and the run retried later.")
 @click.option("--quiet", is_flag=True, help="Log warnings and errors only.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics (0: any free port, logged). "
+                   "Needs prometheus-client: pip install 'ratchet[metrics]'.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="The address --metrics-port binds (0.0.0.0: every interface).")
 @click.pass_context
 def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace: float,
-              job_timeout: float, quiet: bool) -> None:
+              job_timeout: float, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:
     """Drive every run: resume, apply the inbox, fire deadlines.
 
     HOME must exist (`ratchet start` or `ratchet run` creates it): a mistyped
@@ -58,10 +64,15 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     and how often one found a run locked by another is said at stop (each time
     at debug level: `ratchet --debug supervise`).
 
+    --metrics-port serves Prometheus metrics (README, "Metrics"): runs by
+    status, waits and escalations, steps, retries, latencies, inbox files,
+    worker restarts.
+
     \b
     Example:
       ratchet supervise --workers 4
       ratchet supervise --once        # from cron
+      ratchet supervise --metrics-port 9464
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.supervise.supervisor import Supervisor
@@ -72,10 +83,30 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     if ctx.find_root().obj.get("debug"):
         logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
     logging.getLogger("ratchet.supervisor").info("home %s", home.absolute())
+    metrics = _metrics(metrics_host, metrics_port) if metrics_port is not None else None
     supervisor = Supervisor(Home(home), workers=workers, machines_dir=MACHINES_DIR,
-                            rescan=rescan, grace=grace, job_timeout=job_timeout)
+                            rescan=rescan, grace=grace, job_timeout=job_timeout, metrics=metrics)
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))
+
+
+def _metrics(host: str, port: int) -> Metrics:
+    """The supervisor's metrics, served on host:port (prometheus-client imported only now)."""
+    from engine.run.clock import clock_from_env
+
+    try:
+        from engine.supervise.metrics import Metrics
+    except ImportError as exc:
+        raise UserError(f"--metrics-port needs prometheus-client ({exc}); "
+                        "install it with: pip install 'ratchet[metrics]'") from exc
+    metrics = Metrics(clock_from_env())
+    try:
+        bound_host, bound_port = metrics.serve(host, port)
+    except OSError as exc:
+        raise UserError(f"--metrics-port {port}: cannot serve on {host}:{port} ({exc.strerror or exc}); "
+                        "choose another port or --metrics-host") from exc
+    logging.getLogger("ratchet.supervisor").info("metrics on http://%s:%d/metrics", bound_host, bound_port)
+    return metrics
 
 
 # --status words: a run's own status, what a journal can be instead, and two states of fact.

@@ -34,6 +34,7 @@ class Result:
     accepted: bool | None = None
     reason: str = ""
     error: str = ""
+    fsync_s: tuple[float, ...] = ()  # the job's journal fsyncs, timed in the worker (for metrics)
 
 
 @dataclass(frozen=True)

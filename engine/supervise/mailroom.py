@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.errors import InvalidMessageError
 from engine.home import Home
@@ -31,6 +32,9 @@ from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
 from engine.supervise.message import Message
 from engine.supervise.runs import RunTable
+
+if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
+    from engine.supervise.metrics import Metrics
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -58,6 +62,7 @@ class Mailroom:
         self._queues: dict[str, deque[Letter]] = {}  # run -> its files, oldest first (runs insertion-ordered)
         self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
         self._incomplete: set[str] = set()  # names in the inbox still being written
+        self.observer: Metrics | None = None  # counts the files filed (the supervisor's metrics)
 
     def open(self, *, settle: float) -> None:
         """Take this process's claim box (UnsafeInboxError if an inbox folder is a symlink)."""
@@ -190,6 +195,8 @@ class Mailroom:
             if accepted:
                 target = self.box.mark_done(item)
                 self._sent.discard(item.key)
+                if self.observer is not None:
+                    self.observer.inbox_filed(True)
                 log.info("applied %s", target.name)
             else:
                 self._reject(item, "refused by the run", reason)
@@ -199,6 +206,8 @@ class Mailroom:
     def _reject(self, item: Claimed, reason: str, detail: str) -> None:
         target = self.box.reject(item, reason, detail)
         self._sent.discard(item.key)
+        if self.observer is not None:
+            self.observer.inbox_filed(False, reason, detail)
         log.warning("rejected %s: %s: %s", target.name, reason, detail)
 
     def close(self) -> None:

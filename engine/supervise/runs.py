@@ -15,11 +15,14 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.home import Home
 from engine.run.replay import RunState
 from journal import Cursor, InvalidRunIdError, JournalError, JournalNotFoundError
+
+if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
+    from engine.supervise.metrics import Metrics
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -45,6 +48,7 @@ class RunTable:
         self._runs: dict[str, Tracked] = {}
         self._changed: dict[str, None] = {}  # runs with new records since take_changed (insertion-ordered)
         self._listed: Any = None  # the store's changes cursor: what `scan` saw last
+        self.observer: Metrics | None = None  # sees every record read (the supervisor's metrics)
 
     def get(self, run_id: str) -> Tracked | None:
         return self._runs.get(run_id)
@@ -102,6 +106,8 @@ class RunTable:
                                   "run 'ratchet verify'")
             self._runs[run_id] = tracked
             log.error("%s; the run is left alone", tracked.broken)
+            if self.observer is not None:
+                self.observer.run_changed(run_id, None, (), broken=tracked.broken)
             return tracked
         tracked.cursor = chunk.cursor
         if not state.run_id:
@@ -109,6 +115,8 @@ class RunTable:
         self._runs[run_id] = tracked
         if chunk.records:
             _log_change(run_id, was, state)
+            if self.observer is not None:
+                self.observer.run_changed(run_id, state, chunk.records)
             self._changed[run_id] = None
         return tracked
 

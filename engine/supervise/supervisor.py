@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.home import Home
 from engine.run import tickets
@@ -42,6 +43,9 @@ from engine.supervise.stopping import Stops
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import WorkerPool
+
+if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
+    from engine.supervise.metrics import Metrics
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -67,7 +71,7 @@ class Supervisor:
     # is only the ready set, the tickets it looked at, the stop flag and the stop requests.
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
-                 settle: float = 1.0, job_timeout: float = JOB_TIMEOUT) -> None:
+                 settle: float = 1.0, job_timeout: float = JOB_TIMEOUT, metrics: Metrics | None = None) -> None:
         clock = clock or clock_from_env()
         self.home = home
         self.pacing = Pacing(rescan, grace, settle, tick=0.2 if isinstance(clock, FileClock) else 1.0)
@@ -82,6 +86,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self.locked_out = 0  # jobs that found their run locked by another process (logged at stop)
         self.stops = Stops()
+        self.metrics = self.runs.observer = self.mailroom.observer = metrics  # fed by the runs and the mailroom
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -97,6 +102,8 @@ class Supervisor:
         self.mailroom.adopt()
         self.mailroom.scan()
         self._consider_changed()
+        if self.metrics:
+            self.metrics.counting = True  # what the first scan read is history, not news
         counts = self.runs.counts()
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
@@ -289,6 +296,8 @@ class Supervisor:
         for result in results:
             job, run_id = result.job, result.job.run_id
             self.timeouts.finished(run_id)
+            if self.metrics:
+                self.metrics.job_done(result)
             before = job.last_seq
             tracked = self.runs.refresh(run_id)
             if job.kind == "deliver":

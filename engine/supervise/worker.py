@@ -20,6 +20,7 @@ action.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import select
@@ -114,9 +115,12 @@ def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: 
     from engine.run.clock import clock_from_env
     from engine.run.runner import Runner
     from journal import JournalError, JournalLockedError
+    from journal import writer as journal_writer
 
     clock = clock_from_env()
     pulse = Pulse(conn, clock)
+    fsyncs: list[float] = []  # this job's journal fsyncs, sent back with its result (for metrics)
+    journal_writer.on_sync = fsyncs.append
     runner = Runner(home_root, clock=clock, machines_dir=Path(machines_dir), heartbeat=pulse.beat)
     runners.append(runner)
     if drained.is_set():
@@ -144,6 +148,7 @@ def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: 
         except Exception as exc:  # the supervisor must hear of every failure, never hang on one
             log.exception("worker: %s of run %s failed", job.kind, job.run_id)
             result = Result(job, "error", error=f"{type(exc).__name__}: {exc}")
+        result, fsyncs[:] = dataclasses.replace(result, fsync_s=tuple(fsyncs)), []
         try:
             pulse.send(result)
         except (BrokenPipeError, OSError):
