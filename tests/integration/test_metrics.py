@@ -5,6 +5,8 @@ values checked against what happened, on the test's file clock."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -157,3 +159,19 @@ def test_an_overdue_wait_is_measured(env: Env) -> None:
     assert value(m, "ratchet_oldest_wait_age_seconds") == 86400 + 7200
     assert value(m, "ratchet_runs", status="waiting", machine="approval") == 1
     assert not any(name.endswith("_created") for name, _ in m)
+
+
+def test_without_prometheus_client_the_flag_says_how_to_install_it(env: Env) -> None:
+    blocked = "import sys; sys.modules['prometheus_client'] = None; from engine.cli import main; main()"
+    out = subprocess.run([sys.executable, "-c", blocked, "supervise", "--metrics-port", "0"], cwd=env.dir,
+                         env=env.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "--metrics-port needs prometheus-client" in out.stderr
+    assert "pip install 'ratchet[metrics]'" in out.stderr.strip().splitlines()[-1]
+
+
+def test_the_cli_and_a_plain_supervisor_never_import_prometheus_client() -> None:
+    code = ("import sys; from engine.cli import main; from engine.supervise import supervisor; "
+            "assert 'prometheus_client' not in sys.modules and 'engine.supervise.metrics' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
