@@ -75,6 +75,7 @@ class Metrics(Collector):
         self.counting = False  # the first scan is history: see the module's docstring
         self._lock = threading.Lock()
         self._runs: dict[str, RunFacts] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}  # labelled series, by (metric, labels): see _child
         r = self.registry
         self.steps = PromCounter("ratchet_steps", "Steps ended, by outcome (succeeded, failed, abandoned).",
                                  ["machine", "state", "outcome"], registry=r)
@@ -115,15 +116,24 @@ class Metrics(Collector):
     def _count(self, machine: str, record: Record) -> None:
         if isinstance(record, (StepSucceeded, StepFailed)):
             outcome = "succeeded" if isinstance(record, StepSucceeded) else "failed"
-            self.steps.labels(machine, record.state, outcome).inc()
+            self._child(self.steps, machine, record.state, outcome).inc()
             if record.duration_ms is not None:
-                self.step_seconds.labels(machine).observe(record.duration_ms / 1000)
+                self._child(self.step_seconds, machine).observe(record.duration_ms / 1000)
         elif isinstance(record, StepAbandoned):
-            self.steps.labels(machine, record.state, "abandoned").inc()
+            self._child(self.steps, machine, record.state, "abandoned").inc()
         elif isinstance(record, RetryScheduled):
-            self.retries.labels(machine, record.state).inc()
+            self._child(self.retries, machine, record.state).inc()
         elif isinstance(record, Escalated):
-            self.escalations.labels(machine, record.reason).inc()
+            self._child(self.escalations, machine, record.reason).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: `labels()` validates and locks on every call,
+        and a busy supervisor counts thousands of records a second."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def inbox_filed(self, accepted: bool, reason: str = "", detail: str = "") -> None:
         """The mailroom filed a file in done/ (accepted) or rejected/ (`reason`, `detail`)."""
