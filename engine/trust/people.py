@@ -19,7 +19,7 @@ import os
 import pwd
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, field_validator, model_validator
@@ -178,3 +178,18 @@ def starter_name(home: Path) -> str:
         people = None
     names = people.names_of_unix_user(login) if people is not None else []
     return names[0] if names else login
+
+
+def strangers(people: People, definition: dict[str, Any]) -> list[str]:
+    """Names a canonical definition lets act (approvers, resolvers, operators) that `people`
+    does not list: nobody could ever prove to be them, so they could never act."""
+    found = []
+    lists = [("machine", key, definition.get(key)) for key in ("resolvers", "operators")]
+    for state, fields in definition.get("states", {}).items():
+        lists += [(f"state '{state}'", key, fields.get(key)) for key in ("approvers", "resolvers")]
+    for where, key, names in lists:
+        for name in names or ():
+            if name not in people.persons:
+                found.append(f"{key} of {where} name '{name}', whom {people.path} does not list: "
+                             "they could never be verified; add them there or drop the name")
+    return found

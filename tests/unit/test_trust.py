@@ -180,3 +180,14 @@ def test_a_definition_without_the_new_fields_keeps_its_hash(tmp_path: Path) -> N
     same = machine_from_definition(definition(not_starter=False), tmp_path)
     assert same.hash == plain.hash  # false is the default: not written into the pinned form
     assert machine_from_definition(definition(not_starter=True), tmp_path).hash != plain.hash
+
+
+def test_names_people_yaml_lacks_are_found_for_validate(home: Path, tmp_path: Path) -> None:
+    from engine.trust.people import strangers
+
+    (home / "people.yaml").write_text("alice: {unix_user: alice}\nbob: {public_key: keys/bob.pub}\n")
+    people = load_people(home)
+    canonical = machine_from_definition({**definition(resolvers=["carol"]), "operators": ["ops"]}, tmp_path).definition
+    found = strangers(people, canonical)
+    assert len(found) == 2 and "operators of machine name 'ops'" in found[0]
+    assert "resolvers of state 'review' name 'carol'" in found[1]
