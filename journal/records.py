@@ -143,9 +143,7 @@ class TriggerVoted(Record, tag="trigger_voted", kw_only=True):
     source_file: str | None = None
     comment: str | None = None
     data: dict[str, Any] = {}
-    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
-    # `signature` is the message's signature (base64), so the same one is never used twice.
+    # Who decided, as proven: as in TriggerReceived.
     verified: bool | None = None
     via: str | None = None
     signature: str | None = None
@@ -159,9 +157,7 @@ class TriggerRefused(Record, tag="trigger_refused", kw_only=True):
     by: str
     reason: str
     source_file: str | None = None
-    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
-    # `signature` is the message's signature (base64), so the same one is never used twice.
+    # Who decided, as proven: as in TriggerReceived.
     verified: bool | None = None
     via: str | None = None
     signature: str | None = None
@@ -189,9 +185,7 @@ class Resolved(Record, tag="resolved", kw_only=True):
     trigger: str | None = None
     comment: str | None = None
     source_file: str | None = None
-    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
-    # `signature` is the message's signature (base64), so the same one is never used twice.
+    # Who decided, as proven: as in TriggerReceived.
     verified: bool | None = None
     via: str | None = None
     signature: str | None = None
@@ -222,9 +216,7 @@ class Cancelled(Record, tag="cancelled", kw_only=True):
     reason: str = ""
     source_file: str | None = None  # the inbox file of a `cancel` message
     cut_step: CutStep | None = None  # a step in flight when the cancel came
-    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
-    # `signature` is the message's signature (base64), so the same one is never used twice.
+    # Who decided, as proven: as in TriggerReceived.
     verified: bool | None = None
     via: str | None = None
     signature: str | None = None
@@ -268,9 +260,7 @@ class Upgraded(Record, tag="upgraded", kw_only=True):
     source_file: str | None = None  # the inbox file of the `upgrade` message
     comment: str | None = None
     code: dict[str, str] = {}  # fingerprints of the new definition's modules (as run_started's)
-    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
-    # `signature` is the message's signature (base64), so the same one is never used twice.
+    # Who decided, as proven: as in TriggerReceived.
     verified: bool | None = None
     via: str | None = None
     signature: str | None = None
