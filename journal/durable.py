@@ -13,14 +13,18 @@ from pathlib import Path
 from journal.writer import fsync_dir
 
 
-def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False) -> Path:
+def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False, mode: int | None = None) -> Path:
     """Write `data` at `tmp`, make it durable, rename it to `target` (replacing it).
 
     `exclusive`: the temporary name must not exist yet (a writer that picked a unique name).
+    `mode`: exactly these permissions, whatever the umask (an inbox file proven by its
+    owner must not be group-writable).
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
     fd = os.open(tmp, flags, 0o644)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]

@@ -122,6 +122,31 @@ class TriggerReceived(Record, tag="trigger_received", kw_only=True):
     source_file: str | None = None
     comment: str | None = None
     data: dict[str, Any] = {}
+    # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
+    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
+    # `signature` is the message's signature (base64), so the same one is never used twice.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
+    votes: list[str] = []  # a trigger with a quorum: every approver who voted for it, this one last
+
+
+class TriggerVoted(Record, tag="trigger_voted", kw_only=True):
+    """One approval toward a trigger that needs several (a state's `quorum`): counted, the
+    run still waits. The approval that meets the quorum is a `trigger_received` instead."""
+
+    trigger: str
+    state: str
+    by: str
+    count: int  # approvals of `trigger` in this wait so far, this one included
+    needed: int  # the quorum
+    source_file: str | None = None
+    comment: str | None = None
+    data: dict[str, Any] = {}
+    # Who decided, as proven: as in TriggerReceived.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
 
 
 class TriggerRefused(Record, tag="trigger_refused", kw_only=True):
@@ -132,6 +157,10 @@ class TriggerRefused(Record, tag="trigger_refused", kw_only=True):
     by: str
     reason: str
     source_file: str | None = None
+    # Who decided, as proven: as in TriggerReceived.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
 
 
 class TimeoutFired(Record, tag="timeout_fired", kw_only=True):
@@ -156,6 +185,10 @@ class Resolved(Record, tag="resolved", kw_only=True):
     trigger: str | None = None
     comment: str | None = None
     source_file: str | None = None
+    # Who decided, as proven: as in TriggerReceived.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
 
 
 class RunFinished(Record, tag="run_finished", kw_only=True):
@@ -183,6 +216,10 @@ class Cancelled(Record, tag="cancelled", kw_only=True):
     reason: str = ""
     source_file: str | None = None  # the inbox file of a `cancel` message
     cut_step: CutStep | None = None  # a step in flight when the cancel came
+    # Who decided, as proven: as in TriggerReceived.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
 
 
 class CompensationStarted(Record, tag="compensation_started", kw_only=True):
@@ -223,6 +260,10 @@ class Upgraded(Record, tag="upgraded", kw_only=True):
     source_file: str | None = None  # the inbox file of the `upgrade` message
     comment: str | None = None
     code: dict[str, str] = {}  # fingerprints of the new definition's modules (as run_started's)
+    # Who decided, as proven: as in TriggerReceived.
+    verified: bool | None = None
+    via: str | None = None
+    signature: str | None = None
 
 
 AnyRecord = (
@@ -244,6 +285,7 @@ AnyRecord = (
     | CompensationStarted
     | CompensationFinished
     | Upgraded
+    | TriggerVoted
 )
 
 # One encoder and one decoder for the whole process: building them is the slow part.

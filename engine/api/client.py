@@ -16,7 +16,7 @@ import builtins
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from engine.api.snapshot import RunSnapshot, snapshot_of
 from engine.api.waiting import statuses, wait_until
@@ -28,6 +28,9 @@ from engine.run.runner import Runner
 from engine.supervise.sending import Sent, compose, send
 from engine.supervise.status import has_status, row_of, status_rows
 from journal import AnyRecord, check_run_id
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 class Ratchet:
@@ -121,7 +124,7 @@ class Ratchet:
     # --- messages: the same inbox files as `ratchet send`, `approve`, ... ----------------
 
     def send(self, id: str, trigger: str, *, by: str, data: dict[str, Any] | None = None,
-             comment: str | None = None) -> Sent:
+             comment: str | None = None, key: Ed25519PrivateKey | None = None) -> Sent:
         """Send `trigger` to run `id` from `by`, as `ratchet send` does: one inbox file,
         applied by the supervisor (or filed in inbox/rejected/ saying why: not waiting
         for it, not an approver). `data` is merged into the run's data.
@@ -129,27 +132,34 @@ class Ratchet:
         Returns where the file went and the run's last seq when it was checked (pass it
         to `wait(after=...)`). InvalidMessageError for a message that can never apply (a
         bad field, an ended run, a trigger the machine lacks); UnknownRunError.
+
+        `key` (journal.keys.load_private_key) signs the message as `--key` does, for the
+        wait the run is in now, valid for a day: with a people.yaml, the supervisor then
+        journals the decision as verified by signature ("Who decided" in the README).
         """
-        return send(self.home, compose(run=id, trigger=trigger, by=by, comment=comment, data=data or None))
+        message = compose(run=id, trigger=trigger, by=by, comment=comment, data=data or None)
+        return send(self.home, message, key=key)
 
-    def approve(self, id: str, *, by: str, data: dict[str, Any] | None = None, comment: str | None = None) -> Sent:
+    def approve(self, id: str, *, by: str, data: dict[str, Any] | None = None, comment: str | None = None,
+                key: Ed25519PrivateKey | None = None) -> Sent:
         """`send(id, "approve", ...)`, as `ratchet approve`."""
-        return self.send(id, "approve", by=by, data=data, comment=comment)
+        return self.send(id, "approve", by=by, data=data, comment=comment, key=key)
 
-    def reject(self, id: str, *, by: str, data: dict[str, Any] | None = None, comment: str | None = None) -> Sent:
+    def reject(self, id: str, *, by: str, data: dict[str, Any] | None = None, comment: str | None = None,
+               key: Ed25519PrivateKey | None = None) -> Sent:
         """`send(id, "reject", ...)`, as `ratchet reject`."""
-        return self.send(id, "reject", by=by, data=data, comment=comment)
+        return self.send(id, "reject", by=by, data=data, comment=comment, key=key)
 
     def resolve(self, id: str, action: Literal["retry", "skip", "abort"], trigger: str | None = None, *,
-                by: str, comment: str | None = None) -> Sent:
+                by: str, comment: str | None = None, key: Ed25519PrivateKey | None = None) -> Sent:
         """Answer run `id`'s escalation, as `ratchet resolve`: `retry` its state, `skip`
-        it by firing `trigger`, or `abort` (cancel) the run. Errors as `send`."""
-        return send(self.home, compose(run=id, resolve=action, trigger=trigger, by=by, comment=comment))
+        it by firing `trigger`, or `abort` (cancel) the run. Errors and `key` as `send`."""
+        return send(self.home, compose(run=id, resolve=action, trigger=trigger, by=by, comment=comment), key=key)
 
-    def cancel(self, id: str, *, by: str, reason: str | None = None) -> Sent:
+    def cancel(self, id: str, *, by: str, reason: str | None = None, key: Ed25519PrivateKey | None = None) -> Sent:
         """End run `id` whatever it is doing, as `ratchet cancel` (a step in flight is cut
-        off; `on_cancel` runs once). Errors as `send` (an ended run is refused)."""
-        return send(self.home, compose(run=id, cancel=True, by=by, reason=reason))
+        off; `on_cancel` runs once). Errors and `key` as `send` (an ended run is refused)."""
+        return send(self.home, compose(run=id, cancel=True, by=by, reason=reason), key=key)
 
     # --- waiting ---------------------------------------------------------------------------
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from engine.cli.app import UserError, existing_home, main, require_run
+from engine.cli.app import UserError, existing_home, home_of, main, require_run
 from engine.definition.loader import SUFFIXES, Machine, load_file, load_machine, machine_from_definition
 from engine.errors import DefinitionError, NotAMachineError
+
+if TYPE_CHECKING:
+    from engine.trust.people import People
 
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--strict", is_flag=True, help="Warnings fail too (exit 1), e.g. a wait with no timeout.")
-def validate(paths: tuple[Path, ...], strict: bool) -> None:
+@click.pass_context
+def validate(ctx: click.Context, paths: tuple[Path, ...], strict: bool) -> None:
     """Check machine definitions before any run starts.
 
     PATHS are .yaml/.yml/.py machine files or folders of them. Every problem is printed
     as `file:line: message` (Python files: `file: object.path: message`), all of them,
     not just the first. Warnings (`file:line: warning: ...`, such as a waiting state
-    with no timeout) do not fail, unless --strict. Python modules without a `machine`
+    with no timeout, or an approver the home's people.yaml does not list) do not
+    fail, unless --strict. Python modules without a `machine`
     attribute (action modules beside the machines) are skipped, so `machines/*` works.
     Exit 0 if all are valid, 1 otherwise.
 
@@ -30,6 +36,7 @@ def validate(paths: tuple[Path, ...], strict: bool) -> None:
       ratchet validate --strict machines/     # in CI: warnings fail too
     """
     files, invalid, checked = _machine_files(paths), 0, 0
+    people = _people(home_of(ctx))
     for path in files:
         if not path.exists():
             click.echo(f"{path}: no such file or folder")
@@ -47,10 +54,12 @@ def validate(paths: tuple[Path, ...], strict: bool) -> None:
                 click.echo(str(problem))
             continue
         checked += 1
-        for warning in machine.warnings:
-            click.echo(str(warning))
-        if strict and machine.warnings:
-            click.echo(f"{path}: {len(machine.warnings)} warning(s), which fail under --strict")
+        warnings = [str(w) for w in machine.warnings]
+        warnings += [f"{path}: warning: {text}" for text in _strangers(people, machine)]
+        for warning in warnings:
+            click.echo(warning)
+        if strict and warnings:
+            click.echo(f"{path}: {len(warnings)} warning(s), which fail under --strict")
             invalid += 1
             continue
         click.echo(f"{path}: ok ({machine.name} v{machine.spec.version}, {machine.hash[:19]}…)")
@@ -58,6 +67,23 @@ def validate(paths: tuple[Path, ...], strict: bool) -> None:
         raise UserError(f"no machine definitions (.yaml, .yml, .py) in {' '.join(map(str, paths))}")
     if invalid:
         raise click.exceptions.Exit(1)
+
+
+def _people(home: Path) -> People | None:
+    """The home's people file, if it has a valid one (`validate` needs no home)."""
+    from engine.trust.people import PeopleFileError, load_people
+
+    try:
+        return load_people(home)
+    except PeopleFileError as exc:
+        click.echo(f"ratchet: warning: {str(exc).splitlines()[0]} (names are not checked against it)", err=True)
+        return None
+
+
+def _strangers(people: People | None, machine: Machine) -> list[str]:
+    from engine.trust.people import strangers
+
+    return strangers(people, machine.definition) if people is not None else []
 
 
 def _machine_files(paths: tuple[Path, ...]) -> list[Path]:

@@ -4,7 +4,8 @@ Each writes one file exactly as a manual drop would (engine.supervise.sending, s
 the Python API `engine.Ratchet`: checked, then written to a temp file, fsync'd and renamed
 into the inbox), so it works whether or not a supervisor is running;
 the supervisor applies it, or moves it to inbox/rejected/ saying why. The path written
-is printed on stdout.
+is printed on stdout. With `--key PATH` the message is signed (engine.trust.envelope) for
+the wait the run is in now, valid for `--valid-for` (default 1d on the engine's clock).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ _by = click.option("--by", required=True, metavar="NAME",
 _comment = click.option("--comment", metavar="TEXT", help="A note kept in the journal.")
 _data = click.option("--data", "data", multiple=True, metavar="KEY=VALUE",
                      help="Data merged into the run (repeatable); VALUE is read as JSON if it is valid JSON.")
+_key = click.option("--key", "key", metavar="PATH",
+                    help="Sign the message with this private key ('ratchet keys new NAME' makes one).")
+_valid_for = click.option("--valid-for", "valid_for", default="1d", show_default=True, metavar="DURATION",
+                          help="With --key: how long the signature may be used (30m, 2h, 1d).")
 
 
 def _write(ctx: click.Context, **fields: Any) -> None:
@@ -38,8 +43,25 @@ def _write(ctx: click.Context, **fields: Any) -> None:
     """
     from engine.supervise.sending import send
 
+    key, valid_for = fields.pop("key", None), fields.pop("valid_for", "1d")
     home, message = _check(ctx, **fields)
-    click.echo(str(send(home, message).path))
+    click.echo(str(send(home, message, **_signing(key, valid_for)).path))
+
+
+def _signing(key_path: str | None, valid_for: str) -> dict[str, Any]:
+    """send()'s keyword arguments for `--key PATH --valid-for DURATION` (none without --key)."""
+    if key_path is None:
+        return {}
+    from pathlib import Path
+
+    from engine.definition.durations import parse_duration
+    from journal.keys import load_private_key
+
+    try:
+        seconds = parse_duration(valid_for)
+    except ValueError as exc:
+        raise UserError(f"--valid-for {valid_for!r}: {exc}") from exc
+    return {"key": load_private_key(Path(key_path)), "valid_for": seconds}
 
 
 def _check(ctx: click.Context, **fields: Any) -> tuple[Home, Message]:
@@ -58,8 +80,11 @@ def _check(ctx: click.Context, **fields: Any) -> tuple[Home, Message]:
 @_by
 @_data
 @_comment
+@_key
+@_valid_for
 @click.pass_context
-def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
+def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str, ...], comment: str | None,
+         key: str | None, valid_for: str) -> None:
     """Send TRIGGER to run ID: write a trigger file into the inbox.
 
     The file is written exactly as a manual drop would be (in inbox/.tmp, then
@@ -71,7 +96,8 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
     Example:
       ratchet send onboarding-initech reply --by crm --data team_size=12
     """
-    _write(ctx, run=run_id, trigger=trigger, by=by, comment=comment, data=parse_inputs(data, "--data") or None)
+    _write(ctx, run=run_id, trigger=trigger, by=by, comment=comment, data=parse_inputs(data, "--data") or None,
+           key=key, valid_for=valid_for)
 
 
 @main.command()
@@ -79,8 +105,11 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
 @_by
 @_data
 @_comment
+@_key
+@_valid_for
 @click.pass_context
-def approve(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
+def approve(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None,
+            key: str | None, valid_for: str) -> None:
     """Approve run ID (shorthand of `send ID approve`).
 
     Writes an inbox file and prints its path, as `ratchet send` does
@@ -91,7 +120,8 @@ def approve(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], com
       ratchet approve renewal-acme --by alice --comment "fine by me"
       ratchet approve renewal-acme --by alice --data seats=40
     """
-    _write(ctx, run=run_id, trigger="approve", by=by, comment=comment, data=parse_inputs(data, "--data") or None)
+    _write(ctx, run=run_id, trigger="approve", by=by, comment=comment, data=parse_inputs(data, "--data") or None,
+           key=key, valid_for=valid_for)
 
 
 @main.command()
@@ -99,8 +129,11 @@ def approve(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], com
 @_by
 @_data
 @_comment
+@_key
+@_valid_for
 @click.pass_context
-def reject(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None) -> None:
+def reject(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comment: str | None,
+           key: str | None, valid_for: str) -> None:
     """Reject run ID (shorthand of `send ID reject`).
 
     Writes an inbox file and prints its path, as `ratchet send` does
@@ -110,7 +143,8 @@ def reject(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comm
     Example:
       ratchet reject renewal-acme --by bob --comment "price too low"
     """
-    _write(ctx, run=run_id, trigger="reject", by=by, comment=comment, data=parse_inputs(data, "--data") or None)
+    _write(ctx, run=run_id, trigger="reject", by=by, comment=comment, data=parse_inputs(data, "--data") or None,
+           key=key, valid_for=valid_for)
 
 
 @main.command()
@@ -119,8 +153,11 @@ def reject(ctx: click.Context, run_id: str, by: str, data: tuple[str, ...], comm
 @click.argument("trigger", required=False, metavar="[TRIGGER]")
 @click.option("--by", required=True, metavar="NAME", help="Who resolves it (kept in the journal).")
 @_comment
+@_key
+@_valid_for
 @click.pass_context
-def resolve(ctx: click.Context, run_id: str, action: str, trigger: str | None, by: str, comment: str | None) -> None:
+def resolve(ctx: click.Context, run_id: str, action: str, trigger: str | None, by: str, comment: str | None,
+            key: str | None, valid_for: str) -> None:
     """Resolve an escalated run: retry, skip (fire TRIGGER) or abort.
 
     retry runs the escalated state again (a waiting state waits again); skip
@@ -138,15 +175,17 @@ def resolve(ctx: click.Context, run_id: str, action: str, trigger: str | None, b
         raise UserError("resolve skip needs the TRIGGER to fire, e.g. 'ratchet resolve ID skip approve --by NAME'")
     if action != "skip" and trigger:
         raise UserError(f"resolve {action} takes no TRIGGER")
-    _write(ctx, run=run_id, resolve=action, trigger=trigger, by=by, comment=comment)
+    _write(ctx, run=run_id, resolve=action, trigger=trigger, by=by, comment=comment, key=key, valid_for=valid_for)
 
 
 @main.command()
 @click.argument("run_id", metavar="ID")
 @click.option("--by", required=True, metavar="NAME", help="Who cancels it (kept in the journal).")
 @click.option("--reason", metavar="TEXT", help="Why, kept in the journal's `cancelled` record.")
+@_key
+@_valid_for
 @click.pass_context
-def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None) -> None:
+def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None, key: str | None, valid_for: str) -> None:
     """End run ID, whatever it is doing, unless it has ended already.
 
     A waiting, retrying, escalated or running run is cancelled. If a step is in
@@ -159,7 +198,7 @@ def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None) -> None
     Example:
       ratchet cancel renewal-acme --by ops --reason "customer left"
     """
-    _write(ctx, run=run_id, cancel=True, by=by, reason=reason)
+    _write(ctx, run=run_id, cancel=True, by=by, reason=reason, key=key, valid_for=valid_for)
 
 
 @main.command()
@@ -167,8 +206,11 @@ def cancel(ctx: click.Context, run_id: str, by: str, reason: str | None) -> None
 @click.argument("machine", metavar="MACHINE")
 @click.option("--by", required=True, metavar="NAME", help="Who upgrades it (kept in the journal).")
 @_comment
+@_key
+@_valid_for
 @click.pass_context
-def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str | None) -> None:
+def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str | None,
+            key: str | None, valid_for: str) -> None:
     """Move live run ID to MACHINE, a new version of its machine.
 
     MACHINE is validated, then checked against the run as journaled now: the same
@@ -201,6 +243,10 @@ def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str
         click.echo(f"ratchet: error: run '{run_id}' cannot move to {new.name} v{new.spec.version}: {reason}", err=True)
     if reasons:
         raise click.exceptions.Exit(EXIT_PROBLEM)
+    if key is not None:
+        from engine.supervise.sending import signed
+
+        message = signed(home, message, rs, **_signing(key, valid_for))
     size = len(message.model_dump_json(exclude_defaults=True))
     if size >= MAX_BYTES:
         raise UserError(f"{machine}: the definition makes a {size}-byte inbox file, over the "

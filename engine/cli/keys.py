@@ -2,9 +2,68 @@
 
 from __future__ import annotations
 
-from engine.cli.app import main
+from pathlib import Path
+
+import click
+
+from engine.cli.app import UserError, existing_home, main
 
 
 @main.group()
 def keys() -> None:
-    """Ed25519 keys: `keys new NAME` for a person who signs messages, `keys export` for the home's seal key."""
+    """Ed25519 key pairs for signing people and the home's seal.
+
+    `keys new NAME` makes a person's key pair (see `ratchet keys new --help`).
+
+    \b
+    Example:
+      ratchet keys new bob --out ~/.ratchet-bob.key
+    """
+
+
+@keys.command("new")
+@click.argument("name", metavar="NAME")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), metavar="PATH",
+              help="Where to write the private key (default ./NAME.key; mode 0600, never overwritten).")
+@click.pass_context
+def new(ctx: click.Context, name: str, out: Path | None) -> None:
+    """Make an Ed25519 key pair for person NAME, who signs inbox messages with it.
+
+    The private key goes to the person (./NAME.key or --out, mode 0600): keep it
+    secret, pass it to `send/approve/reject/resolve/cancel/upgrade --key`. The
+    public key goes into HOME/keys/NAME.pub. Then add the line printed to
+    HOME/people.yaml, so that the supervisor accepts messages NAME signed.
+
+    \b
+    Example:
+      ratchet keys new bob --out ~/.ratchet-bob.key
+      ratchet approve renewal-acme --by bob --key ~/.ratchet-bob.key
+    """
+    import re
+
+    from engine.home import Home
+    from engine.trust.people import PERSON_PATTERN
+    from journal.durable import publish
+    from journal.keys import new_private_key, public_pem
+
+    if not re.match(PERSON_PATTERN, name):
+        raise UserError(f"invalid name {name!r}: use letters, digits and '.', '_', '@', '+', '-', "
+                        "starting with a letter or digit (as in --by)")
+    home = Home(existing_home(ctx))
+    public = home.root / "keys" / f"{name}.pub"
+    private = out if out is not None else Path(f"{name}.key")
+    for path, whose in ((public, "public"), (private, "private")):
+        if path.exists():
+            raise UserError(f"{path}: a {whose} key is there already; hint: remove it first (messages signed "
+                            "with the old key stop verifying), or choose another --out")
+    try:
+        key = new_private_key(private)
+    except OSError as exc:
+        raise UserError(f"{private}: cannot write the private key ({exc.strerror}); "
+                        "hint: choose another --out") from exc
+    public.parent.mkdir(parents=True, exist_ok=True)
+    publish(public.with_name(f".{public.name}.tmp"), public, public_pem(key), exclusive=True)
+    click.echo(f"private key: {private} (mode 0600: keep it secret; sign with --key {private})")
+    click.echo(f"public key:  {public}")
+    click.echo(f"add to {home.root / 'people.yaml'}:")
+    click.echo(f"  {name}: {{public_key: keys/{name}.pub}}")

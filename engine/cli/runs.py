@@ -50,10 +50,17 @@ def _runner(ctx: click.Context, machine: str, run_id: str | None, *,
     return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR, on_record=on_record, clock=clock)
 
 
+def _starter(runner: Runner) -> str:
+    from engine.trust.people import starter_name
+
+    return starter_name(runner.home.root)
+
+
 _input = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
                       help="Run input (repeatable); VALUE is read as JSON if it is valid JSON.")
 _id = click.option("--id", "run_id", metavar="ID", help="The run's id (default: a new ULID). Same id twice: one run.")
-_by = click.option("--by", metavar="NAME", help="Who starts the run (kept in the journal).")
+_by = click.option("--by", metavar="NAME", help="Who starts the run (kept in the journal; default: your Unix "
+                   "user, or the person people.yaml gives it). A `not_starter` wait refuses their approval.")
 
 
 @main.command()
@@ -74,7 +81,7 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
     """
     given = parse_inputs(inputs)
     runner = _runner(ctx, machine, run_id)
-    rid = runner.start(machine, given, run_id=run_id, by=by)
+    rid = runner.start(machine, given, run_id=run_id, by=by or _starter(runner))
     _warn_if_input_ignored(given, runner.read(rid).input, rid)
     click.echo(rid)
 
@@ -120,7 +127,7 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
     runner = _runner(ctx, machine, run_id, on_record=show, clock=ctrl_c)
     with ctrl_c.handling(runner):
         try:
-            rs = runner.launch(machine, given, run_id=run_id, by=by)
+            rs = runner.launch(machine, given, run_id=run_id, by=by or _starter(runner))
             _warn_if_input_ignored(given, rs.input, rs.run_id)
             rs = runner.run(rs.run_id, rs)
         except KeyboardInterrupt:

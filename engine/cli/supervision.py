@@ -15,6 +15,8 @@ from engine.cli.timeline import span, when
 from engine.run.status import RunStatus
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from engine.supervise.metrics import Metrics
     from engine.supervise.status import StatusRow
 
@@ -178,12 +180,29 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    _say_who_is_verified(home.root)
+
+
+def _say_who_is_verified(root: Path) -> None:
+    """An open home (no people.yaml) takes every sender at their word: say so, on stderr."""
+    from engine.trust.people import PeopleFileError, load_people
+
+    try:
+        if load_people(root) is None:
+            click.echo("note: open home (no people.yaml): senders are not verified and decisions are journaled "
+                       "with \"verified\": false; see README 'Who decided'", err=True)
+    except PeopleFileError as exc:
+        click.echo(f"ratchet: warning: {str(exc).splitlines()[0]} (until fixed, every inbox file is refused)",
+                   err=True)
 
 
 def _cells(row: StatusRow) -> tuple[str, ...]:
     waiting = ""
     if row.waiting_on is not None:
         waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")
+        for trigger, needed in (row.quorum or {}).items():  # "approve 1 of 2 (alice)"
+            who = (row.votes or {}).get(trigger, [])
+            waiting += f"; {trigger} {len(who)} of {needed}" + (f" ({', '.join(who)})" if who else "")
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
     deadline = when(row.deadline) if row.deadline else ("forever" if row.status == RunStatus.WAITING else "")

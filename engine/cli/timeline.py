@@ -77,6 +77,12 @@ def _by(by: str | None) -> str:
     return f"  by {by}" if by else ""
 
 
+def _who(r: Any) -> str:
+    """`  by alice [signature]`: who decided, and how that was proven (README "Who decided")."""
+    proof = {True: f" [{r.via}]", False: " [unverified]"}.get(r.verified, "")  # None: before people files
+    return _by(r.by) + proof
+
+
 def _data(data: dict[str, Any]) -> str:
     return f"  {_short(data)}" if data else ""
 
@@ -102,23 +108,29 @@ _DESCRIBE = {
         f"{'  approvers ' + ', '.join(r.approvers) if r.approvers else ''}"
         f"  {'until ' + when(r.deadline) if r.deadline else 'no deadline'}"
     ),
-    "trigger_received": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}{_note(r.comment)}{_data(r.data)}",
-    "trigger_refused": lambda r: f"{r.state}  {r.trigger}{_by(r.by)}  refused: {_short(r.reason)}",
+    "trigger_received": lambda r: (
+        f"{r.state}  {r.trigger}{_who(r)}{_note(r.comment)}{_data(r.data)}"
+        f"{'  quorum met: ' + ', '.join(r.votes) if r.votes else ''}"
+    ),
+    "trigger_voted": lambda r: (
+        f"{r.state}  {r.trigger}{_who(r)}  {r.count} of {r.needed}{_note(r.comment)}{_data(r.data)}"
+    ),
+    "trigger_refused": lambda r: f"{r.state}  {r.trigger}{_who(r)}  refused: {_short(r.reason)}",
     "timeout_fired": lambda r: f"{r.state}  deadline {when(r.deadline)} passed",
     "escalated": lambda r: (
         f"{r.state}  {_short(r.reason)}{'  ' + _short(r.detail) if r.detail else ''}"
         f"{'  ticket ' + r.ticket if r.ticket else ''}"
     ),
-    "resolved": lambda r: f"{r.action}{' → ' + r.trigger if r.trigger else ''}{_by(r.by)}{_note(r.comment)}",
+    "resolved": lambda r: f"{r.action}{' → ' + r.trigger if r.trigger else ''}{_who(r)}{_note(r.comment)}",
     "run_finished": lambda r: f"{r.state}{'  outcome ' + r.outcome if r.outcome else ''}",
-    "cancelled": lambda r: f"{_by(r.by).strip()}{_note(r.reason)}{_cut(r.cut_step)}",
+    "cancelled": lambda r: f"{_who(r).strip()}{_note(r.reason)}{_cut(r.cut_step)}",
     "compensation_started": lambda r: f"on_cancel {r.action}  attempt {r.attempt}  key {r.idempotency_key}",
     "compensation_finished": lambda r: (
         f"on_cancel {r.action}  attempt {r.attempt}  "
         f"{'failed: ' + _short(f'{r.error_type}: {r.error}') if r.error is not None else 'done'}{_ms(r.duration_ms)}"
     ),
     "upgraded": lambda r: (
-        f"v{r.version} {r.definition_hash[:19]}…  (was {r.from_hash[:19]}…){_by(r.by)}{_note(r.comment)}"
+        f"v{r.version} {r.definition_hash[:19]}…  (was {r.from_hash[:19]}…){_who(r)}{_note(r.comment)}"
     ),
 }
 

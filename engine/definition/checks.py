@@ -40,6 +40,7 @@ def check_graph(raw: Any) -> list[Finding]:
     findings += _shadowed(states, edges)
     findings += _unhandled_timeouts(states, edges)
     findings += _endless_waits(states)
+    findings += _unknown_quorum_triggers(states, edges)
     return findings
 
 
@@ -172,6 +173,22 @@ def _endless_waits(states: dict[str, Fields]) -> list[Finding]:
              f"waiting state '{name}' has no timeout: a run may wait there forever; add one "
              "(e.g. 'timeout: 2d') so that an unanswered wait escalates", "warning")
             for name, fields in states.items() if _kind(fields) == "waiting" and fields.get("timeout") is None]
+
+
+def _unknown_quorum_triggers(states: dict[str, Fields], edges: list[_Edge]) -> list[Finding]:
+    # A quorum on a trigger that never leaves the state would never be asked: a typo.
+    found: list[Finding] = []
+    for name, fields in states.items():
+        quorum = fields.get("quorum")
+        if not isinstance(quorum, dict):
+            continue
+        leaving = sorted({e.trigger for e in edges if e.trigger and e.leaves(name, states)})
+        for trigger in quorum:
+            if trigger not in leaving:
+                found.append((("states", name, "quorum", trigger),
+                              f"quorum names '{trigger}', which no transition from '{name}' fires; "
+                              f"its triggers: {', '.join(leaving) or 'none'}", "error"))
+    return found
 
 
 def _dedupe(findings: list[Finding]) -> list[Finding]:

@@ -27,7 +27,9 @@ OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
 # Optional fields of machines and states added after definitions were first pinned: the
 # canonical form omits them while unset (MachineSpec.canonical).
-ADDED_LATER = ("on_cancel",)
+ADDED_LATER: tuple[str, ...] = ("on_cancel",)
+# Who may act (README "Who decided"): omitted from the canonical form while unset (None or false).
+ADDED_LATER += ("resolvers", "operators", "quorum", "not_starter")
 
 
 def _check_name(value: Any) -> Any:
@@ -109,6 +111,9 @@ class StateSpec(_Strict):
     on_escalate: ImportPath | None = None
     non_retryable: list[str] = []
     on_cancel: ImportPath | None = None  # compensation when a run is cancelled here (else the machine's)
+    resolvers: list[Name] | None = None  # who may resolve an escalation here (else the machine's)
+    quorum: dict[Name, Annotated[int, Field(ge=1)]] | None = None  # waiting: distinct approvers a trigger needs
+    not_starter: bool = False  # waiting: the run's starter may not fire its triggers (four eyes)
 
     @property
     def kind(self) -> Literal["task", "waiting", "final"]:
@@ -130,10 +135,10 @@ class StateSpec(_Strict):
     def _fields_fit_kind(self) -> StateSpec:
         kind = self.kind
         misplaced = {
-            "task": ("approvers", "outcome"),
+            "task": ("approvers", "outcome", "quorum", "not_starter"),
             "waiting": ("retry", "non_retryable", "idempotent", "outcome"),
             "final": ("action", "retry", "timeout", "idempotent", "approvers", "on_escalate",
-                      "non_retryable", "on_cancel"),
+                      "non_retryable", "on_cancel", "resolvers", "quorum", "not_starter"),
         }[kind]
         # Compare with the defaults, not `model_fields_set`: the canonical form spells
         # every field out and must validate again unchanged.
@@ -146,6 +151,13 @@ class StateSpec(_Strict):
             raise ValueError(f"{', '.join(wrong)} cannot be set on {where}")
         if self.approvers is not None and not self.approvers:
             raise ValueError("approvers is empty: nobody could act; list names or drop it")
+        for field in ("resolvers",):
+            if getattr(self, field) == []:
+                raise ValueError(f"{field} is empty: nobody could act; list names or drop it")
+        for trigger, needed in (self.quorum or {}).items():
+            if self.approvers is not None and needed > len(self.approvers):
+                raise ValueError(f"quorum of '{trigger}' is {needed} but only {len(self.approvers)} approvers "
+                                 "are listed: it could never be met; list more approvers or lower it")
         return self
 
 
@@ -182,6 +194,15 @@ class MachineSpec(_Strict):
     transitions: list[TransitionSpec]
     on_escalate: ImportPath | None = None
     on_cancel: ImportPath | None = None  # compensation run once when a run is cancelled
+    resolvers: list[Name] | None = None  # who may resolve escalations (a state's own list wins there)
+    operators: list[Name] | None = None  # who may cancel or upgrade a run
+
+    @model_validator(mode="after")
+    def _someone_may_act(self) -> MachineSpec:
+        for field in ("resolvers", "operators"):
+            if getattr(self, field) == []:
+                raise ValueError(f"{field} is empty: nobody could act; list names or drop it")
+        return self
 
     def canonical(self) -> dict[str, Any]:
         """Plain JSON data, every field explicit, durations in seconds: the pinned form.
@@ -194,7 +215,7 @@ class MachineSpec(_Strict):
         canonical = self.model_dump(mode="json")
         for fields in (canonical, *canonical["states"].values()):
             for name in ADDED_LATER:
-                if fields.get(name) is None:
+                if fields.get(name) is None or fields.get(name) is False:
                     fields.pop(name, None)
         return canonical
 

@@ -6,8 +6,11 @@ others, in the order they are checked: a message answers the wait that was open 
 it arrived, so one that finds the run moved on is *stale*; a resolution needs an
 escalated run (and a `skip` a transition that leads somewhere); a trigger needs a
 waiting run, one of the triggers it waits for, an allowed approver, and a transition
-whose conditions hold with the message's data merged in. A refusal is journaled
-(`trigger_refused`) with the reason given here, so the journal shows who tried what.
+whose conditions hold with the message's data merged in. Before all of these, the
+sender's proof must hold for the run now, and the sender must be allowed to do what the
+message asks (engine.run.authority: resolvers, operators, not_starter, quorum). A refusal
+is journaled (`trigger_refused`) with the reason given here, so the journal shows who
+tried what.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from typing import Any, Literal, Protocol
 
 from engine.definition.loader import Machine
 from engine.errors import ConditionError
-from engine.run import upgrade
+from engine.run import authority, upgrade
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
 from engine.run.upgrade import UpgradeRequest
+from engine.trust.sender import Sender
 from journal import Cancelled, CutStep
 
 
@@ -57,15 +61,21 @@ class Delivery:
 
 
 def check(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None,
-          now: datetime) -> tuple[str | None, Machine | None]:
+          now: datetime, sender: Sender | None = None) -> tuple[str | None, Machine | None]:
     """Why `request` cannot apply now (None: it can) and, for an upgrade, the machine it
-    moves the run to (validated here: engine.run.upgrade)."""
+    moves the run to (validated here: engine.run.upgrade). `sender`: who sent it, as the
+    supervisor proved it (None: trusted in-process code, or an open home)."""
+    unproven = authority.proof_refusal(rs, request, sender, now)
+    if unproven is not None:
+        return unproven, None
     if request.upgrade is None:
-        return refusal(rs, machine, request, answers), None
+        why = refusal(rs, machine, request, answers)
+        return why or authority.permission_refusal(rs, machine, request), None
     new = upgrade.load_upgrade(request.upgrade)
     if isinstance(new, str):
         return new, None
-    return "; ".join(upgrade.incompatibilities(rs, new, now)) or None, new
+    why = "; ".join(upgrade.incompatibilities(rs, new, now)) or authority.permission_refusal(rs, machine, request)
+    return why, None if why else new
 
 
 def refusal(rs: RunState, machine: RunnableMachine, request: Request, answers: int | None) -> str | None:
@@ -82,14 +92,23 @@ def refusal(rs: RunState, machine: RunnableMachine, request: Request, answers: i
         return str(exc)
 
 
-def cancellation(rs: RunState, machine: RunnableMachine, request: Request, source_file: str | None) -> Cancelled:
+def cancellation(rs: RunState, machine: RunnableMachine, request: Request, source_file: str | None,
+                 sender: Sender | None = None) -> Cancelled:
     """The `cancelled` record of an accepted cancel, naming the step it cuts off, if any:
     its worker was killed (or died), so a step that is not idempotent has an unknown outcome."""
     step, cut = rs.in_flight, None
     if step is not None:
         cut = CutStep(state=step.state, attempt=step.attempt, idempotency_key=step.idempotency_key,
                       outcome_unknown=not machine.state(step.state).idempotent)
-    return Cancelled(by=request.by, reason=request.reason or "", source_file=source_file, cut_step=cut)
+    return Cancelled(by=request.by, reason=request.reason or "", source_file=source_file, cut_step=cut,
+                     **provenance(sender))
+
+
+def provenance(sender: Sender | None) -> dict[str, Any]:
+    """The fields a decision record gets from its sender: `verified`, `via`, `signature`."""
+    if sender is None or not sender.verified:
+        return {"verified": False}
+    return {"verified": True, "via": sender.via, "signature": sender.signature}
 
 
 def label(request: Request) -> str:

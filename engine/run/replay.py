@@ -35,6 +35,7 @@ from journal import (
     Transition,
     TriggerReceived,
     TriggerRefused,
+    TriggerVoted,
     Upgraded,
     Waiting,
     pinned_definition,
@@ -88,6 +89,9 @@ class RunState:
     abandons: int = 0  # crash-restarts of the current step
     todo: Todo | None = None
     inbox_files: dict[str, tuple[bool, str]] = field(default_factory=dict)  # file -> (accepted, reason)
+    votes: dict[str, list[str]] = field(default_factory=dict)  # trigger -> who approved it in this wait
+    # Signatures used -> the record that used it (its seq is filled in when it is written).
+    signatures: dict[str, Record] = field(default_factory=dict)
 
     @property
     def idempotency_key(self) -> str:
@@ -172,14 +176,28 @@ class RunState:
 
     def _waiting(self, r: Waiting) -> None:
         self.status, self.todo, self.waiting = _WAITING, None, r
+        self.votes = {}  # a quorum counts within one wait
         self.triggers, self.approvers = list(r.triggers), r.approvers
         self.deadline = parse_iso(r.deadline) if r.deadline else None
 
     def _trigger_received(self, r: TriggerReceived) -> None:
         self.data.update(r.data)
         self._running(Take(r.trigger, "trigger"))
+        self.votes = {}
+        self._decided(r)
+
+    def _trigger_voted(self, r: TriggerVoted) -> None:
+        """One approval toward a quorum: counted; the run goes on waiting."""
+        self.data.update(r.data)
+        self.votes.setdefault(r.trigger, []).append(r.by)
+        self._decided(r)
+
+    def _decided(self, r: TriggerReceived | TriggerVoted | Resolved | Cancelled | Upgraded) -> None:
+        """An accepted decision from outside: its file is answered, its signature spent."""
         if r.source_file:
             self.inbox_files[r.source_file] = (True, "accepted")
+        if r.signature:
+            self.signatures[r.signature] = r
 
     def _trigger_refused(self, r: TriggerRefused) -> None:
         if r.source_file:
@@ -197,8 +215,7 @@ class RunState:
         self.escalation = None
         self.abandons = 0
         self._running(self._resolution(r))
-        if r.source_file:
-            self.inbox_files[r.source_file] = (True, "accepted")
+        self._decided(r)
 
     def _run_finished(self, r: RunFinished) -> None:
         self.status, self.outcome, self.todo, self.deadline = _FINISHED, r.outcome, None, None
@@ -211,8 +228,7 @@ class RunState:
         action = self.definition["states"].get(self.state, {}).get("on_cancel") or self.definition.get("on_cancel")
         if action:
             self.todo = Compensate(action, 1)
-        if r.source_file:
-            self.inbox_files[r.source_file] = (True, "accepted")
+        self._decided(r)
 
     def _compensation_started(self, r: CompensationStarted) -> None:
         # Owed again until its outcome is journaled: a crash now means one more call, same key.
@@ -230,8 +246,7 @@ class RunState:
             # The wait is opened again under the new definition (its triggers, approvers
             # and timeout; the deadline still counts from when the state was entered).
             self._running(_ENTER)
-        if r.source_file:
-            self.inbox_files[r.source_file] = (True, "accepted")
+        self._decided(r)
 
     # --- shared pieces ------------------------------------------------------------------
 
@@ -265,6 +280,7 @@ _HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     Waiting: RunState._waiting,
     TriggerReceived: RunState._trigger_received,
     TriggerRefused: RunState._trigger_refused,
+    TriggerVoted: RunState._trigger_voted,
     TimeoutFired: RunState._timeout_fired,
     Escalated: RunState._escalated,
     Resolved: RunState._resolved,

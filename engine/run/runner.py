@@ -32,7 +32,7 @@ from engine.definition.loader import Machine, load_machine
 from engine.errors import ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
-from engine.run import delivery, stale_code, tickets, upgrade
+from engine.run import authority, delivery, stale_code, tickets, upgrade
 from engine.run.cache import RunCache
 from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.compensation import ABANDONED, compensate, notify_failure
@@ -42,6 +42,7 @@ from engine.run.outcome import call_step
 from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
+from engine.trust.sender import Sender
 from journal import (
     CompensationFinished,
     CompensationStarted,
@@ -52,6 +53,7 @@ from journal import (
     StepStarted,
     TriggerReceived,
     TriggerRefused,
+    TriggerVoted,
     Writer,
     check_run_id,
 )
@@ -158,14 +160,17 @@ class Runner:
             rs = None
 
     def deliver(self, run_id: str, message: Request, source_file: str | None = None,
-                answers: int | None = None) -> Delivery:
+                answers: int | None = None, sender: Sender | None = None) -> Delivery:
         """Check, journal and apply a message from outside (a trigger, a resolution, a
         cancel or an upgrade), then advance.
 
         Idempotent on `source_file`: a file already journaled gets its earlier answer.
         `answers`: what the run stood at (RunState.stands_at) when the message arrived; if
         the run has moved on since (even back to the same state), the message is stale.
+        `sender`: who sent it, as the supervisor proved it (engine.trust.sender); None for
+        trusted in-process callers. Each decision record says whether it was verified.
         """
+        who = delivery.provenance(sender)
         with self._session(run_id) as s:
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
@@ -175,30 +180,46 @@ class Runner:
                 # The deadline passed first: the timeout wins over the message (not over a
                 # cancel, which ends the run as it stands: nothing runs on its way out).
                 self._drive(s)
-            refused, new = delivery.check(s.rs, s.machine, message, answers, self.clock.now())
+            refused, new = delivery.check(s.rs, s.machine, message, answers, self.clock.now(), sender)
             if refused:
                 self._journal(s, [TriggerRefused(
                     trigger=delivery.label(message), state=s.rs.state, by=message.by, reason=refused,
-                    source_file=source_file)])
+                    source_file=source_file, **who)])
                 self._flush(s)
                 return Delivery(False, refused, s.rs)
             if message.cancel:
                 escalated = s.rs.status == RunStatus.ESCALATED
-                self._journal(s, [delivery.cancellation(s.rs, s.machine, message, source_file)])
+                self._journal(s, [delivery.cancellation(s.rs, s.machine, message, source_file, sender)])
                 self._flush(s)  # durable before its ticket goes and on_cancel is called
                 if escalated:
                     tickets.remove_ticket(self.home.store, run_id)
             elif new is not None and message.upgrade is not None:
-                self._journal(s, [upgrade.upgraded(s.rs, new, message.upgrade, message.by, message.comment,
-                                                   source_file)])
+                moved = upgrade.upgraded(s.rs, new, message.upgrade, message.by, message.comment, source_file)
+                moved.verified, moved.via, moved.signature = who["verified"], who.get("via"), who.get("signature")
+                self._journal(s, [moved])
                 s.machine = self.cache.pin(new, s.rs.source)  # from here on
             elif message.resolve is not None:
-                self._resolve(s, message.resolve, message, source_file)
+                self._resolve(s, message.resolve, message, source_file, who)
             elif message.trigger is not None:  # always: a trigger message without one is refused
-                self._journal(s, [TriggerReceived(
-                    trigger=message.trigger, state=s.rs.state, by=message.by, source_file=source_file,
-                    comment=message.comment, data=dict(message.data or {}))])
+                self._journal(s, [self._approval(s.rs, s.machine, message, source_file, who)])
+                if isinstance(s.batch[-1], TriggerVoted):  # counted toward a quorum: still waiting
+                    self._flush(s)
+                    return Delivery(True, "accepted", s.rs)
             return Delivery(True, "accepted", self._drive(s))
+
+    @staticmethod
+    def _approval(rs: RunState, machine: Machine, message: Request, source_file: str | None,
+                  who: dict[str, Any]) -> TriggerReceived | TriggerVoted:
+        """The record of an accepted trigger: it fires (`trigger_received`), or it is one
+        more approval toward the state's quorum for it (`trigger_voted`)."""
+        trigger = message.trigger or ""
+        needed = authority.quorum_of(machine, rs.state, trigger)
+        votes = [*rs.votes.get(trigger, []), message.by]
+        fields = dict(trigger=trigger, state=rs.state, by=message.by, source_file=source_file,
+                      comment=message.comment, data=dict(message.data or {}), **who)
+        if len(votes) < needed:
+            return TriggerVoted(count=len(votes), needed=needed, **fields)
+        return TriggerReceived(votes=votes if needed > 1 else [], **fields)
 
     def drain(self) -> None:
         """Start no step from now on (for good): the one in hand finishes, its outcome and
@@ -242,11 +263,12 @@ class Runner:
                 log.warning("run %s: on_cancel %s given up: %s", rs.run_id, last.action, last.error)
                 notify_failure(rs, machine, last.action, last.seq, f"{ABANDONED}: {last.error}")
 
-    def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None) -> None:
+    def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None,
+                 who: dict[str, Any]) -> None:
         self._journal(s, [Resolved(action=action, by=message.by,
                                    trigger=message.trigger if action == "skip" else None,
                                    comment=message.comment, source_file=source_file,
-                                   ts=iso(self.clock.now()))])
+                                   ts=iso(self.clock.now()), **who)])
         self._flush(s)  # durable before the ticket goes
         tickets.remove_ticket(self.home.store, s.rs.run_id)
 

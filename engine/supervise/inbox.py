@@ -32,7 +32,8 @@ from pathlib import Path
 
 from engine.errors import EngineError, InvalidMessageError, UnsafeInboxError
 from engine.supervise.folders import InboxFolders, InboxHome, move_into, open_dir
-from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message
+from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message_object
+from engine.trust.sender import FileFacts
 
 SPECIAL_DIRS = {"done", "rejected"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
@@ -237,6 +238,12 @@ def _is_safe(name: str) -> bool:
 
 def read_message(item: Claimed, *, max_bytes: int = MAX_BYTES) -> Message:
     """Open, check and parse a claimed file; InvalidMessageError says why it is refused."""
+    return read_claimed(item, max_bytes=max_bytes)[0]
+
+
+def read_claimed(item: Claimed, *, max_bytes: int = MAX_BYTES) -> tuple[Message, dict[str, object], FileFacts]:
+    """`read_message`, plus the object as written and what the open descriptor says of the
+    file (its owner: the claimed file's, never another name's), for proving its sender."""
     if not item.safe_name:
         raise InvalidMessageError("unsafe file name", "use letters, digits and _ . @ + = - only, not starting with '.'")
     if not item.name.endswith(SUFFIXES):
@@ -254,11 +261,13 @@ def read_message(item: Claimed, *, max_bytes: int = MAX_BYTES) -> Message:
         if st.st_size > max_bytes:
             raise InvalidMessageError("file too large", f"{st.st_size} bytes; the limit is {max_bytes}")
         data = _read_at_most(fd, max_bytes + 1)
+        facts = FileFacts(uid=st.st_uid, nlink=os.fstat(fd).st_nlink, mode=st.st_mode)
     finally:
         os.close(fd)
     if len(data) > max_bytes:  # grew after fstat
         raise InvalidMessageError("file too large", f"more than {max_bytes} bytes")
-    return parse_message(data, Path(item.name).suffix)
+    message, raw = parse_message_object(data, Path(item.name).suffix)
+    return message, raw, facts
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

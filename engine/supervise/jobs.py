@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from engine.supervise.message import Message
+from engine.trust.sender import Sender
 
 Outcome = Literal["ok", "locked", "error", "died", "killed"]
 
@@ -23,6 +24,7 @@ class Job:
     message: Message | None = None
     source_file: str | None = None
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
+    sender: Sender | None = None  # for deliver: who sent the message, as the mailroom proved it
 
 
 @dataclass(frozen=True)

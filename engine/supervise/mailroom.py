@@ -16,6 +16,12 @@ Delivery is idempotent on the claimed key (the `source_file` the journal records
 file ever handed to a worker is never unclaimed: it stays claimed, and the next start
 adopts it and delivers it again under the same key. The file mechanics (claiming,
 moving, reading safely) are engine.supervise.inbox's.
+
+Each file's sender is proven here (engine.trust.sender), from the file as claimed and
+opened — its owner by `fstat` on that descriptor, or its signature — against the
+home's people.yaml, read again whenever it changes. The proof (or why there is none)
+travels with the letter to the worker, which refuses an unproven sender under the run's
+lock and journals the refusal like any other.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
 from engine.supervise.message import Message
 from engine.supervise.runs import RunTable
+from engine.trust.people import PeopleBook, PeopleFileError
+from engine.trust.sender import FileFacts, Sender, prove
 
 if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
     from engine.supervise.metrics import Metrics
@@ -49,6 +57,7 @@ class Letter:
     message: Message
     answers: int  # what the run stood at when the file was checked (RunState.stands_at)
     tries: int = 0  # deliveries that ended in an engine error so far
+    sender: Sender | None = None  # who sent it, as proven from the claimed file
 
 
 class Mailroom:
@@ -63,6 +72,7 @@ class Mailroom:
         self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
         self._incomplete: set[str] = set()  # names in the inbox still being written
         self.observer: Metrics | None = None  # counts the files filed (the supervisor's metrics)
+        self.people = PeopleBook(home.root)
 
     def open(self, *, settle: float) -> None:
         """Take this process's claim box (UnsafeInboxError if an inbox folder is a symlink)."""
@@ -119,7 +129,7 @@ class Mailroom:
 
     def _check(self, item: Claimed) -> None:
         try:
-            message = inbox.read_message(item)
+            message, raw, facts = inbox.read_claimed(item)
         except InvalidMessageError as exc:
             self._reject(item, exc.reason, exc.detail)
             return
@@ -134,7 +144,18 @@ class Mailroom:
         if answer is not None:  # journaled before a crash: only the filing was missing
             self._file(item, *answer)
             return
-        self._queues.setdefault(message.run, deque()).append(Letter(item, message, tracked.state.stands_at))
+        letter = Letter(item, message, tracked.state.stands_at, sender=self._sender(message, raw, facts))
+        self._queues.setdefault(message.run, deque()).append(letter)
+
+    def _sender(self, message: Message, raw: dict[str, object], facts: FileFacts) -> Sender:
+        """Who sent the file: proven against people.yaml, or taken at its word in an open home."""
+        try:
+            people = self.people.current()
+        except PeopleFileError as exc:  # fail closed: nobody can be verified until it is fixed
+            log.error("%s", exc)
+            first = str(exc).splitlines()[0]
+            return Sender(message.by, problem=f"not verified: people.yaml cannot be used ({first}); hint: fix it")
+        return prove(people, raw, facts)
 
     # --- delivering ---------------------------------------------------------------------------
 
@@ -163,7 +184,7 @@ class Mailroom:
         letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
         self._sent.add(letter.item.key)
         return Job(run_id, "deliver", message=letter.message, source_file=letter.item.key,
-                   last_seq=tracked.state.last_seq, answers=letter.answers)
+                   last_seq=tracked.state.last_seq, answers=letter.answers, sender=letter.sender)
 
     def delivered(self, result: Result) -> None:
         """File the delivery's file by its result (a died/killed/locked one stays queued)."""

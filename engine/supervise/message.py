@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import InvalidMessageError  # also imported from here by supervisor.py
+from engine.trust.people import PERSON_PATTERN
 from journal import InvalidRunIdError, check_run_id
 from journal.durable import publish
 
@@ -32,7 +33,7 @@ MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message
 SUFFIXES = (".json", ".yaml", ".yml")
 TRIGGER_PATTERN = r"^[a-z][a-z0-9_]*$"
-SENDER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,127}$"
+SENDER_PATTERN = PERSON_PATTERN
 
 
 class WriterHome(Protocol):
@@ -59,6 +60,17 @@ class Upgrade(BaseModel):
         return value
 
 
+class Signature(BaseModel):
+    """A signed message's envelope (engine.trust.envelope): the wait it answers, until when
+    it may be used, and the Ed25519 signature (base64) of the rest of the message."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    answers: int = Field(ge=0)
+    expires: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+    value: str = Field(pattern=r"^[A-Za-z0-9+/]{86}==$")
+
+
 class Message(BaseModel):
     """One inbox file: a trigger for a run, a human's resolution of an escalation, a
     cancel, or an upgrade."""
@@ -74,6 +86,7 @@ class Message(BaseModel):
     cancel: bool = False
     reason: str | None = Field(default=None, max_length=4000)  # why a cancel (kept in `cancelled`)
     upgrade: Upgrade | None = None
+    signature: Signature | None = None  # proves `by` where the home has a people file
 
     @field_validator("run")
     @classmethod
@@ -135,6 +148,11 @@ def _check_json(value: Any, depth: int) -> None:
 
 def parse_message(data: bytes, suffix: str) -> Message:
     """Parse JSON or YAML bytes into a Message; InvalidMessageError on any mistake."""
+    return parse_message_object(data, suffix)[0]
+
+
+def parse_message_object(data: bytes, suffix: str) -> tuple[Message, dict[str, Any]]:
+    """The Message, and the object the file holds as written (what a signature covers)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -149,7 +167,7 @@ def parse_message(data: bytes, suffix: str) -> Message:
     if not isinstance(raw, dict):
         raise InvalidMessageError("not a mapping", f"the file holds a {type(raw).__name__}; write {{run, trigger, by}}")
     try:
-        return Message.model_validate(raw)
+        return Message.model_validate(raw), raw
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()[:10])
         raise InvalidMessageError("invalid message", problems) from exc
@@ -198,4 +216,4 @@ def write_message(home: WriterHome, message: Message) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     name = message_name(message)
     payload = message.model_dump_json(exclude_defaults=True).encode() + b"\n"
-    return publish(home.inbox_tmp / name, home.inbox / name, payload, exclusive=True)
+    return publish(home.inbox_tmp / name, home.inbox / name, payload, exclusive=True, mode=0o644)

@@ -3,8 +3,9 @@ and `engine.Ratchet` share, so an application and a person leave the same audit 
 
 `compose` validates the fields into a `Message` (its problems said the way people write
 the fields), `check_deliverable` refuses what can never apply (an unknown run, a run
-that has ended, a trigger its machine does not have), and `send` does both, then drops
-the file into the inbox (engine.supervise.message.write_message: the same bytes and the
+that has ended, a trigger its machine does not have), and `send` does both, signs the
+message when given a key (engine.trust.envelope: for the wait the run is in now), then
+drops the file into the inbox (engine.supervise.message.write_message: the same bytes and the
 same kind of name whoever writes it). Whether the run is waiting for it, or the sender is
 an approver, depends on the moment the supervisor applies the file: it files the answer
 in inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
@@ -13,17 +14,21 @@ in inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from engine.errors import InvalidMessageError, UnknownRunError
 from engine.home import Home
-from engine.run.replay import fold
+from engine.run.replay import RunState, fold
 from engine.supervise.message import Message, write_message
 from journal import check_run_id
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _FRIENDLY = {  # pydantic's pattern messages, said the way people write these fields
     "trigger": "use lowercase letters, digits and '_', starting with a letter",
@@ -62,6 +67,10 @@ def check_deliverable(home: Home, message: Message) -> int:
     UnknownRunError for a run the store does not hold; InvalidMessageError for a run that
     has ended or a trigger its machine does not have.
     """
+    return _deliverable(home, message).last_seq
+
+
+def _deliverable(home: Home, message: Message) -> RunState:
     if not home.store.exists(check_run_id(message.run)):
         raise UnknownRunError(message.run, home.store.location)
     rs = fold(home.store.read(message.run).records)
@@ -71,10 +80,36 @@ def check_deliverable(home: Home, message: Message) -> int:
     if message.trigger is not None and message.trigger not in triggers:
         raise InvalidMessageError(f"machine '{rs.machine}' of run '{message.run}' has no trigger "
                                   f"'{message.trigger}'; its triggers: {', '.join(triggers)}")
-    return rs.last_seq
+    return rs
 
 
-def send(home: Home, message: Message) -> Sent:
-    """Check `message` (see check_deliverable), then drop it into the inbox atomically."""
-    seq = check_deliverable(home, message)
-    return Sent(write_message(home, message), message.run, seq)
+def send(home: Home, message: Message, *, key: Ed25519PrivateKey | None = None,
+         valid_for: float = 86400.0) -> Sent:
+    """Check `message` (see check_deliverable), sign it with `key` if given (valid for
+    `valid_for` seconds on the engine's clock), then drop it into the inbox atomically."""
+    rs = _deliverable(home, message)
+    if key is not None:
+        message = signed(home, message, rs, key, valid_for)
+    return Sent(write_message(home, message), message.run, rs.last_seq)
+
+
+def signed(home: Home, message: Message, rs: RunState, key: Ed25519PrivateKey, valid_for: float) -> Message:
+    """`message` signed with `key` for the wait `rs` is in now (its `stands_at`), valid for
+    `valid_for` seconds. With a people file, `key` must be the sender's own (a signature
+    the supervisor would refuse is refused here, saying why)."""
+    import json
+
+    from engine.run.clock import clock_from_env
+    from engine.trust.envelope import sign
+    from engine.trust.people import load_people
+    from journal.keys import public_pem
+
+    people = load_people(home.root)  # PeopleFileError: all of people.yaml must be valid to send
+    known = people.keys.get(message.by) if people is not None else None
+    if people is not None and (known is None or public_pem(known) != public_pem(key)):
+        why = "gives no public_key for it" if known is None else "names another public key for it"
+        raise InvalidMessageError(f"the key is not {message.by}'s key: {home.root / 'people.yaml'} {why}",
+                                  f"hint: sign with {message.by}'s own key, or add its public key to people.yaml")
+    expires = clock_from_env().now() + timedelta(seconds=valid_for)
+    body = json.loads(message.model_dump_json(exclude_defaults=True))
+    return Message.model_validate(sign(body, key, rs.stands_at, expires))

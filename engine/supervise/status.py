@@ -64,6 +64,10 @@ class StatusRow:
     code_changed: list[str] = field(default_factory=list)  # modules changed since the run started
     archived: bool = False  # read from the archive (`ratchet archive`), not from the runs
     owes: str | None = None  # an ended run's work still owed ("on_cancel"): it, too, can be held or stalled
+    stands_at: int = 0  # the seq of the `waiting`/`escalated` record a message answers now (what a signature binds)
+    votes: dict[str, list[str]] | None = None  # waiting with a quorum: trigger -> who approved it so far
+    quorum: dict[str, int] | None = None  # waiting: the approvals each trigger needs, where more than one
+    started_by: str | None = None  # who started the run (`not_starter` forbids them to approve)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +76,7 @@ class StatusRow:
 def row_of(run_id: str, state: RunState) -> StatusRow:
     """The status row of a folded run."""
     escalation = state.escalation
+    waiting = state.status == RunStatus.WAITING
     return StatusRow(
         run_id=run_id,
         machine=state.machine,
@@ -88,6 +93,10 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
         outcome=state.outcome,
         updated=state.updated,
         records=state.last_seq,
+        stands_at=state.stands_at,
+        votes={t: list(who) for t, who in state.votes.items()} or None if waiting else None,
+        quorum=state.definition["states"].get(state.state, {}).get("quorum") if waiting else None,
+        started_by=state.by,
     )
 
 

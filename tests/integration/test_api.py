@@ -197,3 +197,21 @@ def test_import_engine_does_not_load_the_api():
             "engine.Ratchet; print('engine.api' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+
+
+def test_a_message_signed_through_the_api_is_journaled_as_verified(env, ratchet, tmp_path):
+    from journal.keys import new_private_key, public_pem
+
+    key = new_private_key(tmp_path / "alice.key")
+    (env.home.root / "keys").mkdir(exist_ok=True)
+    (env.home.root / "keys" / "alice.pub").write_bytes(public_pem(key))
+    (env.home.root / "people.yaml").write_text("alice: {public_key: keys/alice.pub}\n")
+    ratchet.start(env.machine, id="s-1")
+    env.supervise()
+    ratchet.wait("s-1", until="waiting", timeout=30)
+    with pytest.raises(InvalidMessageError, match="not bob's key"):  # a key people.yaml does not give bob
+        ratchet.approve("s-1", by="bob", key=key)
+    sent = ratchet.approve("s-1", by="alice", key=key)
+    ratchet.wait("s-1", after=sent, until="ended", timeout=30)
+    received = [r for r in ratchet.history("s-1") if isinstance(r, TriggerReceived)]
+    assert [(r.by, r.verified, r.via) for r in received] == [("alice", True, "signature")]

@@ -105,7 +105,7 @@ def test_upgrade_accepted_moves_the_run_to_v2_under_the_supervisor(env):
     assert (rows[0]["version"], rows[0]["status"], rows[0]["approvers"]) == (2, "waiting", ["alice", "carol"])
     assert rows[0]["deadline"].startswith("2026-01-07T09:00:00")  # 2 days from when review was entered
     tail = ratchet(env, "tail", "r1").stdout
-    assert "upgraded         v2 sha256:" in tail and "by ops  “carol helps”" in tail
+    assert "upgraded         v2 sha256:" in tail and "by ops [unverified]  “carol helps”" in tail  # an open home
     graph = ratchet(env, "graph", str(v2), "--run", "r1").stdout
     assert "%% approval v2" in graph and "approvers alice carol" in graph and "class review current" in graph
     assert "has changed since" not in graph  # the run follows exactly this file now

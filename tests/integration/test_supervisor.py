@@ -47,7 +47,7 @@ def test_deadlines_fire_on_the_file_clock_and_escalate_an_unhandled_wait(env):
     row = env.wait_status("r1", "escalated", "review")
     assert row.escalation == "timeout"
     wait_for((env.home.escalations / "r1.json").exists, what="the escalation ticket")
-    env.send("r1", "reject", by="ops", resolve="skip")
+    env.send("r1", "reject", by="alice", resolve="skip")  # a skip fires it: an approver of review
     env.wait_status("r1", "finished", "rejected")
 
 

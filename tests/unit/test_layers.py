@@ -1,7 +1,8 @@
 """The folders are the architecture: each layer imports only the layers below it.
 
     journal  <-  engine (errors, faults, durable, home)  <-  engine.definition
-             <-  engine.run  <-  engine.supervise  <-  engine.api  <-  engine.cli
+             <-  engine.trust (people, signatures)  <-  engine.run  <-  engine.supervise  <-  engine.api
+             <-  engine.cli
 
 Every import counts, including the lazy ones inside functions (read with `ast`, not by
 importing). `engine/__init__.py` is the package's public face (`engine.Fire`) and may
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ["journal", "engine", "engine.definition", "engine.run", "engine.supervise", "engine.api", "engine.cli"]
+LAYERS = ["journal", "engine", "engine.definition", "engine.trust", "engine.run", "engine.supervise", "engine.api",
+          "engine.cli"]
 
 
 def _layer(module: str) -> int:

@@ -319,7 +319,9 @@ def test_resolve_retry_reenters_the_wait_with_a_new_deadline(runner, machine, cl
 
 def test_resolve_skip_fires_the_trigger(runner, machine, clock):
     rid = escalate_on_timeout(runner, machine, clock)
-    d = runner.deliver(rid, msg(rid, "reject", resolve="skip", by="carol"))
+    d = runner.deliver(rid, msg(rid, "reject", resolve="skip", by="carol"))  # a skip fires 'reject':
+    assert not d.accepted and "not an approver of 'review'" in d.reason      # its approvers only
+    d = runner.deliver(rid, msg(rid, "reject", resolve="skip", by="alice"))
     assert d.accepted and (d.state.status, d.state.outcome) == ("finished", "rejected")
 
 
@@ -384,7 +386,7 @@ def test_a_ticket_left_by_a_crash_after_the_resolution_is_removed_on_replay(runn
     rid = escalate_on_timeout(runner, machine, clock)
     ticket = runner.home.escalations / "r1.json"
     saved = ticket.read_bytes()
-    runner.deliver(rid, msg(rid, resolve="skip", trigger="approve", by="carol"))
+    runner.deliver(rid, msg(rid, resolve="skip", trigger="approve", by="alice"))
     assert not ticket.exists()
     ticket.write_bytes(saved)  # as if the process died between `resolved` and the unlink
     runner.advance(rid)
