@@ -69,11 +69,15 @@ def redacted(url: str) -> str:
         raise JournalError(f"store {url!r}: not a PostgreSQL URL ({exc}); "
                            "hint: postgresql://USER@HOST:PORT/DATABASE") from exc
     host = str(info.get("host", "") or "localhost")
-    place = f"{host}:{info['port']}" if info.get("port") else host
+    socket_dir = host.startswith("/")
+    place = ("" if socket_dir else host) + (f":{info['port']}" if info.get("port") else "")
     user = f"{info['user']}@" if info.get("user") else ""
     text = f"postgresql://{user}{place}/{info.get('dbname', '')}"
+    query = [f"host={host}"] if socket_dir else []
     schema = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", str(info.get("options", "")))
-    return f"{text}?schema={schema.group(1)}" if schema else text
+    if schema:
+        query.append(f"schema={schema.group(1)}")
+    return f"{text}?{'&'.join(query)}" if query else text
 
 
 class PgStore:

@@ -218,7 +218,11 @@ def open_store(url: str, home: Path | str | None = None, *, durability: Durabili
             raise JournalError(f"store {url!r}: 'file:' needs a home folder; write file:/path/to/home")
         return FileStore(Path(root), durability=durability)
     if scheme in ("postgresql", "postgres"):
-        from journal.pg_store import PgStore  # psycopg: only for those who use it (the `pg` extra)
+        try:
+            from journal.pg_store import PgStore  # psycopg: only for those who use it (the `pg` extra)
+        except ImportError as exc:
+            raise JournalError(f"store {url!r}: the PostgreSQL store needs psycopg ({exc}); "
+                               "hint: pip install 'ratchet[pg]'") from exc
 
         return PgStore(url, durability=durability)
     raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home) "
