@@ -205,21 +205,24 @@ class PgStore:
         raise JournalLockedError(self.where(run_id), run_id)
 
     def _own(self, conn: Conn, run_id: str, key: int, create: bool) -> PgWriter:
-        created = False
-        if create:
-            row = conn.execute("SELECT archived FROM ratchet_runs WHERE run_id = %s", [run_id]).fetchone()
-            if row is not None and row[0]:
-                raise JournalError(f"{self.where(run_id)}: run '{run_id}' is archived; choose another id")
-            if row is None:
-                created = conn.execute("INSERT INTO ratchet_runs (run_id, head) VALUES (%s, %s) "
-                                       "ON CONFLICT DO NOTHING", [run_id, GENESIS]).rowcount == 1
+        """Claim the run's lease (the advisory lock held). One round trip, and no fsync of its
+        own (asynchronous commit): the lock is what excludes other writers, a server crash
+        ends every session (and lock) anyway, and the next durable append flushes it."""
         owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        row = conn.execute(
-            "UPDATE ratchet_runs SET owner = %s, owner_pid = pg_backend_pid(),"
-            " lease_until = now() + %s * interval '1 second'"
-            " WHERE run_id = %s AND NOT archived RETURNING last_seq, head",
-            [owner, self.lease, run_id]).fetchone()
+        with conn.pipeline(), conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            inserted = conn.execute("INSERT INTO ratchet_runs (run_id, head) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                    [run_id, GENESIS]) if create else None
+            claimed = conn.execute(
+                "UPDATE ratchet_runs SET owner = %s, owner_pid = pg_backend_pid(),"
+                " lease_until = now() + %s * interval '1 second'"
+                " WHERE run_id = %s AND NOT archived RETURNING last_seq, head",
+                [owner, self.lease, run_id])
+        created = inserted is not None and inserted.rowcount == 1
+        row = claimed.fetchone()
         if row is None:
+            if create:
+                raise JournalError(f"{self.where(run_id)}: run '{run_id}' is archived; choose another id")
             raise JournalNotFoundError(self.where(run_id), run_id)
         writer = PgWriter(run_id=run_id, conn=conn, owner=owner, created=created, last_seq=int(row[0]),  # type: ignore[call-overload]
                           head=str(row[1]), lease=self.lease, channel=self.channel, where=self.where(run_id),
@@ -236,10 +239,13 @@ class PgStore:
                 return  # a forked child's copy: the connection is the parent's
             conn = writer.conn
             try:
-                # The lease ends with the writer (no owner: no session for a taker to end).
-                conn.execute("UPDATE ratchet_runs SET owner = NULL, owner_pid = NULL, lease_until = NULL"
-                             " WHERE run_id = %s AND owner = %s", [writer.run_id, writer.owner])
-                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                # The lease ends with the writer (no owner: no session for a taker to end);
+                # not durable by itself, like the claim (see _own).
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    conn.execute("UPDATE ratchet_runs SET owner = NULL, owner_pid = NULL, lease_until = NULL"
+                                 " WHERE run_id = %s AND owner = %s", [writer.run_id, writer.owner])
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
             except psycopg.Error:
                 conn.close()  # its session ends, and the lock with it; the pool drops it
             pool = self._pool
