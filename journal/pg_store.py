@@ -128,12 +128,22 @@ class PgStore:
         return self._pool
 
     def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
-        with self.pool().connection() as conn:
-            return conn.execute(query, params).fetchall()
+        try:
+            with self.pool().connection() as conn:
+                return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError as exc:  # the server went away, or no connection came in time
+            raise self._unreachable(exc) from exc
 
     def _execute(self, query: Any, params: Any = None) -> int:
-        with self.pool().connection() as conn:
-            return conn.execute(query, params).rowcount
+        try:
+            with self.pool().connection() as conn:
+                return conn.execute(query, params).rowcount
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: BaseException) -> JournalError:
+        return JournalError(f"{self.location}: the database did not answer ({_first_line(exc)}); "
+                            "hint: is the server running, and reachable from here?")
 
     @property
     def channel(self) -> str:
@@ -174,14 +184,21 @@ class PgStore:
         check_run_id(run_id)
         pool = self.pool()
         key = self._run_key(run_id)
-        conn = pool.getconn()
+        try:
+            conn = pool.getconn()
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from exc
         try:
             self._lock_run(conn, run_id, key)
             try:
                 return self._own(conn, run_id, key, create)
             except BaseException:
-                conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
                 raise
+        except psycopg.OperationalError as exc:
+            pool.putconn(conn)  # a broken connection is discarded by the pool
+            raise self._unreachable(exc) from exc
         except BaseException:
             pool.putconn(conn)
             raise
