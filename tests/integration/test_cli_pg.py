@@ -20,7 +20,6 @@ from journal import open_store
 ROOT = Path(__file__).resolve().parents[2]
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 
-pytestmark = pytest.mark.slow  # a dozen subprocesses per test
 
 
 @pytest.fixture
@@ -55,6 +54,7 @@ def no_journal_files(env: dict[str, str]) -> bool:
     return not runs.exists() or not any(runs.iterdir())
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_run_approve_supervise_status_tail_verify_export_archive(env: dict[str, str], tmp_path: Path) -> None:
     ok(env, "db", "init")
     out = ok(env, "run", "renewal_review", "--input", "customer=acme", "--id", "r1")
@@ -92,6 +92,7 @@ def test_run_approve_supervise_status_tail_verify_export_archive(env: dict[str, 
     assert again.returncode == 1 and "archived" in again.stderr
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_start_send_reject_cancel_and_tail_follow(env: dict[str, str]) -> None:
     assert ok(env, "start", "renewal_review", "--id", "r2", "--input", "customer=b").strip() == "r2"
     assert ok(env, "start", "renewal_review", "--id", "r3", "--input", "customer=c").strip() == "r3"
@@ -115,6 +116,7 @@ def test_start_send_reject_cancel_and_tail_follow(env: dict[str, str]) -> None:
     assert no_journal_files(env)
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_an_escalated_run_is_resolved(env: dict[str, str]) -> None:
     ok(env, "run", "renewal_review", "--id", "r4")
     set_clock(env, "2026-12-01T09:41:00Z")  # past the review's 2-day timeout: it escalates
@@ -131,6 +133,7 @@ def test_an_escalated_run_is_resolved(env: dict[str, str]) -> None:
     assert (status(env, "r4")["state"], status(env, "r4")["status"]) == ("sent", "finished")
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_file_journals_are_imported_verified_and_exported_byte_for_byte(env: dict[str, str], tmp_path: Path) -> None:
     file_env = env | {"RATCHET_STORE": "file:", "RATCHET_HOME": str(tmp_path / "old-home")}
     ok(file_env, "run", "renewal_review", "--id", "old1")
@@ -156,6 +159,7 @@ def test_file_journals_are_imported_verified_and_exported_byte_for_byte(env: dic
     assert refused.returncode == 1 and "nothing imported" in refused.stderr
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_db_init_creates_then_finds_the_schema_up_to_date(env: dict[str, str]) -> None:
     assert "(created)" in ok(env, "db", "init")
     assert "(up to date)" in ok(env, "db", "init")
@@ -165,8 +169,24 @@ def test_db_init_creates_then_finds_the_schema_up_to_date(env: dict[str, str]) -
     assert file_store.returncode == 1 and "no tables" in file_store.stderr
 
 
+@pytest.mark.slow  # a dozen subprocesses
 def test_the_store_option_after_a_command_and_in_front_of_it(env: dict[str, str], pg_url: str) -> None:
     bare = {k: v for k, v in env.items() if k != "RATCHET_STORE"}
     ok(bare, "--store", pg_url, "run", "renewal_review", "--id", "r5")
     assert "r5" in ok(bare, "status", "--store", pg_url)
     assert "r5" not in ratchet(bare, "status").stdout + ratchet(bare, "status").stderr  # the file store has none
+
+
+@pytest.mark.parametrize("command", [["export"], ["import"], ["db"], ["db", "init"]])
+def test_the_store_commands_have_a_summary_an_example_and_the_home_and_store_options(command: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    result = CliRunner().invoke(main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    summary = result.stdout.split("\n\n")[1].strip()
+    assert summary.endswith(".") and "\n" not in summary
+    assert "\n  Example:\n    ratchet " in result.stdout
+    if command != ["db", "init"]:  # a group's subcommand takes the group's options
+        assert "--home" in result.stdout and "--store" in result.stdout
