@@ -152,11 +152,14 @@ def test_file_journals_are_imported_verified_and_exported_byte_for_byte(env: dic
     ok(env, "supervise", "--once")
     assert status(env, "old1")["status"] == "finished"
 
-    tampered = tmp_path / "tampered.jsonl"
-    lines = journals[1].read_bytes().splitlines(keepends=True)
+    ok(file_env, "run", "renewal_review", "--id", "old3")
+    tampered = tmp_path / "tampered.jsonl"  # a run not imported yet, one line edited
+    lines = (tmp_path / "old-home" / "runs" / "old3.jsonl").read_bytes().splitlines(keepends=True)
     tampered.write_bytes(b"".join([lines[0], lines[1].replace(b'"attempt":1', b'"attempt":2'), *lines[2:]]))
     refused = ratchet(env, "import", str(tampered))
-    assert refused.returncode == 1 and "nothing imported" in refused.stderr
+    assert refused.returncode == 1 and "tampered.jsonl:3: hash chain broken" in refused.stderr
+    assert "nothing imported" in refused.stderr
+    assert ratchet(env, "status", "old3").returncode == 1  # not in the store
 
 
 @pytest.mark.slow  # a dozen subprocesses
