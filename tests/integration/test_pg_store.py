@@ -155,3 +155,16 @@ def test_an_unreachable_server_is_one_line_with_a_hint(tmp_path) -> None:
     store = open_store(f"postgresql://nobody@/ratchet?host={tmp_path}&port=1")
     with pytest.raises(JournalError, match="cannot connect .*hint: is the server running"):
         store.run_ids()
+
+
+def test_a_row_edited_or_removed_behind_ratchets_back_fails_verify_at_its_line(store: PgStore, pg_url: str) -> None:
+    create(store, "edited")
+    create(store, "removed")
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # someone with SQL access
+        conn.execute("UPDATE ratchet_records SET line = convert_to(replace(convert_from(line, 'UTF8'),"
+                     " '\"attempt\":1', '\"attempt\":2'), 'UTF8') WHERE run_id = 'edited' AND seq = 2")
+        conn.execute("DELETE FROM ratchet_records WHERE run_id = 'removed' AND seq = 3")
+    edited = store.verify("edited")
+    assert not edited.ok and edited.line == 3 and "hash chain broken" in edited.problem
+    removed = store.verify("removed")
+    assert not removed.ok and removed.line == 3 and "seq 4 where 3 was expected" in removed.problem
