@@ -66,7 +66,7 @@ def redacted(url: str) -> str:
     try:
         info = conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise JournalError(f"store {url!r}: not a PostgreSQL URL ({exc}); "
+        raise JournalError(f"store: not a PostgreSQL URL ({_first_line(exc)}); "  # the URL may hold a password
                            "hint: postgresql://USER@HOST:PORT/DATABASE") from exc
     host = str(info.get("host", "") or "localhost")
     socket_dir = host.startswith("/")

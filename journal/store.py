@@ -221,7 +221,7 @@ def open_store(url: str, home: Path | str | None = None, *, durability: Durabili
         try:
             from journal.pg_store import PgStore  # psycopg: only for those who use it (the `pg` extra)
         except ImportError as exc:
-            raise JournalError(f"store {url!r}: the PostgreSQL store needs psycopg ({exc}); "
+            raise JournalError(f"store {scheme}://...: the PostgreSQL store needs psycopg ({exc}); "
                                "hint: pip install 'ratchet[pg]'") from exc
 
         return PgStore(url, durability=durability)

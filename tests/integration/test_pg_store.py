@@ -168,3 +168,12 @@ def test_a_row_edited_or_removed_behind_ratchets_back_fails_verify_at_its_line(s
     assert not edited.ok and edited.line == 3 and "hash chain broken" in edited.problem
     removed = store.verify("removed")
     assert not removed.ok and removed.line == 3 and "seq 4 where 3 was expected" in removed.problem
+
+
+def test_a_bad_url_is_one_line_that_does_not_repeat_the_password() -> None:
+    with pytest.raises(JournalError) as refused:
+        open_store("postgresql://ratchet:s3cret@db.internal/ratchet?bogus=1")
+    assert "s3cret" not in str(refused.value) and "\n" not in str(refused.value)
+    assert "hint: postgresql://USER@HOST:PORT/DATABASE" in str(refused.value)
+    assert open_store("postgresql://ratchet:s3cret@db.internal:5433/ratchet").location == \
+        "postgresql://ratchet@db.internal:5433/ratchet"
