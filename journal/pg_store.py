@@ -20,6 +20,7 @@ child opens its own: connections are never shared across processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -35,6 +36,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from journal.durable import publish
 from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
 from journal.pg_schema import lock_key, migrate
 from journal.pg_writer import Conn, LeaseKeeper, PgWriter
@@ -83,9 +85,10 @@ def redacted(url: str) -> str:
 class PgStore:
     """Journals as rows of a PostgreSQL database (see the module's docstring)."""
 
-    def __init__(self, url: str, *, durability: Durability = "fsync", lease: float | None = None,
-                 pool_size: int = 8) -> None:
+    def __init__(self, url: str, *, home: Path | None = None, durability: Durability = "fsync",
+                 lease: float | None = None, pool_size: int = 8) -> None:
         self.url = url
+        self.home = Path(home) if home is not None else None  # side files are also copied here
         self.location = redacted(url)
         self.durability = durability
         self.lease = lease if lease is not None else lease_seconds()
@@ -365,9 +368,15 @@ class PgStore:
         return f"{self.location}/{check_run_id(kind)}/{check_run_id(name)}"
 
     def publish(self, kind: str, name: str, data: bytes) -> str:
+        """The row is the truth; the home's `<kind>/<name>` gets a copy, for people who watch
+        that folder on this host (another host that withdraws it removes only its own copy)."""
         where = self.locate(kind, name)
         self._execute("INSERT INTO ratchet_side_files (kind, name, data) VALUES (%s, %s, %s)"
                       " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data])
+        if self.home is not None:
+            target = self.home / kind / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data)
         return where
 
     def fetch(self, kind: str, name: str) -> bytes | None:
@@ -378,6 +387,9 @@ class PgStore:
     def withdraw(self, kind: str, name: str) -> None:
         self.locate(kind, name)
         self._execute("DELETE FROM ratchet_side_files WHERE kind = %s AND name = %s", [kind, name])
+        if self.home is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.home / kind / name)
 
     # --- the archive: a flag on the run; its rows stay ------------------------------------
 

@@ -224,6 +224,6 @@ def open_store(url: str, home: Path | str | None = None, *, durability: Durabili
             raise JournalError(f"store {scheme}://...: the PostgreSQL store needs psycopg ({exc}); "
                                "hint: pip install 'ratchet[pg]'") from exc
 
-        return PgStore(url, durability=durability)
+        return PgStore(url, home=Path(home) if home is not None else None, durability=durability)
     raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home) "
                        "or 'postgresql://USER@HOST:PORT/DATABASE'")

@@ -125,11 +125,15 @@ def test_an_escalated_run_is_resolved(env: dict[str, str]) -> None:
     assert escalated["escalation"], escalated
     store = open_store(env["RATCHET_STORE"])
     try:
-        assert store.fetch("escalations", "r4.json") is not None  # the ticket is a row
+        ticket = store.fetch("escalations", "r4.json")  # the ticket is a row...
+        assert ticket is not None
+        copy = Path(env["RATCHET_HOME"]) / "escalations" / "r4.json"
+        assert copy.read_bytes() == ticket  # ...and a file on the host that escalated
+        ok(env, "resolve", "r4", "skip", "approve", "--by", "ops")
+        ok(env, "supervise", "--once")
+        assert store.fetch("escalations", "r4.json") is None and not copy.exists()
     finally:
         store.close()  # type: ignore[attr-defined]
-    ok(env, "resolve", "r4", "skip", "approve", "--by", "ops")
-    ok(env, "supervise", "--once")
     assert (status(env, "r4")["state"], status(env, "r4")["status"]) == ("sent", "finished")
 
 
