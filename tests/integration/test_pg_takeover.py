@@ -3,7 +3,7 @@
 Each host has its own home (inbox folder) and its own `ratchet supervise` process group;
 both share the store and an external ledger (sup_acts: an effect per idempotency key, like
 a real API). Host A advances every run into a step (`ship`, idempotent) that blocks after
-its effect; then A dies:
+its effect; B is started meanwhile (it finds every run held, and waits); then A dies:
 
 - `kill -9` of every process of A: PostgreSQL ends A's sessions at once, so B takes the
   runs without waiting for the lease;
@@ -24,8 +24,10 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from journal import RunFinished
@@ -94,15 +96,20 @@ def test_a_host_dies_mid_step_and_the_other_takes_its_runs_over(tmp_path: Path, 
         a_workers = {int(m.read_text()) for m in markers}
         assert all(store.held(run_id) for run_id in ids)
         heads = {run_id: store.read(run_id).cursor for run_id in ids}
+        b.supervise()  # B runs meanwhile: every run is A's, so B only looks
+        wait_for(lambda: b"supervising 3 runs" in b.log.read_bytes(), timeout=30, what="host B up")
+        assert {run_id: store.read(run_id).cursor for run_id in ids} == heads
 
         a.signal_all(signal.SIGKILL if death == "kill -9" else signal.SIGSTOP)
         died = time.monotonic()
         if death == "kill -9":
             wait_for(lambda: not any(pid_alive(pid) for pid in a_workers), timeout=10, what="host A dead")
+        else:  # A renews nothing from now on: the leases it holds end at these times
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                leases = dict(conn.execute("SELECT run_id, lease_until FROM ratchet_runs").fetchall())
         for m in markers:
             m.unlink()
         gate.touch()  # B's retry of the step may pass (A's workers are dead or frozen)
-        b.supervise()
         taken = wait_for(lambda: all(len(store.read(r, after=heads[r]).records) > 0 for r in ids) and time.monotonic(),
                          timeout=60, what="host B to journal in every run")
         takeover = taken - died
@@ -116,7 +123,9 @@ def test_a_host_dies_mid_step_and_the_other_takes_its_runs_over(tmp_path: Path, 
             wait_for(lambda: all(f"advance of run {r} failed: JournalWriteError".encode() in a.log.read_bytes()
                                  for r in ids), timeout=30, what="host A's workers to be refused")
             assert {run_id: store.read(run_id).cursor for run_id in ids} == ends  # A appended nothing
-            assert takeover >= LEASE  # B could not take the runs before A's leases ran out
+            for run_id in ids:  # B could not take a run before A's lease on it ran out
+                first = store.read(run_id, after=heads[run_id]).records[0]
+                assert datetime.fromisoformat(first.ts) > leases[run_id], (first, leases[run_id])
         for run_id in ids:
             assert store.verify(run_id).ok
             assert isinstance(store.read(run_id).records[-1], RunFinished)
