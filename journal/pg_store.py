@@ -321,7 +321,7 @@ class PgStore:
     def watch(self, on_change: Callable[[str], None]) -> Watch:
         from journal.pg_watch import NotifyWatch  # a thread and a connection of its own
 
-        return NotifyWatch(self.url, self.channel, on_change)
+        return NotifyWatch(self.url, self.channel, on_change, where=self.location)
 
     def follow(self, run_id: str, *, poll_interval: float = 0.1,
                stop: Callable[[], bool] | None = None) -> Iterator[tuple[bytes, AnyRecord]]:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from journal.errors import JournalError
+
 log = logging.getLogger("ratchet.journal")
 
 POLL = 0.2  # seconds between checks of the stop flag while no notification comes
@@ -23,9 +25,14 @@ POLL = 0.2  # seconds between checks of the stop flag while no notification come
 class NotifyWatch:
     """A started LISTEN thread: `alive()` and `stop()`."""
 
-    def __init__(self, url: str, channel: str, on_change: Callable[[str], None]) -> None:
-        self._conn = psycopg.connect(url, autocommit=True)
-        self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    def __init__(self, url: str, channel: str, on_change: Callable[[str], None], *, where: str) -> None:
+        try:
+            self._conn = psycopg.connect(url, autocommit=True)
+            self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise JournalError(f"{where}: cannot listen for changes ({reason}); "
+                               "hint: is the server running, and reachable from here?") from exc
         self._on_change = on_change
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ratchet-pg-watch", daemon=True)
@@ -39,9 +46,10 @@ class NotifyWatch:
                         self._on_change(note.payload)
                     except Exception:  # an escaping exception would end the watch silently
                         log.exception("watch: handler failed on %r", note.payload)
-        except psycopg.Error:
+        except psycopg.Error as exc:
             if not self._stopped.is_set():
-                log.warning("watch: the connection to the database was lost", exc_info=True)
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                log.warning("watch: lost its connection to the database (%s)", reason)
         finally:
             self._conn.close()
 
