@@ -89,6 +89,13 @@ class Cluster:
                                "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
+        self.run()
+        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+    def run(self) -> None:
+        """Start the server on the cluster made by `start` (again, after `stop`)."""
+        bin_, data = bindir(), self.folder / "data"
         options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
                    "-c synchronous_commit=on -c max_connections=300 -c shared_buffers=64MB")
         started = self._as_server(str(bin_ / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "server.log"),
@@ -96,8 +103,6 @@ class Cluster:
         if started.returncode != 0:
             log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"pg_ctl start failed: {started.stderr.strip()} {started.stdout.strip()}\n{log}")
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
     def stop(self) -> None:
         self._as_server(str(bindir() / "pg_ctl"), "-D", str(self.folder / "data"), "-m", "fast", "-w", "stop")
