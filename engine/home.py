@@ -16,10 +16,13 @@ class Home:
     One path per folder of the layout (values, not state), plus the store.
 
     `store` is where journals and tickets live, made by `journal.open_store` from a URL:
-    `file:` (the default) keeps them in this folder (`runs/`, `escalations/`).
+    `file:` (the default) keeps them in this folder (`runs/`, `escalations/`);
+    `postgresql://...` keeps them in a database (the inbox stays in this folder). Unset,
+    it is $RATCHET_STORE (so that worker processes inherit the command's `--store`).
     """
 
-    def __init__(self, root: Path | str, store: str = "file:") -> None:
+    def __init__(self, root: Path | str, store: str | None = None) -> None:
+        store = store or os.environ.get("RATCHET_STORE") or "file:"
         self.root = Path(root)
         self.runs = self.root / "runs"
         self.inbox = self.root / "inbox"

@@ -2,8 +2,9 @@
 
 This package imports only the standard library, msgspec and `cryptography` (Ed25519 keys,
 in journal.keys; a store backend may import its own driver when it is used: inotify for
-the file store's watch); it knows nothing of the engine. `journal.store` is the interface
-the engine uses; FORMAT.md beside this file is the on-disk format and how recovery works.
+the file store's watch, psycopg for the PostgreSQL store); it knows nothing of the engine.
+`journal.store` is the interface the engine uses; FORMAT.md beside this file is the
+on-disk format and how recovery works.
 """
 
 from journal.errors import (

@@ -207,7 +207,8 @@ class Store(Protocol):
 
 
 def open_store(url: str, home: Path | str | None = None, *, durability: Durability = "fsync") -> Store:
-    """The store a URL names: `file:` (journals under `home`) or `file:/path/to/home`."""
+    """The store a URL names: `file:` (journals under `home`), `file:/path/to/home`, or
+    `postgresql://...` (journal.pg_store; needs psycopg, the `pg` extra)."""
     scheme, _, rest = url.partition(":")
     if scheme == "file":
         from journal.file_store import FileStore  # the backend imports this module's types
@@ -216,4 +217,13 @@ def open_store(url: str, home: Path | str | None = None, *, durability: Durabili
         if root is None:
             raise JournalError(f"store {url!r}: 'file:' needs a home folder; write file:/path/to/home")
         return FileStore(Path(root), durability=durability)
-    raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home)")
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from journal.pg_store import PgStore  # psycopg: only for those who use it (the `pg` extra)
+        except ImportError as exc:
+            raise JournalError(f"store {scheme}://...: the PostgreSQL store needs psycopg ({exc}); "
+                               "hint: pip install 'ratchet[pg]'") from exc
+
+        return PgStore(url, home=Path(home) if home is not None else None, durability=durability)
+    raise JournalError(f"store {url!r}: unknown kind {scheme!r}; use 'file:' (journals under the home) "
+                       "or 'postgresql://USER@HOST:PORT/DATABASE'")

@@ -11,3 +11,20 @@ toolkit by module name:
 Code run in a subprocess gets none of this (it imports only `engine` and `journal`):
 keep such code self-contained.
 """
+
+import pytest
+
+from pg_cluster import Cluster, running_cluster
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A private PostgreSQL server (tests/pg_cluster.py), started once, for the whole session."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Cluster) -> str:
+    """A URL to the private server whose tables live in a new, empty schema."""
+    return pg_cluster.fresh_schema()

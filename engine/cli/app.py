@@ -9,6 +9,7 @@ Exit codes (for every command):
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -46,7 +47,7 @@ def _one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "tail",
                  "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify",
-                 "archive", "keys")  # a run's life, for --help
+                 "archive", "keys", "export", "import", "db")  # a run's life, for --help
 
 
 class RatchetGroup(click.Group):
@@ -62,6 +63,9 @@ class RatchetGroup(click.Group):
         cmd.params.append(click.Option(
             ["--home"], type=HOME_TYPE, expose_value=False, callback=_override_home,
             help="Ratchet's data folder (same as 'ratchet --home'). Env: RATCHET_HOME."))
+        cmd.params.append(click.Option(
+            ["--store"], expose_value=False, callback=_override_store, metavar="URL",
+            help="Where journals live (same as 'ratchet --store'). Env: RATCHET_STORE."))
         super().add_command(cmd, name)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
@@ -95,6 +99,16 @@ def _override_home(ctx: click.Context, param: click.Parameter, value: Path | Non
         ctx.find_root().obj["home"] = value
 
 
+def _override_store(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        use_store(value)
+
+
+def use_store(url: str) -> None:
+    """Every Home made from now on, in this process and the workers it starts, uses `url`."""
+    os.environ["RATCHET_STORE"] = url
+
+
 def _one_line(exc: Exception) -> str:
     """The error's message on one line: a definition's problems become the first one and a count."""
     from engine.errors import DefinitionError
@@ -125,10 +139,17 @@ HOME_TYPE = click.Path(file_okay=False, path_type=Path)
     show_default=True,
     help="Ratchet's data folder (runs/, inbox/, escalations/). Env: RATCHET_HOME.",
 )
+@click.option(
+    "--store",
+    metavar="URL",
+    envvar="RATCHET_STORE",
+    help="Where journals live: file: (the default: under --home) or postgresql://USER@HOST:PORT/DB. "
+         "Env: RATCHET_STORE.",
+)
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.version_option(package_name="ratchet")
 @click.pass_context
-def main(ctx: click.Context, home: Path, debug: bool) -> None:
+def main(ctx: click.Context, home: Path, store: str | None, debug: bool) -> None:
     """Ratchet: durable state machines for long, interrupted workflows.
 
     Every step of a run is journaled (fsync'd) before it takes effect, so a run
@@ -157,6 +178,8 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["home"] = home
     ctx.obj["debug"] = debug
+    if store:
+        use_store(store)
 
 
 def home_of(ctx: click.Context) -> Path:
@@ -168,7 +191,7 @@ def existing_home(ctx: click.Context) -> Path:
     """The home of a command that only reads, supervises or adds to existing runs: it must
     exist (only `start` and `run` create one, once they have a run to write)."""
     home = home_of(ctx)
-    if not home.is_dir():
+    if not home.is_dir() and os.environ.get("RATCHET_STORE", "file:").startswith("file:"):  # a database needs none
         raise UserError(f"no Ratchet home at {home.absolute()}; create one with 'ratchet start'/'ratchet run', "
                         "or point --home/RATCHET_HOME at it")
     return home

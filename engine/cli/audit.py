@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -49,7 +50,8 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
     """Check journals: record structure, seq continuity, hash chain.
 
     Checks the runs given (archived ones too), or every run in HOME/runs (and,
-    with --all, every archived run). Prints one line per journal,
+    with --all, every archived run). An ID that is a .jsonl file is a
+    journal file, e.g. one written by `ratchet export`. Prints one line per journal,
     `ID: ok (N records)` or `PATH:LINE: problem`, and exits 1 if any journal
     is damaged.
 
@@ -63,6 +65,11 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
       ratchet verify
       ratchet verify 01JD8X3K renewal-acme
     """
+    files = [arg for arg in run_ids if arg.endswith(".jsonl") and os.path.isfile(arg)]  # `ratchet export`ed
+    bad_files = sum(not _verify_file(Path(arg)) for arg in files)
+    run_ids = tuple(arg for arg in run_ids if arg not in files)
+    if files and not run_ids:
+        ctx.exit(1 if bad_files else 0)
     store = _store(ctx)
     given = [(run_id, _archived(store, run_id)) for run_id in run_ids]
     live = store.run_ids()
@@ -84,8 +91,21 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
                 continue
             shown.echo(str(result) if not result.ok else f"{run_id}{' (archived)' if archived else ''}: {result}")
             bad += not result.ok
-    if bad:
+    if bad or bad_files:
         ctx.exit(1)
+
+
+def _verify_file(path: Path) -> bool:
+    """Verify one journal file given by its path; says the verdict; True if it is sound."""
+    from journal import verify as verify_journal
+
+    try:
+        result = verify_journal(path)
+    except OSError as exc:
+        click.echo(f"{path}: cannot read ({exc.strerror or exc})")
+        return False
+    click.echo(str(result) if not result.ok else f"{path}: {result}")
+    return result.ok
 
 
 @main.command()

@@ -84,9 +84,12 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
                         format="%(asctime)s ratchet supervise: %(message)s")
     if ctx.find_root().obj.get("debug"):
         logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
-    logging.getLogger("ratchet.supervisor").info("home %s", home.absolute())
+    supervised = Home(home)
+    where = supervised.store.location
+    store = f"; journals in {where}" if where.startswith("postgresql:") else ""
+    logging.getLogger("ratchet.supervisor").info("home %s%s", home.absolute(), store)
     metrics = _metrics(metrics_host, metrics_port) if metrics_port is not None else None
-    supervisor = Supervisor(Home(home), workers=workers, machines_dir=MACHINES_DIR,
+    supervisor = Supervisor(supervised, workers=workers, machines_dir=MACHINES_DIR,
                             rescan=rescan, grace=grace, job_timeout=job_timeout, metrics=metrics)
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))

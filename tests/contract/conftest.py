@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from journal import FileStore, Store, open_store
+from journal import GENESIS, FileStore, Store, line_hash, open_store
 
 from damage import cut_at
 
@@ -47,9 +48,36 @@ def _file_kit(tmp_path: Path) -> StoreKit:
     return StoreKit(store, url, replace, cut)
 
 
-KITS = {"file": _file_kit}
+def _pg_kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
+    """A fresh schema on the session's private server (tests/pg_cluster.py); damage by SQL."""
+    from journal.pg_store import PgStore
+
+    url = request.getfixturevalue("pg_url")
+    store = open_store(url)
+    assert isinstance(store, PgStore)
+    request.addfinalizer(store.close)
+
+    def set_rows(run_id: str, lines: list[bytes]) -> None:
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            conn.execute("DELETE FROM ratchet_records WHERE run_id = %s", [run_id])
+            for seq, line in enumerate(lines, 1):
+                conn.execute("INSERT INTO ratchet_records (run_id, seq, line) VALUES (%s, %s, %s)",
+                             [run_id, seq, line])
+            conn.execute("UPDATE ratchet_runs SET last_seq = %s, head = %s WHERE run_id = %s",
+                         [len(lines), line_hash(lines[-1]) if lines else GENESIS, run_id])
+
+    def replace(run_id: str, donor: str) -> None:  # a restore of another run's rows under this id
+        set_rows(run_id, [line[:-1] for line in store.lines(donor)])
+
+    def cut(run_id: str, keep: int) -> None:
+        set_rows(run_id, [line[:-1] for line in store.lines(run_id)[:keep]])
+
+    return StoreKit(store, url, replace, cut)
+
+
+KITS = {"file": lambda request, tmp_path: _file_kit(tmp_path), "postgresql": _pg_kit}
 
 
 @pytest.fixture(params=sorted(KITS))
 def kit(request, tmp_path: Path) -> StoreKit:
-    return KITS[request.param](tmp_path)
+    return KITS[request.param](request, tmp_path)

@@ -1,0 +1,448 @@
+"""The PostgreSQL store: each run's journal as rows, the same bytes as the file store.
+
+    ratchet_runs(run_id, last_seq, head, change, txid, owner, owner_pid, lease_until, archived)
+    ratchet_records(run_id, seq, line)      one row per record: its exact JSON line
+    ratchet_side_files(kind, name, data)    escalation tickets and the like
+
+Opened by `journal.open_store("postgresql://...")`; the tables are created (or migrated)
+on first use in the schema the connection's `search_path` names (journal.pg_schema).
+Ownership and appends: journal.pg_writer. `read` from a cursor checks that the row at the
+cursor's seq still hashes to the cursor's head (a journal replaced or cut is refused).
+
+`changes` must not miss an append whose transaction took its `change` number before a
+later one but committed after the call: its cursor is (the highest change seen, the
+oldest transaction still running then), and the next call also reports every run last
+changed by a transaction at or after that one. `watch` is LISTEN/NOTIFY, `follow` polls.
+
+A store opens a small connection pool in each process that uses it (after a fork, the
+child opens its own: connections are never shared across processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from journal.durable import publish
+from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
+from journal.pg_schema import lock_key, migrate
+from journal.pg_writer import Conn, LeaseKeeper, PgWriter
+from journal.reader import decode_line, line_hash, parse
+from journal.records import GENESIS, AnyRecord, Cancelled, CompensationFinished, RunFinished, decode
+from journal.store import Changes, Chunk, Cursor, Durability, Watch, check_run_id
+from journal.verify import VerifyResult, verify_lines
+from journal.writer import utc_now
+
+DEFAULT_LEASE = 30.0  # seconds: how long a silent owner keeps its runs (RATCHET_PG_LEASE overrides)
+TAKEOVER_WAIT = 5.0  # seconds to wait for an expired owner's session to end once told to
+
+
+def lease_seconds() -> float:
+    raw = os.environ.get("RATCHET_PG_LEASE", "")
+    if not raw:
+        return DEFAULT_LEASE
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 86400:
+        raise JournalError(f"RATCHET_PG_LEASE={raw!r}: not a number of seconds; hint: e.g. 30")
+    return value
+
+
+def redacted(url: str) -> str:
+    """The URL for people: no password, and the schema if it is not the default."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise JournalError(f"store: not a PostgreSQL URL ({_first_line(exc)}); "  # the URL may hold a password
+                           "hint: postgresql://USER@HOST:PORT/DATABASE") from exc
+    host = str(info.get("host", "") or "localhost")
+    socket_dir = host.startswith("/")
+    place = ("" if socket_dir else host) + (f":{info['port']}" if info.get("port") else "")
+    user = f"{info['user']}@" if info.get("user") else ""
+    text = f"postgresql://{user}{place}/{info.get('dbname', '')}"
+    query = [f"host={host}"] if socket_dir else []
+    schema = re.search(r"search_path\s*=\s*([A-Za-z0-9_]+)", str(info.get("options", "")))
+    if schema:
+        query.append(f"schema={schema.group(1)}")
+    return f"{text}?{'&'.join(query)}" if query else text
+
+
+class PgStore:
+    """Journals as rows of a PostgreSQL database (see the module's docstring)."""
+
+    def __init__(self, url: str, *, home: Path | None = None, durability: Durability = "fsync",
+                 lease: float | None = None, pool_size: int = 8) -> None:
+        self.url = url
+        self.home = Path(home) if home is not None else None  # side files are also copied here
+        self.location = redacted(url)
+        self.durability = durability
+        self.lease = lease if lease is not None else lease_seconds()
+        self._pool_size = pool_size
+        self._pool: ConnectionPool[Conn] | None = None
+        self._pid = -1
+        self._guard = threading.Lock()
+        self._schema = ""
+        self._keeper = LeaseKeeper(self.lease)
+        self._host = socket.gethostname()
+
+    # --- connections --------------------------------------------------------------------
+
+    def _configure(self, conn: Conn) -> None:
+        if self.durability == "none":
+            conn.execute("SET synchronous_commit = off")
+
+    def pool(self) -> ConnectionPool[Conn]:
+        """This process's pool, opened (and the schema migrated) on first use."""
+        if self._pool is not None and self._pid == os.getpid():
+            return self._pool
+        with self._guard:
+            if self._pool is None or self._pid != os.getpid():
+                try:
+                    with psycopg.connect(self.url, autocommit=True) as conn:
+                        row = conn.execute("SELECT current_schema()").fetchone()
+                        if row is None or row[0] is None:
+                            raise JournalError(f"{self.location}: no schema to create Ratchet's tables in; "
+                                               "hint: set search_path (options=-csearch_path=NAME)")
+                        self._schema = str(row[0])
+                        migrate(conn, self._schema, self.location)
+                except psycopg.OperationalError as exc:
+                    raise JournalError(f"{self.location}: cannot connect ({_first_line(exc)}); "
+                                       "hint: is the server running, and the URL right?") from exc
+                # A pool inherited through fork is the parent's: left alone, never closed here.
+                self._pool = ConnectionPool(self.url, min_size=1, max_size=self._pool_size, open=True,
+                                            kwargs={"autocommit": True}, configure=self._configure,
+                                            name=f"ratchet-{os.getpid()}")
+                self._pid = os.getpid()
+        return self._pool
+
+    def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        try:
+            with self.pool().connection() as conn:
+                return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError as exc:  # the server went away, or no connection came in time
+            raise self._unreachable(exc) from exc
+
+    def _execute(self, query: Any, params: Any = None) -> int:
+        try:
+            with self.pool().connection() as conn:
+                return conn.execute(query, params).rowcount
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: BaseException) -> JournalError:
+        return JournalError(f"{self.location}: the database did not answer ({_first_line(exc)}); "
+                            "hint: is the server running, and reachable from here?")
+
+    @property
+    def channel(self) -> str:
+        self.pool()
+        return f"ratchet_{lock_key(self._schema, 'channel') & 0xFFFFFFFFFFFF:x}"
+
+    def _run_key(self, run_id: str) -> int:
+        self.pool()
+        return lock_key(self._schema, run_id)
+
+    def init(self) -> tuple[int, int]:
+        """Create or migrate the tables now (`ratchet db init`): (version before, after)."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            row = conn.execute("SELECT current_schema()").fetchone()
+            return migrate(conn, str(row[0]) if row else "public", self.location)
+
+    def close(self) -> None:
+        """Close this process's pool (writers still open lose their connection)."""
+        with self._guard:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def where(self, run_id: str) -> str:
+        return f"{self.location}/runs/{check_run_id(run_id)}"
+
+    def run_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT run_id FROM ratchet_runs WHERE NOT archived ORDER BY run_id")]
+
+    def exists(self, run_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM ratchet_runs WHERE run_id = %s AND NOT archived",
+                                [check_run_id(run_id)]))
+
+    def writer(self, run_id: str, *, create: bool = False) -> PgWriter:
+        """Own the run (see journal.pg_writer): JournalLockedError while another writer holds it."""
+        check_run_id(run_id)
+        pool = self.pool()
+        key = self._run_key(run_id)
+        try:
+            conn = pool.getconn()
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from exc
+        try:
+            self._lock_run(conn, run_id, key)
+            try:
+                return self._own(conn, run_id, key, create)
+            except BaseException:
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                raise
+        except psycopg.OperationalError as exc:
+            pool.putconn(conn)  # a broken connection is discarded by the pool
+            raise self._unreachable(exc) from exc
+        except BaseException:
+            pool.putconn(conn)
+            raise
+
+    def _lock_run(self, conn: Conn, run_id: str, key: int) -> None:
+        if _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", [key]):
+            return
+        # Held. If its owner's lease ran out (a frozen or cut-off host), end its session.
+        ended = conn.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l, ratchet_runs r"
+            " WHERE r.run_id = %s AND r.lease_until < now() AND l.pid = r.owner_pid AND l.locktype = 'advisory'"
+            " AND l.granted AND l.objsubid = 1 AND l.classid::bigint = %s AND l.objid::bigint = %s"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [run_id, (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF]).fetchall()
+        if ended:
+            deadline = time.monotonic() + TAKEOVER_WAIT
+            while time.monotonic() < deadline:
+                if _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", [key]):
+                    return
+                time.sleep(0.01)
+        raise JournalLockedError(self.where(run_id), run_id)
+
+    def _own(self, conn: Conn, run_id: str, key: int, create: bool) -> PgWriter:
+        """Claim the run's lease (the advisory lock held). One round trip, and no fsync of its
+        own (asynchronous commit): the lock is what excludes other writers, a server crash
+        ends every session (and lock) anyway, and the next durable append flushes it."""
+        owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        with conn.pipeline(), conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = off")
+            inserted = conn.execute("INSERT INTO ratchet_runs (run_id, head) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                    [run_id, GENESIS]) if create else None
+            claimed = conn.execute(
+                "UPDATE ratchet_runs SET owner = %s, owner_pid = pg_backend_pid(),"
+                " lease_until = now() + %s * interval '1 second'"
+                " WHERE run_id = %s AND NOT archived RETURNING last_seq, head",
+                [owner, self.lease, run_id])
+        created = inserted is not None and inserted.rowcount == 1
+        row = claimed.fetchone()
+        if row is None:
+            if create:
+                raise JournalError(f"{self.where(run_id)}: run '{run_id}' is archived; choose another id")
+            raise JournalNotFoundError(self.where(run_id), run_id)
+        writer = PgWriter(run_id=run_id, conn=conn, owner=owner, created=created, last_seq=int(row[0]),  # type: ignore[call-overload]
+                          head=str(row[1]), lease=self.lease, channel=self.channel, where=self.where(run_id),
+                          release=self._release(key), clock=utc_now)
+        self._keeper.add(writer)
+        return writer
+
+    def _release(self, key: int) -> Callable[[PgWriter], None]:
+        pool_pid = os.getpid()
+
+        def release(writer: PgWriter) -> None:
+            self._keeper.remove(writer)
+            if os.getpid() != pool_pid:
+                return  # a forked child's copy: the connection is the parent's
+            conn = writer.conn
+            try:
+                # The lease ends with the writer (no owner: no session for a taker to end);
+                # not durable by itself, like the claim (see _own).
+                with conn.pipeline(), conn.transaction():
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                    conn.execute("UPDATE ratchet_runs SET owner = NULL, owner_pid = NULL, lease_until = NULL"
+                                 " WHERE run_id = %s AND owner = %s", [writer.run_id, writer.owner])
+                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+            except psycopg.Error:
+                conn.close()  # its session ends, and the lock with it; the pool drops it
+            pool = self._pool
+            if pool is not None and self._pid == pool_pid:
+                pool.putconn(conn)
+            else:
+                conn.close()
+
+        return release
+
+    def held(self, run_id: str) -> bool:
+        """A writer holds the run's lock and its lease runs (a probe of pg_locks: takes nothing)."""
+        key = self._run_key(check_run_id(run_id))
+        rows = self._query(
+            "SELECT 1 FROM pg_locks l, ratchet_runs r WHERE r.run_id = %s AND r.lease_until > now()"
+            " AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+            " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [run_id, (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF])
+        return bool(rows)
+
+    def read(self, run_id: str, after: Cursor | None = None) -> Chunk:
+        check_run_id(run_id)
+        start = after.seq if after is not None else 0
+        rows = self._query("SELECT seq, line FROM ratchet_records WHERE run_id = %s AND seq >= %s"
+                           " AND NOT EXISTS (SELECT 1 FROM ratchet_runs WHERE run_id = %s AND archived)"
+                           " ORDER BY seq", [run_id, max(start, 1), run_id])
+        if not rows and not self.exists(run_id):
+            raise JournalNotFoundError(self.where(run_id), run_id)
+        head = GENESIS
+        if after is not None and after.seq > 0:
+            if not rows or rows[0][0] != after.seq or line_hash(rows[0][1]) != after.head:
+                raise JournalReplacedError(self.where(run_id), after.seq,
+                                           "is not the journal read before (replaced, cut or edited)")
+            head = after.head
+            rows = rows[1:]
+        lines = [bytes(line) for _, line in rows]
+        body = b"\n".join(lines) + b"\n" if lines else b""
+        contents = parse(self.where(run_id), body, last_seq=start, last_hash=head)
+        return Chunk(contents.records, Cursor(contents.last_seq, contents.last_hash))
+
+    def changes(self, since: tuple[int, int] | None = None) -> Changes:
+        seen, oldest = since if since is not None else (-1, 0)
+        rows = self._query(
+            "WITH x AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)"
+            " SELECT x.xmin, r.run_id, r.change FROM x LEFT JOIN ratchet_runs r"
+            " ON NOT r.archived AND (r.change > %s OR r.txid >= %s::text::xid8)", [seen, str(oldest)])
+        xmin = int(rows[0][0])
+        changed = sorted(row[1] for row in rows if row[1] is not None)
+        top = max([seen, *(int(row[2]) for row in rows if row[2] is not None)])
+        return Changes(changed, (top, xmin))
+
+    def watch(self, on_change: Callable[[str], None]) -> Watch:
+        from journal.pg_watch import NotifyWatch  # a thread and a connection of its own
+
+        return NotifyWatch(self.url, self.channel, on_change, where=self.location)
+
+    def follow(self, run_id: str, *, poll_interval: float = 0.1,
+               stop: Callable[[], bool] | None = None) -> Iterator[tuple[bytes, AnyRecord]]:
+        if not self.exists(run_id):
+            raise JournalNotFoundError(self.where(run_id), run_id)
+        return self._follow(run_id, poll_interval, stop)
+
+    def _follow(self, run_id: str, poll_interval: float,
+                stop: Callable[[], bool] | None) -> Iterator[tuple[bytes, AnyRecord]]:
+        seq = 0
+        where = self.where(run_id)
+        while True:
+            rows = self._query("SELECT seq, line FROM ratchet_records WHERE run_id = %s AND seq > %s ORDER BY seq",
+                               [run_id, seq])
+            for number, raw in rows:
+                line = bytes(raw)
+                seq += 1
+                if number != seq:
+                    raise JournalError(f"{where}: record {seq} is missing while being followed; run 'ratchet verify'")
+                yield line, decode_line(where, seq, line)
+            if stop is not None and stop():
+                return
+            time.sleep(poll_interval)
+
+    def _lines(self, run_id: str, archived: bool) -> list[bytes]:
+        """A journal's lines, each with its newline (JournalNotFoundError if it is not there)."""
+        check_run_id(run_id)
+        found = self._query("SELECT 1 FROM ratchet_runs WHERE run_id = %s AND archived = %s", [run_id, archived])
+        if not found:
+            raise JournalNotFoundError(self.where(run_id), run_id)
+        rows = self._query("SELECT line FROM ratchet_records WHERE run_id = %s ORDER BY seq", [run_id])
+        return [bytes(row[0]) + b"\n" for row in rows]
+
+    def lines(self, run_id: str) -> list[bytes]:
+        """A journal's exact bytes, line by line (`ratchet export`)."""
+        return self._lines(run_id, archived=False)
+
+    def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult:
+        return verify_lines(self._lines(run_id, archived=False), Path(self.where(run_id)), run_id=run_id, head=head)
+
+    # --- side files ---------------------------------------------------------------------
+
+    def locate(self, kind: str, name: str) -> str:
+        return f"{self.location}/{check_run_id(kind)}/{check_run_id(name)}"
+
+    def publish(self, kind: str, name: str, data: bytes) -> str:
+        """The row is the truth; the home's `<kind>/<name>` gets a copy, for people who watch
+        that folder on this host (another host that withdraws it removes only its own copy)."""
+        where = self.locate(kind, name)
+        self._execute("INSERT INTO ratchet_side_files (kind, name, data) VALUES (%s, %s, %s)"
+                      " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data])
+        if self.home is not None:
+            target = self.home / kind / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data)
+        return where
+
+    def fetch(self, kind: str, name: str) -> bytes | None:
+        self.locate(kind, name)
+        rows = self._query("SELECT data FROM ratchet_side_files WHERE kind = %s AND name = %s", [kind, name])
+        return bytes(rows[0][0]) if rows else None
+
+    def withdraw(self, kind: str, name: str) -> None:
+        self.locate(kind, name)
+        self._execute("DELETE FROM ratchet_side_files WHERE kind = %s AND name = %s", [kind, name])
+        if self.home is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.home / kind / name)
+
+    # --- the archive: a flag on the run; its rows stay ------------------------------------
+
+    def archive(self, run_id: str, *, head: str, on_step: Callable[[str], None] | None = None) -> str:
+        with self.writer(run_id) as writer:  # nobody appends while it is archived
+            if writer.last_hash != head:
+                raise JournalError(f"{self.where(run_id)}: run '{run_id}' changed since it was verified (its chain "
+                                   f"no longer ends at {head[:12]}…); verify it again")
+            with writer.lock:
+                done = writer.conn.execute("UPDATE ratchet_runs SET archived = true, change = nextval('ratchet_change')"
+                                           " WHERE run_id = %s AND owner = %s AND head = %s",
+                                           [run_id, writer.owner, head]).rowcount
+            if done != 1:
+                raise JournalError(f"{self.where(run_id)}: run '{run_id}' changed while it was archived; "
+                                   "verify it again")
+            if on_step is not None:
+                on_step("archived")
+        return f"{self.location}/archive/{run_id}"
+
+    def archived_ids(self) -> list[str]:
+        return [row[0] for row in self._query("SELECT run_id FROM ratchet_runs WHERE archived ORDER BY run_id")]
+
+    def archived_lines(self, run_id: str) -> list[tuple[bytes, AnyRecord]]:
+        where = f"{self.location}/archive/{run_id}"
+        return [(raw[:-1], decode_line(where, number, raw[:-1]))
+                for number, raw in enumerate(self._lines(run_id, archived=True), 1)]
+
+    def verify_archived(self, run_id: str, *, head: str | None = None) -> VerifyResult:
+        lines = self._lines(run_id, archived=True)
+        path = Path(f"{self.location}/archive/{run_id}")
+        result = verify_lines(lines, path, run_id=run_id, head=head)
+        if result.ok and not _ends_a_run(lines[-1][:-1] if lines else b""):
+            return VerifyResult(path, False, result.records, result.records,
+                                "the archived journal does not end with the run's end (run_finished, "
+                                "cancelled or compensation_finished): lines were cut off its end",
+                                last_hash=result.last_hash)
+        return result
+
+    def __repr__(self) -> str:
+        return f"PgStore({self.location!r})"
+
+
+def _fetch_bool(conn: Conn, query: Any, params: Any) -> bool:
+    row = conn.execute(query, params).fetchone()
+    return bool(row and row[0])
+
+
+def _ends_a_run(line: bytes) -> bool:
+    try:
+        return isinstance(decode(line), (RunFinished, Cancelled, CompensationFinished))
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
