@@ -1,0 +1,44 @@
+// Live updates for `ratchet ui`: when the server says the store changed (server-sent
+// events on /events), fetch this page's fragment again and swap it in; rows that were
+// not there before flash once. No reload, no framework.
+(function () {
+  "use strict";
+  var live = document.getElementById("live");
+  var badge = document.getElementById("live-badge");
+  if (!live || !window.EventSource || !window.fetch) { return; }
+  var shown = live.getAttribute("data-generation");
+  var busy = false, again = false;
+
+  function seqs() {
+    var found = {};
+    live.querySelectorAll("[data-key]").forEach(function (row) { found[row.getAttribute("data-key")] = true; });
+    return found;
+  }
+
+  function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    var url = new URL(window.location.href);
+    url.searchParams.set("fragment", "1");
+    var before = seqs();
+    fetch(url.toString(), {cache: "no-store"}).then(function (response) {
+      return response.ok ? response.text() : null;
+    }).then(function (html) {
+      if (html === null) { return; }
+      live.innerHTML = html;
+      live.querySelectorAll("[data-key]").forEach(function (row) {
+        if (!before[row.getAttribute("data-key")]) { row.classList.add("new"); }
+      });
+    }).catch(function () {}).then(function () {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    });
+  }
+
+  var source = new EventSource("/events");
+  source.onopen = function () { if (badge) { badge.classList.add("on"); badge.textContent = "live"; } };
+  source.onerror = function () { if (badge) { badge.classList.remove("on"); badge.textContent = "reconnecting…"; } };
+  source.onmessage = function (event) {
+    if (event.data !== shown) { shown = event.data; refresh(); }
+  };
+})();
