@@ -6,11 +6,18 @@ stack are imported only by the modules that render, so `ratchet --help` never lo
 
 from __future__ import annotations
 
-from importlib.util import find_spec
+from importlib import import_module
 
 UI_EXTRA = "pip install 'ratchet[ui]'"  # or, from a clone: pip install -e '.[ui]'
 
 
 def missing(*modules: str) -> list[str]:
-    """Which of `modules` (of the `ui` extra) are not installed (found without importing them)."""
-    return [name for name in modules if find_spec(name) is None]
+    """Which of `modules` (of the `ui` extra) cannot be imported. Called by the commands that
+    need them, just before they import them anyway."""
+    absent = []
+    for name in modules:
+        try:
+            import_module(name)
+        except ImportError:
+            absent.append(name)
+    return absent
