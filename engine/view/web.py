@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from html import escape
 from importlib import resources
 from typing import Any
 
@@ -116,7 +117,7 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
         try:
             context = await asyncio.to_thread(run_context, store, _run_id(request))
         except (UnknownRunError, InvalidRunIdError) as exc:
-            return HTMLResponse(f"<!doctype html><title>no such run</title><p>{_escape(str(exc))}</p>",
+            return HTMLResponse(f"<!doctype html><title>no such run</title><p>{escape(str(exc))}</p>",
                                 status_code=404, headers={"Content-Security-Policy": CSP})
         return page("run", request, **context)
 
@@ -168,12 +169,6 @@ def serve(home: Home, *, host: str, port: int) -> None:
 
     # An open page holds /events open: do not wait for it on shutdown longer than this.
     uvicorn.run(create_app(home), host=host, port=port, log_level="warning", timeout_graceful_shutdown=1)
-
-
-def _escape(text: str) -> str:
-    from html import escape
-
-    return escape(text)
 
 
 _LIVE_JS = resources.files("engine.view").joinpath("templates", "live.js").read_text(encoding="utf-8")
