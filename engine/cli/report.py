@@ -33,14 +33,18 @@ def report(ctx: click.Context, run_id: str, output: Path | None) -> None:
     if missing("jinja2"):
         raise UserError(f"ratchet report needs Jinja2, from the 'ui' extra: {UI_EXTRA}")
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.view.report import render_report
+    from engine.view.report import environment, run_context
     from journal import check_run_id
 
     store = Home(existing_home(ctx)).store
-    html = render_report(store, check_run_id(run_id))
+    context = run_context(store, check_run_id(run_id))
+    html = environment().get_template("report.html").render(**context)
     if output == Path("-"):
         sys.stdout.write(html)
-        return
-    target = output or Path(f"{run_id}.html")
-    target.write_text(html, encoding="utf-8")
-    click.echo(f"{target}")
+    else:
+        target = output or Path(f"{run_id}.html")
+        target.write_text(html, encoding="utf-8")
+        click.echo(f"{target}")
+    verdict = context["verdict"]
+    if not verdict.ok:  # the page is written all the same: it shows the damage to whoever opens it
+        raise UserError(f"{verdict}; the page shows the journal as far as it can be read")

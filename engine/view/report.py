@@ -20,7 +20,7 @@ from engine.run.clock import clock_from_env
 from engine.run.status import RunStatus
 from engine.view import diagram
 from engine.view.story import Story, span, tell, when
-from journal import AnyRecord, Store
+from journal import AnyRecord, JournalError, Store
 
 if TYPE_CHECKING:
     import jinja2
@@ -40,7 +40,11 @@ def render_report(store: Store, run_id: str, *, now: datetime | None = None) -> 
 def run_context(store: Store, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
     """What the run's page shows (the report, and the dashboard's run page)."""
     now = now or clock_from_env().now()
-    records, verdict, archived = _read(store, run_id)
+    verdict, archived = _verify(store, run_id)
+    try:  # a journal that fails its check is still shown, as far as it can be read
+        records, unreadable = _records(store, run_id, archived), None
+    except JournalError as exc:
+        records, unreadable = [], str(exc)
     story = tell(run_id, records, now=now)
     run = story.run
     svg = diagram.render(run.definition, taken=story.taken, visited=story.visited, current=run.state or None,
@@ -48,7 +52,7 @@ def run_context(store: Store, run_id: str, *, now: datetime | None = None) -> di
     return {
         "run_id": run_id, "story": story, "run": run, "archived": archived,
         "verdict": verdict, "verdict_fields": _fields(verdict), "diagram": svg,
-        "where": store.where(run_id), "generated": now.astimezone(UTC),
+        "where": store.where(run_id), "generated": now.astimezone(UTC), "unreadable": unreadable,
         "counts": _counts(story),
     }
 
@@ -66,12 +70,19 @@ def environment() -> jinja2.Environment:
 
 
 
-def _read(store: Store, run_id: str) -> tuple[list[AnyRecord], VerifyResult, bool]:
+def _verify(store: Store, run_id: str) -> tuple[VerifyResult, bool]:
+    """The journal's check, and whether it is archived (live runs first, as `tail` does)."""
     if store.exists(run_id):
-        return list(store.read(run_id).records), store.verify(run_id), False
+        return store.verify(run_id), False
     if run_id in store.archived_ids():
-        return [record for _, record in store.archived_lines(run_id)], store.verify_archived(run_id), True
+        return store.verify_archived(run_id), True
     raise UnknownRunError(f"no run '{run_id}' in {store.location}; see 'ratchet status --all'")
+
+
+def _records(store: Store, run_id: str, archived: bool) -> list[AnyRecord]:
+    if archived:
+        return [record for _, record in store.archived_lines(run_id)]
+    return list(store.read(run_id).records)
 
 
 def _fields(verdict: VerifyResult) -> list[tuple[str, str]]:

@@ -44,3 +44,21 @@ def test_an_archived_run_is_reported_from_the_archive(tmp_path: Path) -> None:
     page = cli("report", "inv-1", "-o", "-").stdout
     assert page.startswith("<!doctype html>") and "Run inv-1" in page and "archived" in page
     assert "verified" in page and "archive" in page  # verified from the archive
+
+
+def test_a_tampered_journal_is_reported_as_damaged_page_and_exit_1(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.at("2026-03-02T09:00:00Z")("run", "invoice", "--input", "customer=acme", "--id", "inv-1")
+    journal = cli.home / "runs" / "inv-1.jsonl"  # edited behind the store's back, as a careless hand would
+    lines = journal.read_bytes().split(b"\n")
+    lines[2] = lines[2].replace(b'"attempt":1', b'"attempt":2')  # still a valid record: the chain breaks at 4
+    journal.write_bytes(b"\n".join(lines))
+
+    done = cli("report", "inv-1", "-o", str(tmp_path / "inv-1.html"), check=False)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("ratchet: error: ") and ":4: hash chain broken" in done.stderr
+    assert done.stderr.count("\n") == 1
+    page = (tmp_path / "inv-1.html").read_text()
+    assert "DAMAGED" in page and "line 4: hash chain broken" in page
+    assert 'data-seq="3"' in page  # the records are still shown, the edited one included
