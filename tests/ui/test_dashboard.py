@@ -62,6 +62,12 @@ def test_lists_filters_opens_a_run_and_follows_it_live(busy: Cli, page: Page, tm
         expect(page.locator("#run-status")).to_have_text("waiting")
         page.evaluate("window.__same_page = true")  # gone if the page were reloaded
         before = page.locator("#timeline tr[data-seq]").count()
+        listing = page.context.new_page()  # the dashboard, open meanwhile in another tab
+        listing.goto(url + "/")
+        expect(listing.locator("#live-badge")).to_have_text("live")
+        listing.evaluate("window.__same_page = true")
+        hooli = listing.locator("#runs tr[data-run=onboarding-hooli] .badge")
+        expect(hooli).to_have_text("waiting")
 
         busy("send", "onboarding-hooli", "reply", "--by", "crm", "--data", "team_size=12")
         busy("supervise", "--once")
@@ -73,6 +79,9 @@ def test_lists_filters_opens_a_run_and_follows_it_live(busy: Cli, page: Page, tm
         assert page.locator("#timeline tr[data-seq]").count() > before
         assert page.locator("#timeline tr.new").count() >= 1  # the new records flash
         assert page.evaluate("window.__same_page") is True  # updated in place, never reloaded
+        expect(hooli).to_have_text("finished")  # the list follows too
+        assert listing.locator("[data-count=finished] b").inner_text() == "4"
+        assert listing.evaluate("window.__same_page") is True
 
 
 def test_every_list_is_also_json_and_nothing_can_be_posted(renewal: Cli) -> None:
