@@ -188,7 +188,8 @@ _DETAILS: dict[str, Any] = {
     "step_failed": lambda r: f"attempt {r.attempt}: {_text(f'{r.error_type}: {r.error}' if r.error_type else r.error)}"
                              + ("" if r.retryable else " (not retryable)"),
     "step_abandoned": lambda r: f"attempt {r.attempt}: {_text(r.reason)}",
-    "retry_scheduled": lambda r: f"attempt {r.attempt} due {when(r.due)} (in {span(r.delay_s)})",
+    "retry_scheduled": lambda r: f"attempt {r.attempt} due {when(r.due)} "
+                                 f"(in {f'{r.delay_s:.3g} s' if r.delay_s < 60 else span(r.delay_s)})",
     "transition": lambda r: f"{r.source} → {r.dest} on {r.trigger}",
     "waiting": lambda r: f"for {'|'.join(r.triggers)}"
                          + (f" from {', '.join(r.approvers)}" if r.approvers else "")

@@ -114,3 +114,18 @@ def test_status_rows_of_a_home_feed_the_dashboard_unchanged(runner: Runner) -> N
 
 def test_a_missing_extra_is_named() -> None:
     assert missing("json", "no_such_module_here") == ["no_such_module_here"]
+
+
+def test_failed_attempts_and_retries_stand_out(runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RATCHET_FLAKY_FAILURES", "2")  # the fake billing API fails twice, then charges
+    run_id = runner.start("invoice", {"customer": "acme", "amount_cents": 1200}, run_id="inv-1")
+    runner.run(run_id)
+    story = tell(run_id, runner.home.store.read(run_id).records)
+
+    marked = [(e.kind, e.tone) for e in story.entries if e.tone]
+    assert marked == [("step_failed", "retry"), ("retry_scheduled", "retry")] * 2 + [("run_finished", "end")]
+    failed = next(e for e in story.entries if e.kind == "step_failed")
+    assert failed.detail == "attempt 1: BillingUnavailable: billing API unavailable (call 1)"
+    retry = next(e for e in story.entries if e.kind == "retry_scheduled")
+    assert re.fullmatch(r"attempt 2 due \S+ \S+Z \(in [\d.]+ s\)", retry.detail), retry.detail  # jittered
+    assert story.run.outcome == "paid"
