@@ -9,9 +9,11 @@ Prints one JSON document. Needs the `ui` extra (`pip install -e '.[ui]'`).
   alice or bob, 30 % finished), each the exact records a real run wrote (driven once by
   the `Runner` on a fake clock, then written again under new ids with the journal API,
   without fsync: set-up is not measured). A real `ratchet ui` subprocess serves them; the
-  time is that of an HTTP GET of the whole page (`/`, every run read and folded, 500
-  rows rendered), of a filtered page (`/?status=finished&machine=...`) and of one run's
-  page, as a browser would fetch them: p50 and max over `--rounds`.
+  time is that of an HTTP GET, as a browser would fetch it: the first page (`/`: every
+  journal read and folded into its row, 500 rows rendered), then again (p50 and max over
+  `--rounds`: rows are kept between views, and the 7,000 waits are not yet due, so only
+  the rendering is left), a filtered page (`/?status=finished&machine=...`) and one
+  run's page.
 - report: one run of `--records` records (a renewal revised again and again: each round
   is an hour of waiting, a `revise`, a new draft), driven by the real `Runner` with fsync.
   Time of `render_report` (read through the store, verify, fold, render) in-process, p50
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -50,7 +53,8 @@ MACHINES = ROOT / "machines"
 
 def template_runs(scratch: Path) -> dict[str, list[Record]]:
     """The records of one waiting and one finished renewal_review run, as the runner wrote them."""
-    runner = Runner(Home(scratch / "templates"), clock=FakeClock("2026-03-02T09:00:00Z"), machines_dir=MACHINES)
+    # today: the served page reads the real clock, and these waits must not be overdue yet
+    runner = Runner(Home(scratch / "templates"), clock=FakeClock(datetime.now(UTC)), machines_dir=MACHINES)
     waiting = runner.start("renewal_review", {"customer": "acme"}, run_id="waiting")
     runner.run(waiting)
     finished = runner.start("renewal_review", {"customer": "acme"}, run_id="finished")
@@ -140,7 +144,7 @@ def main() -> None:
         out["setup_runs_s"] = round(many_runs(home, args.runs, template_runs(folder)), 2)
         proc, url = serve(home)
         try:
-            page = [fetch(url + "/") for _ in range(args.rounds)]
+            page = [fetch(url + "/") for _ in range(args.rounds + 1)]  # the first builds every row
             filtered = [fetch(url + "/?status=finished&machine=renewal_review")[0] for _ in range(args.rounds)]
             one = [fetch(url + "/runs/renewal-00042")[0] for _ in range(args.rounds)]
         finally:
@@ -148,8 +152,9 @@ def main() -> None:
             proc.wait()
         out["dashboard"] = {
             "runs": args.runs,
-            "page_p50_s": round(statistics.median(t for t, _ in page), 3),
-            "page_max_s": round(max(t for t, _ in page), 3),
+            "first_page_s": round(page[0][0], 3),
+            "page_p50_s": round(statistics.median(t for t, _ in page[1:]), 3),
+            "page_max_s": round(max(t for t, _ in page[1:]), 3),
             "page_bytes": page[0][1],
             "filtered_page_p50_s": round(statistics.median(filtered), 3),
             "run_page_p50_s": round(statistics.median(one), 3),

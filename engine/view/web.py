@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from html import escape
 from importlib import resources
 from typing import Any
@@ -28,9 +28,9 @@ from starlette.routing import Route
 
 from engine.home import Home
 from engine.run.clock import clock_from_env
-from engine.supervise.status import status_rows
 from engine.view.dashboard import Filters, listing
 from engine.view.report import UnknownRunError, environment, render_report, run_context
+from engine.view.rows import RowCache
 from journal import Store, Watch, check_run_id
 from journal.errors import InvalidRunIdError
 
@@ -45,9 +45,11 @@ EVENT_TICK = 0.2  # seconds between two looks at the generation, per open page
 class Generations:
     """Counts batches of changes in the store: a number the pages compare with their own."""
 
-    def __init__(self, store: Store, *, interval: float = 1.0) -> None:
+    def __init__(self, store: Store, *, interval: float = 1.0,
+                 on_changes: Callable[[list[str]], None] | None = None) -> None:
         self.store = store
         self.interval = interval
+        self.on_changes = on_changes  # told which runs changed, before the number moves
         self.number = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -82,13 +84,16 @@ class Generations:
                 continue
             self._cursor = changes.cursor
             if changes.run_ids:
+                if self.on_changes is not None:
+                    self.on_changes(changes.run_ids)
                 self.number += 1
 
 
 def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
     """The dashboard of `home`, read-only."""
     store = home.store
-    generations = Generations(store, interval=interval)
+    cache = RowCache(home)
+    generations = Generations(store, interval=interval, on_changes=cache.mark)
     env = environment()
 
     def page(template: str, request: Request, **context: Any) -> Response:
@@ -99,7 +104,7 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
 
     def rows(request: Request) -> tuple[Filters, Any]:
         filters = Filters.from_query(dict(request.query_params))
-        return filters, listing(status_rows(home, now=clock_from_env().now()), filters)
+        return filters, listing(cache.rows(clock_from_env().now()), filters)
 
     async def dashboard(request: Request) -> Response:
         filters, found = await asyncio.to_thread(rows, request)

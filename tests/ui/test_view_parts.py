@@ -16,6 +16,7 @@ from engine.supervise.message import Message
 from engine.supervise.status import StatusRow, status_rows
 from engine.view import diagram, missing
 from engine.view.dashboard import Filters, listing
+from engine.view.rows import RowCache
 from engine.view.story import span, tell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,3 +130,20 @@ def test_failed_attempts_and_retries_stand_out(runner: Runner, monkeypatch: pyte
     retry = next(e for e in story.entries if e.kind == "retry_scheduled")
     assert re.fullmatch(r"attempt 2 due \S+ \S+Z \(in [\d.]+ s\)", retry.detail), retry.detail  # jittered
     assert story.run.outcome == "paid"
+
+
+def test_the_row_cache_rebuilds_what_changed_and_what_time_moves(runner: Runner) -> None:
+    cache = RowCache(runner.home)
+    a = runner.start("renewal_review", {"customer": "a"}, run_id="a")
+    runner.run(a)
+    now = runner.clock.now()
+    assert [(r.run_id, r.status) for r in cache.rows(now)] == [("a", "waiting")]
+
+    runner.deliver(a, Message(run=a, trigger="approve", by="alice"), source_file="a.json")
+    runner.run(runner.start("renewal_review", {"customer": "b"}, run_id="b"))
+    assert [(r.run_id, r.status) for r in cache.rows(now)] == [("a", "waiting"), ("b", "waiting")]  # a: not told
+    cache.mark(["a"])
+    assert [(r.run_id, r.status) for r in cache.rows(now)] == [("a", "finished"), ("b", "waiting")]
+
+    later = now + timedelta(days=2, hours=1)  # b's wait ran out an hour ago: no record says so, the clock does
+    assert [(r.run_id, r.overdue_s) for r in cache.rows(later)] == [("a", None), ("b", 3600.0)]
