@@ -92,11 +92,12 @@ def _fields(verdict: VerifyResult) -> list[tuple[str, str]]:
 
 
 def _counts(story: Story) -> dict[str, int]:
+    """How many of what an auditor looks for first: `{"escalation": 1, ...}` (singular names)."""
     kinds = [entry.kind for entry in story.entries]
     return {
-        "attempts failed": kinds.count("step_failed"),
-        "retries": kinds.count("retry_scheduled"),
-        "escalations": kinds.count("escalated"),
-        "resolutions": kinds.count("resolved"),
-        "refused": kinds.count("trigger_refused"),
+        "failed attempt": kinds.count("step_failed"),
+        "retry": kinds.count("retry_scheduled"),
+        "escalation": kinds.count("escalated"),
+        "resolution": kinds.count("resolved"),
+        "refused message": kinds.count("trigger_refused"),
     }
