@@ -96,10 +96,12 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
     generations = Generations(store, interval=interval, on_changes=cache.mark)
     env = environment()
 
-    def page(template: str, request: Request, **context: Any) -> Response:
+    def page(template: str, request: Request, seen: int, **context: Any) -> Response:
+        """`seen`: the generation read before the data was, so a change made meanwhile is never
+        taken as shown (the page would then miss it until the next one)."""
         fragment = request.query_params.get("fragment") == "1"
         name = f"{template}_body.html" if fragment else f"{template}.html"
-        html = env.get_template(name).render(generation=generations.number, location=store.location, **context)
+        html = env.get_template(name).render(generation=seen, location=store.location, **context)
         return HTMLResponse(html, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
 
     def rows(request: Request) -> tuple[Filters, Any]:
@@ -107,8 +109,9 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
         return filters, listing(cache.rows(clock_from_env().now()), filters)
 
     async def dashboard(request: Request) -> Response:
+        seen = generations.number
         filters, found = await asyncio.to_thread(rows, request)
-        return page("dashboard", request, filters=filters, listing=found)
+        return page("dashboard", request, seen, filters=filters, listing=found)
 
     async def runs_json(request: Request) -> Response:
         _, found = await asyncio.to_thread(rows, request)
@@ -119,12 +122,13 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
         return check_run_id(request.path_params["run_id"])
 
     async def run_page(request: Request) -> Response:
+        seen = generations.number
         try:
             context = await asyncio.to_thread(run_context, store, _run_id(request))
         except (UnknownRunError, InvalidRunIdError) as exc:
             return HTMLResponse(f"<!doctype html><title>no such run</title><p>{escape(str(exc))}</p>",
                                 status_code=404, headers={"Content-Security-Policy": CSP})
-        return page("run", request, **context)
+        return page("run", request, seen, **context)
 
     async def report(request: Request) -> Response:
         try:
