@@ -33,6 +33,21 @@ def ui(ctx: click.Context, port: int, host: str) -> None:
     from engine.view.web import serve
 
     home = Home(existing_home(ctx))
+    _check_free(host, port)
     click.echo(f"ratchet ui: serving {home.store.location} on http://{host}:{port}/ (read-only; Ctrl-C stops)",
                err=True)
     serve(home, host=host, port=port)
+
+
+def _check_free(host: str, port: int) -> None:
+    """Say in one line that the address cannot be listened on (uvicorn would log it and exit 3)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise UserError(f"{host}:{port}: cannot listen ({exc.strerror or exc}); "
+                        "choose another --port, or stop what listens there") from exc

@@ -3,6 +3,7 @@ archived run, `-o -`."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,16 @@ def test_a_tampered_journal_is_reported_as_damaged_page_and_exit_1(tmp_path: Pat
     page = (tmp_path / "inv-1.html").read_text()
     assert "DAMAGED" in page and "line 4: hash chain broken" in page
     assert 'data-seq="3"' in page  # the records are still shown, the edited one included
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = python(f"from engine.cli import main\nmain(['ui', '--port', '{port}'], prog_name='ratchet')",
+                      home=tmp_path / "home")
+    assert done.returncode == 1
+    assert done.stderr == (f"ratchet: error: 127.0.0.1:{port}: cannot listen (Address already in use); "
+                           "choose another --port, or stop what listens there\n")
