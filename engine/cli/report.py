@@ -43,7 +43,10 @@ def report(ctx: click.Context, run_id: str, output: Path | None) -> None:
         sys.stdout.write(html)
     else:
         target = output or Path(f"{run_id}.html")
-        target.write_text(html, encoding="utf-8")
+        try:
+            target.write_text(html, encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"{target}: cannot write the page ({exc.strerror or exc}); choose another -o FILE") from exc
         click.echo(f"{target}")
     verdict = context["verdict"]
     if not verdict.ok:  # the page is written all the same: it shows the damage to whoever opens it

@@ -50,11 +50,15 @@ def test_hostile_journal_text_is_shown_as_text_never_as_markup(renewal: Cli, tmp
     assert "default-src 'none'" in page  # and the page forbids any fetch or script anyway
 
 
-def test_an_unknown_run_is_one_line_and_exit_1(renewal: Cli, tmp_path: Path) -> None:
+def test_an_unknown_run_or_an_unwritable_file_is_one_line_and_exit_1(renewal: Cli, tmp_path: Path) -> None:
     done = renewal("report", "no-such-run", "-o", str(tmp_path / "x.html"), check=False)
     assert done.returncode == 1
     assert done.stderr.startswith("ratchet: error: no run 'no-such-run'") and done.stderr.count("\n") == 1
     assert not (tmp_path / "x.html").exists()
+    nowhere = tmp_path / "missing" / "x.html"
+    done = renewal("report", "renewal-acme", "-o", str(nowhere), check=False)
+    assert (done.returncode, done.stderr) == (
+        1, f"ratchet: error: {nowhere}: cannot write the page (No such file or directory); choose another -o FILE\n")
 
 
 def open_offline(page: Page, target: Path) -> list[str]:
