@@ -84,7 +84,7 @@ def test_lists_filters_opens_a_run_and_follows_it_live(busy: Cli, page: Page, tm
         assert listing.evaluate("window.__same_page") is True
 
 
-def test_every_list_is_also_json_and_nothing_can_be_posted(renewal: Cli) -> None:
+def test_lists_as_json_hostile_text_inert_and_nothing_can_be_posted(renewal: Cli) -> None:
     with ui_server(renewal) as url:
         with urllib.request.urlopen(url + "/runs.json?status=finished") as response:
             found = json.load(response)
@@ -98,6 +98,12 @@ def test_every_list_is_also_json_and_nothing_can_be_posted(renewal: Cli) -> None
                 urllib.request.urlopen(urllib.request.Request(url + path, method="POST"))
             refused.value.close()
             assert refused.value.code == 405
+        with urllib.request.urlopen(url + "/runs/renewal-evil") as response:
+            evil = response.read().decode()
+            policy = response.headers["Content-Security-Policy"]
+        assert evil.count("<script") == 1 and '<script src="/live.js"></script>' in evil  # only our own
+        assert "<img" not in evil and "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in evil
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(url + "/runs/no-such-run")
         missing.value.close()
