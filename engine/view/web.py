@@ -59,7 +59,11 @@ class Generations:
 
     def start(self) -> None:
         self._cursor = self.store.changes().cursor
-        self._watch = self.store.watch(lambda _run_id: self._wake.set())
+        try:
+            self._watch = self.store.watch(lambda _run_id: self._wake.set())
+        except OSError:  # no hints (e.g. inotify's limits reached): `changes` every interval still tells
+            log.warning("ratchet ui: cannot watch %s; looking for changes every %ss", self.store.location,
+                        self.interval, exc_info=True)
         self._thread = threading.Thread(target=self._loop, name="ratchet-ui-changes", daemon=True)
         self._thread.start()
 
