@@ -1,7 +1,18 @@
 """Ratchet's command line. Each module here registers one family of commands on `main`."""
 
 # Command families register themselves on import.
-from engine.cli import archive, audit, definitions, inbox, keys, runs, supervision, transfer  # noqa: F401
+from engine.cli import (  # noqa: F401
+    archive,
+    audit,
+    definitions,
+    inbox,
+    keys,
+    report,
+    runs,
+    supervision,
+    transfer,
+    ui,
+)
 from engine.cli.app import main
 
 __all__ = ["main"]

@@ -47,7 +47,8 @@ def _one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "tail",
                  "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify",
-                 "archive", "keys", "export", "import", "db")  # a run's life, for --help
+                 "archive", "keys", "export", "import", "db",
+                 "report", "ui")  # a run's life, for --help
 
 
 class RatchetGroup(click.Group):

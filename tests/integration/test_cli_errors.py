@@ -24,7 +24,7 @@ RENEWAL = str(ROOT / "machines" / "renewal_review.yaml")
 BROKEN = str(ROOT / "tests" / "unit" / "definitions" / "broken" / "many_errors.yaml")
 COMMANDS = ("validate", "graph", "start", "run", "supervise", "status", "tail",
             "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify", "archive", "keys",
-            "export", "import", "db")
+            "export", "import", "db", "report", "ui")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,12 @@ import pytest
 
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
+# A fixed set (the counts below depend on it), not every fixture: later fixtures join the folder.
+SIXTEEN = ("invoice_declined invoice_nothing_due invoice_paid_after_a_retry invoice_retry_due onboarding_escalated "
+           "onboarding_no_reply_closed onboarding_reply_after_a_reminder onboarding_retried_then_declined "
+           "renewal_approved renewal_cancelled_mid_send renewal_crashes_resumed renewal_cut_off_mid_draft "
+           "renewal_revised_then_rejected renewal_timeout_aborted renewal_upgraded_then_cancelled "
+           "renewal_waiting_for_approval").split()
 
 
 @pytest.fixture
@@ -24,7 +30,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     """A home holding the fixture journals (16 runs: 6 ended before the clock's cutoff)."""
     runs = tmp_path / "home" / "runs"
     runs.mkdir(parents=True)
-    for fixture in FIXTURES.glob("*.jsonl"):
+    for fixture in (FIXTURES / f"{name}.jsonl" for name in SIXTEEN):
         run_id = json.loads(fixture.read_bytes().split(b"\n")[0])["run_id"]
         shutil.copy(fixture, runs / f"{run_id}.jsonl")
     (tmp_path / "clock").write_text("2026-12-28T09:00:00Z")

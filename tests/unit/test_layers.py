@@ -2,7 +2,7 @@
 
     journal  <-  engine (errors, faults, durable, home)  <-  engine.definition
              <-  engine.trust (people, signatures)  <-  engine.run  <-  engine.supervise  <-  engine.api
-             <-  engine.cli
+             <-  engine.view  <-  engine.cli
 
 Every import counts, including the lazy ones inside functions (read with `ast`, not by
 importing). `engine/__init__.py` is the package's public face (`engine.Fire`) and may
@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ["journal", "engine", "engine.definition", "engine.trust", "engine.run", "engine.supervise", "engine.api",
-          "engine.cli"]
+          "engine.view", "engine.cli"]
 
 
 def _layer(module: str) -> int:
