@@ -113,7 +113,7 @@ class FileArchive:
             why = f"cannot be read back ({error})" if error is not None else "ends mid-line"
             return VerifyResult(path, False, result.records, result.records + 1,
                                 f"the archived journal {why}: it is damaged", last_hash=result.last_hash)
-        if result.ok and not _ends_a_run(lines[-1] if lines else b""):
+        if result.ok and not _ends_a_run(_last_unsealed(lines)):
             # Only ended runs are archived: lines cut off the end leave a chain that still
             # holds (the chain cannot see a missing tail), but not an end.
             return VerifyResult(path, False, result.records, result.records,
@@ -148,6 +148,14 @@ def _decompress(path: Path, run_id: str = "") -> tuple[list[bytes], Exception | 
     except (OSError, EOFError, zlib.error) as exc:
         return lines, exc
     return lines, None
+
+
+def _last_unsealed(lines: list[bytes]) -> bytes:
+    """The last line that is not a seal (a run's end is followed by its seal: journal.seal)."""
+    for line in reversed(lines):
+        if not line.startswith(b'{"type":"sealed"'):
+            return line
+    return b""
 
 
 def _ends_a_run(line: bytes) -> bool:

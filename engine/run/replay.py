@@ -27,6 +27,7 @@ from journal import (
     RetryScheduled,
     RunFinished,
     RunStarted,
+    Sealed,
     StepAbandoned,
     StepFailed,
     StepStarted,
@@ -88,6 +89,7 @@ class RunState:
     abandons: int = 0  # crash-restarts of the current step
     todo: Todo | None = None
     inbox_files: dict[str, tuple[bool, str]] = field(default_factory=dict)  # file -> (accepted, reason)
+    seal: Sealed | None = None  # the journal's latest seal (engine.run.sealing)
 
     @property
     def idempotency_key(self) -> str:
@@ -233,6 +235,9 @@ class RunState:
         if r.source_file:
             self.inbox_files[r.source_file] = (True, "accepted")
 
+    def _sealed(self, r: Sealed) -> None:
+        self.seal = r  # a checkpoint: the run itself does not move
+
     # --- shared pieces ------------------------------------------------------------------
 
     def _resolution(self, r: Resolved) -> Todo:
@@ -273,6 +278,7 @@ _HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     CompensationStarted: RunState._compensation_started,
     CompensationFinished: RunState._compensation_finished,
     Upgraded: RunState._upgraded,
+    Sealed: RunState._sealed,
 }
 
 

@@ -23,7 +23,8 @@ RATCHET = str(Path(sys.executable).parent / "ratchet")
 RENEWAL = str(ROOT / "machines" / "renewal_review.yaml")
 BROKEN = str(ROOT / "tests" / "unit" / "definitions" / "broken" / "many_errors.yaml")
 COMMANDS = ("validate", "graph", "start", "run", "supervise", "status", "tail",
-            "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify", "archive")
+            "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify", "archive",
+            "keys")
 
 
 @pytest.fixture(scope="module")
