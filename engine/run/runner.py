@@ -275,7 +275,7 @@ class Runner:
         crash_point("after_append")
         s.rs.last_seq = s.writer.last_seq
         if seal is not None:
-            self.sealer.published(s.rs.run_id, seal)
+            self.sealer.sealed(s.rs.run_id, seal)
         self._notify_records(batch)
 
     def _seal_owed(self, s: _Session) -> None:
@@ -287,7 +287,7 @@ class Runner:
                 s.rs.apply(seal)
                 s.writer.append_many([seal])
                 s.rs.last_seq = s.writer.last_seq
-                self.sealer.published(s.rs.run_id, seal)
+                self.sealer.sealed(s.rs.run_id, seal)
                 self._notify_records([seal])
         self.sealer.repair_side(s.rs)
 
@@ -301,8 +301,11 @@ class Runner:
     @contextmanager
     def _writer(self, run_id: str, *, create: bool = False) -> Iterator[Writer]:
         writer = self.home.store.writer(run_id, create=create)  # JournalLockedError: another process has it
-        with writer:
-            yield writer
+        try:
+            with writer:
+                yield writer
+        finally:
+            self.sealer.publish()  # the side files of its seals, the lock released
 
     @contextmanager
     def _session(self, run_id: str) -> Iterator[_Session]:

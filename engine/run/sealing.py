@@ -17,6 +17,7 @@ once (journal.keys.load_or_create_private_key).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -24,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from engine.home import Home
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
-from journal import Record, Sealed, Writer
+from journal import KeyFileError, Record, Sealed, Writer
 from journal.keys import key_id, load_or_create_private_key, load_private_key, load_public_key, write_public_key
 from journal.seal import fetch_seal, publish_seal, seal_after
 
@@ -49,15 +50,15 @@ def home_public_key(home: Home) -> Ed25519PublicKey | None:
     """The public key this home's seals are checked with: keys/home.pub, or the public half of
     keys/home.key if only that is left; None if the home has no key yet.
 
-    Raises KeyFileError if home.pub is not the public half of home.key: one was replaced."""
+    Raises KeyFileError if home.pub is not the public half of home.key (when this user may
+    read the private key): one was replaced."""
     private, public = key_paths(home)
-    own = load_private_key(private).public_key() if private.exists() else None
+    readable = private.exists() and os.access(private, os.R_OK)  # an auditor may have home.pub only
+    own = load_private_key(private).public_key() if readable else None
     if not public.exists():
         return own
     published = load_public_key(public)
     if own is not None and key_id(own) != key_id(published):
-        from journal import KeyFileError
-
         raise KeyFileError(f"{public}: not the public half of {private} (key {key_id(published)}, not "
                            f"{key_id(own)}); one was replaced: check with the public key you exported")
     return published
@@ -77,6 +78,7 @@ class Sealer:
         self.enabled = enabled
         self._key: Ed25519PrivateKey | None = None
         self._published: dict[str, int] = {}  # run -> seq of the seal this process knows is the side file
+        self._pending: dict[str, Sealed] = {}  # run -> its latest seal, durable, side file not yet written
 
     def seal(self, rs: RunState, batch: list[Record], writer: Writer, ts: str) -> Sealed | None:
         """The seal to append to `batch` (its records already folded into `rs`), or None."""
@@ -86,10 +88,25 @@ class Sealer:
         seal.ts = ts
         return seal
 
-    def published(self, run_id: str, seal: Sealed) -> None:
-        """`seal` is durable in the journal now: keep it outside too."""
-        publish_seal(self.home.store, run_id, seal)
-        self._published[run_id] = seal.seq
+    def sealed(self, run_id: str, seal: Sealed) -> None:
+        """`seal` is durable in the journal now: keep it outside too, once the run's lock is
+        released (`publish`): its two fsyncs must not hold up another process's message."""
+        self._pending[run_id] = seal
+
+    def publish(self) -> None:
+        """Write the side files of the seals made since the last call (after the journal's
+        lock is released), never replacing a newer seal another process kept meanwhile."""
+        pending, self._pending = self._pending, {}
+        for run_id, seal in pending.items():
+            if self._published.get(run_id, 0) >= seal.seq:
+                continue
+            try:
+                kept = fetch_seal(self.home.store, run_id)
+            except ValueError:
+                kept = None  # damaged: the journal's seal replaces it
+            if kept is None or kept.seq < seal.seq:
+                publish_seal(self.home.store, run_id, seal)
+            self._published[run_id] = max(seal.seq, kept.seq if kept is not None else 0)
 
     def owed(self, rs: RunState) -> bool:
         """Does a run found at rest lack the seal of its last line (a crash cut it off, or the
@@ -97,17 +114,10 @@ class Sealer:
         return self.enabled and at_rest(rs) and (rs.seal is None or rs.seal.seq != rs.last_seq)
 
     def repair_side(self, rs: RunState) -> None:
-        """Publish the run's latest seal if the side file is behind (a crash came between)."""
-        seal = rs.seal
-        if not self.enabled or seal is None or self._published.get(rs.run_id) == seal.seq:
-            return
-        try:
-            kept = fetch_seal(self.home.store, rs.run_id)
-        except ValueError:
-            kept = None  # damaged: the journal's seal replaces it
-        if kept is None or kept.seq < seal.seq:
-            publish_seal(self.home.store, rs.run_id, seal)
-        self._published[rs.run_id] = seal.seq
+        """Publish the run's latest seal if the side file may be behind (a crash came between
+        the journal and it): checked once per run and process, then `publish` does it."""
+        if self.enabled and rs.seal is not None and rs.run_id not in self._published:
+            self._pending.setdefault(rs.run_id, rs.seal)
 
     def _signing_key(self) -> Ed25519PrivateKey:
         if self._key is None:
