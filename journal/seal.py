@@ -80,9 +80,14 @@ def signed_by(seal: Sealed, run_id: str, public: Ed25519PublicKey) -> bool:
 # --- the side file: each run's latest seal, outside its journal ------------------------------
 
 def publish_seal(store: Store, run_id: str, seal: Sealed) -> str:
-    """Keep `seal` as the run's latest (durably, atomically). Publish only once the journal
-    holding it is durable: the side file must never be ahead of the journal."""
-    return store.publish(KIND, _name(run_id), encode(seal) + b"\n")
+    """Keep `seal` as the run's latest, atomically, and only once the journal holding it is
+    durable: the side file is never ahead of the journal.
+
+    Not fsync'd (`sync=False`): it costs no fsync, a killed process never loses it, and a
+    power loss may leave the previous seal (harmless: the journal still holds it) or no
+    file, which `check` reports until the run's next open writes it again (engine.run.sealing).
+    """
+    return store.publish(KIND, _name(run_id), encode(seal) + b"\n", sync=False)
 
 
 def fetch_seal(store: Store, run_id: str) -> Sealed | None:

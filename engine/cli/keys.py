@@ -27,8 +27,8 @@ def export_key(ctx: click.Context, output: Path | None) -> None:
     """Print the home's public sealing key (PEM), for auditors.
 
     The home's Ed25519 key (HOME/keys/home.key, mode 0600) signs the seals
-    of every journal; it is created on first use (the first run that waits
-    or ends, or this command). Give its public half to whoever audits the
+    of every journal; it is created on first use (the first `ratchet start`
+    or `run` in the home, or this command). Give its public half to whoever audits the
     journals: `ratchet verify --key FILE` then checks the seals with their
     own copy, and journal/FORMAT.md shows how to check one with openssl.
 

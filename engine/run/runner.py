@@ -300,6 +300,7 @@ class Runner:
 
     @contextmanager
     def _writer(self, run_id: str, *, create: bool = False) -> Iterator[Writer]:
+        self.sealer.prepare()  # the home's key, loaded before the lock is taken
         writer = self.home.store.writer(run_id, create=create)  # JournalLockedError: another process has it
         try:
             with writer:

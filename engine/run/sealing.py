@@ -4,15 +4,18 @@ A batch is sealed when it leaves the run at rest — waiting, sleeping before a 
 escalated, or ended with nothing owed: the moments the engine stops touching the run,
 so the journal is sealed at least whenever the run waits, escalates or ends. The seal
 goes in the same batch as the records it covers (one write, one fsync; signing costs
-~50 µs), and is then kept outside the journal as the store's side file (journal.seal),
-durable, after the journal: never ahead of it.
+~50 µs), and is then kept outside the journal as the store's side file (journal.seal):
+after the journal, so never ahead of it, and once the run's lock is released, so its
+write never holds up another process's message.
 
 A crash can cut a seal off a batch (a torn last line) or come before its side file:
-opening the run again finishes that (`repair`), as replay does for tickets.
+opening the run again finishes that (`_seal_owed` in the runner, `repair_side` here),
+as replay does for tickets.
 
 The key is `$RATCHET_HOME/keys/home.key` (Ed25519, PEM, 0600) with its public half
-`keys/home.pub`; it is created on first use, once even when several processes start at
-once (journal.keys.load_or_create_private_key).
+`keys/home.pub`; it is created on first use (before a runner first takes a run's lock:
+its fsyncs must not hold a run), once even when several processes start at once
+(journal.keys.load_or_create_private_key).
 """
 
 from __future__ import annotations
@@ -118,6 +121,12 @@ class Sealer:
         the journal and it): checked once per run and process, then `publish` does it."""
         if self.enabled and rs.seal is not None and rs.run_id not in self._published:
             self._pending.setdefault(rs.run_id, rs.seal)
+
+    def prepare(self) -> None:
+        """Load (or, the first time in the home, create) the key before a run's lock is
+        taken: its files and fsyncs must not hold up another process's message."""
+        if self.enabled:
+            self._signing_key()
 
     def _signing_key(self) -> Ed25519PrivateKey:
         if self._key is None:
