@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from engine.run.clock import FakeClock
 from engine.run.runner import Runner
-from engine.run.sealing import home_public_key, key_paths
+from engine.run.sealing import home_key, home_public_key, key_paths
 from engine.supervise.message import Message
 from journal import JournalWriter, Sealed
 from journal.records import record_type
@@ -97,26 +99,33 @@ def test_escalated_cancelled_and_compensated_runs_are_sealed(runner, machine, cl
 
 
 def test_a_seal_adds_no_write_and_no_fsync(machine, clock, monkeypatch, home):
-    """The seal goes in the batch it covers: as many appends (each one write + one fdatasync)
-    with sealing as without."""
+    """The seal goes in the batch it covers (as many appends, each one write + one fdatasync,
+    with sealing as without), and its side file is not fsync'd: the real sync calls, counted."""
     calls: list[int] = []
-    real = JournalWriter.append_many
+    syncs: list[str] = []
+    real_append, real_fsync, real_fdatasync = JournalWriter.append_many, os.fsync, os.fdatasync
 
     def counted(self, records):
         calls.append(len(records))
-        return real(self, records)
+        return real_append(self, records)
 
     monkeypatch.setattr(JournalWriter, "append_many", counted)
-    counts = {}
+    monkeypatch.setattr(os, "fsync", lambda fd: (syncs.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (syncs.append("fdatasync"), real_fdatasync(fd))[1])
+    home_key(home)  # made once per home, not per run
+    counts, synced = {}, {}
     for sealing in (True, False):
         calls.clear()
+        syncs.clear()
         runner = Runner(home, clock=clock, sealing=sealing)
         run_id = f"r-{sealing}"
         runner.launch(machine, {}, run_id=run_id)
         runner.deliver(run_id, Message(run=run_id, trigger="approve", by="alice"), source_file=f"{run_id}.json")
-        counts[sealing] = list(calls)
+        counts[sealing], synced[sealing] = list(calls), Counter(syncs)
     assert len(counts[True]) == len(counts[False]) == 4
     assert [a - b for a, b in zip(counts[True], counts[False], strict=True)] == [0, 1, 0, 1]
+    assert synced[True] == synced[False] == Counter(fdatasync=4, fsync=1), synced  # fsync: runs/ for the new file
+    assert fetch_seal(home.store, "r-True") is not None and fetch_seal(home.store, "r-False") is None
 
 
 def test_a_seal_cut_off_by_a_crash_is_made_again_on_the_next_open(runner, machine, clock):
