@@ -20,6 +20,7 @@ its fsyncs must not hold a run), once even when several processes start at once
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from engine.run.status import RunStatus
 from journal import KeyFileError, Record, Sealed, Writer
 from journal.keys import key_id, load_or_create_private_key, load_private_key, load_public_key, write_public_key
 from journal.seal import fetch_seal, publish_seal, seal_after
+
+log = logging.getLogger(__name__)
 
 _AT_REST = (RunStatus.WAITING, RunStatus.RETRYING, RunStatus.ESCALATED)
 
@@ -104,11 +107,16 @@ class Sealer:
             if self._published.get(run_id, 0) >= seal.seq:
                 continue
             try:
-                kept = fetch_seal(self.home.store, run_id)
-            except ValueError:
-                kept = None  # damaged: the journal's seal replaces it
-            if kept is None or kept.seq < seal.seq:
-                publish_seal(self.home.store, run_id, seal)
+                try:
+                    kept = fetch_seal(self.home.store, run_id)
+                except ValueError:
+                    kept = None  # damaged: the journal's seal replaces it
+                if kept is None or kept.seq < seal.seq:
+                    publish_seal(self.home.store, run_id, seal)
+            except OSError as exc:  # the run moved on, durably: never fail it for this copy
+                log.warning("run %s: cannot keep its latest seal outside its journal (%s); "
+                            "the next open of the run tries again", run_id, exc)
+                continue
             self._published[run_id] = max(seal.seq, kept.seq if kept is not None else 0)
 
     def owed(self, rs: RunState) -> bool:

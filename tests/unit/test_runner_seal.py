@@ -177,3 +177,14 @@ def test_the_key_is_the_homes_and_its_public_half_is_checked(runner, machine, ho
 
     with pytest.raises(KeyFileError, match="not the public half of"):
         home_public_key(home)
+
+
+def test_a_side_file_that_cannot_be_written_never_fails_the_run_and_is_written_later(runner, machine, clock,
+                                                                                    caplog):
+    (runner.home.root / "seals").write_text("in the way\n")  # seals/ cannot be made: every publish fails
+    rs = runner.launch(machine, {}, run_id="r1")
+    assert rs.status == "waiting" and types(runner)[-2:] == ["waiting", "sealed"]
+    assert "cannot keep its latest seal outside its journal" in caplog.text
+    (runner.home.root / "seals").unlink()
+    runner.advance("r1")  # the next open tries again
+    assert checked(runner).ok and fetch_seal(runner.home.store, "r1").seq == len(types(runner))
