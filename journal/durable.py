@@ -13,12 +13,15 @@ from pathlib import Path
 from journal.writer import fsync_dir
 
 
-def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False, mode: int | None = None) -> Path:
+def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False, mode: int | None = None,
+            sync: bool = True) -> Path:
     """Write `data` at `tmp`, make it durable, rename it to `target` (replacing it).
 
     `exclusive`: the temporary name must not exist yet (a writer that picked a unique name).
     `mode`: exactly these permissions, whatever the umask (an inbox file proven by its
     owner must not be group-writable).
+    `sync=False`: atomic but not fsync'd: a process killed at any point leaves the old file
+    or the new one, but a power loss may leave the old one, none, or an empty one.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_EXCL if exclusive else os.O_TRUNC)
     fd = os.open(tmp, flags, 0o644)
@@ -28,9 +31,11 @@ def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False, mo
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, target)
-    fsync_dir(target.parent)
+    if sync:
+        fsync_dir(target.parent)
     return target

@@ -18,13 +18,11 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import msgspec
-
 from journal.errors import CorruptJournalError, JournalError, JournalNotFoundError
 from journal.reader import decode_line
-from journal.records import AnyRecord, Cancelled, CompensationFinished, RunFinished, decode
+from journal.records import AnyRecord
 from journal.store import RUN_ID_PATTERN, Durability, check_run_id
-from journal.verify import VerifyResult, verify_lines
+from journal.verify import VerifyResult, ends_a_run, verify_lines
 from journal.writer import JournalWriter, fsync_dir
 
 ARCHIVED = ".jsonl.gz"
@@ -113,7 +111,7 @@ class FileArchive:
             why = f"cannot be read back ({error})" if error is not None else "ends mid-line"
             return VerifyResult(path, False, result.records, result.records + 1,
                                 f"the archived journal {why}: it is damaged", last_hash=result.last_hash)
-        if result.ok and not _ends_a_run(lines[-1] if lines else b""):
+        if result.ok and not ends_a_run(lines):
             # Only ended runs are archived: lines cut off the end leave a chain that still
             # holds (the chain cannot see a missing tail), but not an end.
             return VerifyResult(path, False, result.records, result.records,
@@ -148,14 +146,6 @@ def _decompress(path: Path, run_id: str = "") -> tuple[list[bytes], Exception | 
     except (OSError, EOFError, zlib.error) as exc:
         return lines, exc
     return lines, None
-
-
-def _ends_a_run(line: bytes) -> bool:
-    """Is this (complete) line one a run ends with?"""
-    try:
-        return isinstance(decode(line), (RunFinished, Cancelled, CompensationFinished))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
 
 
 def _starts_with(writer: JournalWriter, prefix: bytes) -> bool:

@@ -167,10 +167,10 @@ class FileStore:
     def locate(self, kind: str, name: str) -> str:
         return str(self._side(kind, name))
 
-    def publish(self, kind: str, name: str, data: bytes) -> str:
+    def publish(self, kind: str, name: str, data: bytes, *, sync: bool = True) -> str:
         target = self._side(kind, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return str(publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data))
+        return str(publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data, sync=sync))
 
     def fetch(self, kind: str, name: str) -> bytes | None:
         try:

@@ -8,13 +8,17 @@ The cryptography is PyCA's `cryptography`; nothing here is home-made.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from journal.errors import KeyFileError
+from journal.writer import fsync_dir
 
 
 def new_private_key(path: Path) -> Ed25519PrivateKey:
@@ -30,6 +34,59 @@ def new_private_key(path: Path) -> Ed25519PrivateKey:
     finally:
         os.close(fd)
     return key
+
+
+def load_or_create_private_key(path: Path) -> Ed25519PrivateKey:
+    """The key at `path`, created first if there is none (a home's sealing key, on first use).
+
+    Race-safe: the key is written in full under a temporary name, made durable, then
+    hard-linked to `path`, which fails if another process got there first; the loser
+    loads the winner's key, so two processes starting at once end with one key. A reader
+    never sees a half-written key, and the folder is fsync'd so the name survives a crash.
+    """
+    if not os.path.lexists(path):
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        with contextlib.suppress(FileExistsError):  # another process created it: load theirs
+            _create_once(path, pem, 0o600)
+    return load_private_key(path)
+
+
+def write_public_key(path: Path, key: Ed25519PrivateKey | Ed25519PublicKey) -> None:
+    """Write the public half of `key` at `path` (PEM) unless a file is there already (race-safe)."""
+    if not os.path.lexists(path):
+        with contextlib.suppress(FileExistsError):
+            _create_once(path, public_pem(key), 0o644)
+
+
+def key_id(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
+    """A key's id: the first 16 hex digits of the sha256 of its public key in DER
+    (SubjectPublicKeyInfo), what `openssl pkey -pubin -in K.pub -outform DER | sha256sum` prints."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()[:16]
+
+
+def _create_once(path: Path, data: bytes, mode: int) -> None:
+    """Create `path` holding `data`, complete and durable, or raise FileExistsError."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fsync_dir(path.parent.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)  # atomic, and never replaces: FileExistsError if someone was first
+    finally:
+        os.unlink(tmp)
+    fsync_dir(path.parent)
 
 
 def public_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> bytes:

@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
@@ -41,9 +40,9 @@ from journal.errors import JournalError, JournalLockedError, JournalNotFoundErro
 from journal.pg_schema import lock_key, migrate
 from journal.pg_writer import Conn, LeaseKeeper, PgWriter
 from journal.reader import decode_line, line_hash, parse
-from journal.records import GENESIS, AnyRecord, Cancelled, CompensationFinished, RunFinished, decode
+from journal.records import GENESIS, AnyRecord
 from journal.store import Changes, Chunk, Cursor, Durability, Watch, check_run_id
-from journal.verify import VerifyResult, verify_lines
+from journal.verify import VerifyResult, ends_a_run, verify_lines
 from journal.writer import utc_now
 
 DEFAULT_LEASE = 30.0  # seconds: how long a silent owner keeps its runs (RATCHET_PG_LEASE overrides)
@@ -367,16 +366,17 @@ class PgStore:
     def locate(self, kind: str, name: str) -> str:
         return f"{self.location}/{check_run_id(kind)}/{check_run_id(name)}"
 
-    def publish(self, kind: str, name: str, data: bytes) -> str:
-        """The row is the truth; the home's `<kind>/<name>` gets a copy, for people who watch
-        that folder on this host (another host that withdraws it removes only its own copy)."""
+    def publish(self, kind: str, name: str, data: bytes, *, sync: bool = True) -> str:
+        """The row is the truth (committed, so durable whatever `sync` says); the home's
+        `<kind>/<name>` gets a copy, for people who watch that folder on this host (another
+        host that withdraws it removes only its own copy)."""
         where = self.locate(kind, name)
         self._execute("INSERT INTO ratchet_side_files (kind, name, data) VALUES (%s, %s, %s)"
                       " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data])
         if self.home is not None:
             target = self.home / kind / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data)
+            publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data, sync=sync)
         return where
 
     def fetch(self, kind: str, name: str) -> bytes | None:
@@ -421,7 +421,7 @@ class PgStore:
         lines = self._lines(run_id, archived=True)
         path = Path(f"{self.location}/archive/{run_id}")
         result = verify_lines(lines, path, run_id=run_id, head=head)
-        if result.ok and not _ends_a_run(lines[-1][:-1] if lines else b""):
+        if result.ok and not ends_a_run(lines):
             return VerifyResult(path, False, result.records, result.records,
                                 "the archived journal does not end with the run's end (run_finished, "
                                 "cancelled or compensation_finished): lines were cut off its end",
@@ -435,13 +435,6 @@ class PgStore:
 def _fetch_bool(conn: Conn, query: Any, params: Any) -> bool:
     row = conn.execute(query, params).fetchone()
     return bool(row and row[0])
-
-
-def _ends_a_run(line: bytes) -> bool:
-    try:
-        return isinstance(decode(line), (RunFinished, Cancelled, CompensationFinished))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return False
 
 
 def _first_line(exc: BaseException) -> str:

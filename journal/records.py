@@ -266,6 +266,20 @@ class Upgraded(Record, tag="upgraded", kw_only=True):
     signature: str | None = None
 
 
+class Sealed(Record, tag="sealed", kw_only=True):
+    """A signed checkpoint of the chain's head (journal.seal; FORMAT.md "Seals").
+
+    It covers the line just before it: `through` is that line's seq and `head` its
+    sha256 (so equal to this record's `prev`). `sig` is the base64 Ed25519 signature, by
+    the home's key `key` (journal.keys.key_id), of the bytes journal.seal.message() builds.
+    """
+
+    through: int
+    head: str
+    key: str
+    sig: str
+
+
 AnyRecord = (
     RunStarted
     | StepStarted
@@ -286,6 +300,7 @@ AnyRecord = (
     | CompensationFinished
     | Upgraded
     | TriggerVoted
+    | Sealed
 )
 
 # One encoder and one decoder for the whole process: building them is the slow part.

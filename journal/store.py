@@ -161,9 +161,11 @@ class Store(Protocol):
 
     def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult: ...
 
-    def publish(self, kind: str, name: str, data: bytes) -> str:
+    def publish(self, kind: str, name: str, data: bytes, *, sync: bool = True) -> str:
         """Durably and atomically store a small side file (e.g. kind "escalations"): a
-        reader sees the old content or the new, never half. Returns where it is."""
+        reader sees the old content or the new, never half. Returns where it is.
+        `sync=False`: atomic, but durable only once the system writes it back (a power loss
+        may leave the old content or none): for what can be rebuilt (seal side files)."""
         ...
 
     def fetch(self, kind: str, name: str) -> bytes | None: ...

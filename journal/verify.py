@@ -20,7 +20,19 @@ from pathlib import Path
 
 import msgspec
 
-from journal.records import FORMAT, GENESIS, AnyRecord, RunStarted, Upgraded, decode, hash_definition, record_type
+from journal.records import (
+    FORMAT,
+    GENESIS,
+    AnyRecord,
+    Cancelled,
+    CompensationFinished,
+    RunFinished,
+    RunStarted,
+    Upgraded,
+    decode,
+    hash_definition,
+    record_type,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,22 @@ def verify(path: Path, *, run_id: str | None = None, head: str | None = None) ->
     path = Path(path)
     with open(path, "rb") as f:
         return verify_lines(f, path, run_id=run_id, head=head)
+
+
+def ends_a_run(lines: list[bytes]) -> bool:
+    """Does this journal (its complete lines, with or without their newlines) end as a run
+    ends: run_finished, cancelled or compensation_finished, followed only by its seal?
+    An archive must (only ended runs are archived): a cut-off tail leaves a chain that
+    still holds, but not an end."""
+    for line in reversed(lines):
+        line = line.removesuffix(b"\n")
+        if line.startswith(b'{"type":"sealed"'):  # a run's end is followed by its seal (journal.seal)
+            continue
+        try:
+            return isinstance(decode(line), (RunFinished, Cancelled, CompensationFinished))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return False
+    return False
 
 
 def verify_lines(lines: Iterable[bytes], path: Path, *, run_id: str | None = None,

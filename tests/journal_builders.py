@@ -32,3 +32,10 @@ def step_batch(state: str, dest: str | None = None, *, key: str, trigger: str = 
         StepSucceeded(state=state, attempt=attempt, trigger=trigger, **succeeded),
         Transition(trigger=trigger, source=state, dest=state if dest is None else dest),
     ]
+
+
+def story(records: list[Any]) -> list[Any]:
+    """A journal's records without its seals (engine.run.sealing): what the run did.
+
+    Tests of how a run moves compare this; tests of sealing read the seals themselves."""
+    return [r for r in records if type(r).__name__ != "Sealed"]

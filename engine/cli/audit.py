@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from engine.cli.progress import progress
 from engine.cli.timeline import timeline_line, traceback_lines
 from journal import Store, check_run_id
 from journal.verify import torn_note
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def _store(ctx: click.Context) -> Store:
@@ -45,15 +49,27 @@ def _note_doubles(store: Store, run_ids: list[str]) -> None:
 @main.command()
 @click.argument("run_ids", nargs=-1, metavar="[ID]...")
 @click.option("--all", "everything", is_flag=True, help="Also every archived run (HOME/archive).")
+@click.option("--key", "key_file", type=click.Path(dir_okay=False, path_type=Path), metavar="PUB",
+              help="Check seals with this public key (PEM, from 'ratchet keys export') instead of "
+                   "HOME/keys/home.pub: an auditor's own copy.")
 @click.pass_context
-def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> None:
-    """Check journals: record structure, seq continuity, hash chain.
+def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool, key_file: Path | None) -> None:
+    """Check journals: structure, seq, hash chain and seals.
 
     Checks the runs given (archived ones too), or every run in HOME/runs (and,
     with --all, every archived run). An ID that is a .jsonl file is a
     journal file, e.g. one written by `ratchet export`. Prints one line per journal,
-    `ID: ok (N records)` or `PATH:LINE: problem`, and exits 1 if any journal
+    `ID: ok (N records; sealed through line M)` or `PATH:LINE: problem`, and exits 1 if any journal
     is damaged.
+
+    Seals are signed checkpoints of the chain, made with the home's key
+    whenever a run waits, escalates or ends: a journal edited and re-chained,
+    sealed by another key, or cut back to before its last seal (the home keeps
+    each run's latest seal in HOME/seals/) fails. A journal with no seal at all
+    (written before sealing, or that has not yet waited or ended) is reported
+    `unsealed` and does not fail: check its chain's head against a copy
+    you keep. --key checks with your own copy of the public key, so a key
+    replaced in the home cannot vouch for a forged seal.
 
     A torn tail (a last line without its newline) is reported but does not
     fail: it is what a crash mid-write leaves (or a write in progress on a live
@@ -64,13 +80,16 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
     Example:
       ratchet verify
       ratchet verify 01JD8X3K renewal-acme
+      ratchet verify --key /audit/acme-home.pub --all
     """
     files = [arg for arg in run_ids if arg.endswith(".jsonl") and os.path.isfile(arg)]  # `ratchet export`ed
-    bad_files = sum(not _verify_file(Path(arg)) for arg in files)
+    public = _seal_key(ctx, key_file) if files and key_file is not None else None
+    bad_files = sum(not _verify_file(Path(arg), public) for arg in files)
     run_ids = tuple(arg for arg in run_ids if arg not in files)
     if files and not run_ids:
         ctx.exit(1 if bad_files else 0)
     store = _store(ctx)
+    public = _seal_key(ctx, key_file)
     given = [(run_id, _archived(store, run_id)) for run_id in run_ids]
     live = store.run_ids()
     ids = given or [(run_id, False) for run_id in live]
@@ -84,28 +103,73 @@ def verify(ctx: click.Context, run_ids: tuple[str, ...], everything: bool) -> No
         for run_id, archived in ids:
             shown.advance(run_id)
             try:
-                result = store.verify_archived(run_id) if archived else store.verify(run_id)
+                ok, line = _verify_one(store, run_id, archived, public)
             except OSError as exc:
-                shown.echo(f"{store.where(run_id)}: cannot read ({exc.strerror or exc})")
-                bad += 1
-                continue
-            shown.echo(str(result) if not result.ok else f"{run_id}{' (archived)' if archived else ''}: {result}")
-            bad += not result.ok
+                ok, line = False, f"{store.where(run_id)}: cannot read ({exc.strerror or exc})"
+            shown.echo(line)
+            bad += not ok
     if bad or bad_files:
         ctx.exit(1)
 
 
-def _verify_file(path: Path) -> bool:
-    """Verify one journal file given by its path; says the verdict; True if it is sound."""
+def _verify_file(path: Path, public: Ed25519PublicKey | None) -> bool:
+    """Verify one journal file given by its path (its chain; its seals too with --key, since
+    a file carries no home); says the verdict; True if it is sound."""
+    from journal import read
     from journal import verify as verify_journal
+    from journal.seal import check
 
     try:
         result = verify_journal(path)
+        records = read(path).records if result.ok and public is not None else []
     except OSError as exc:
         click.echo(f"{path}: cannot read ({exc.strerror or exc})")
         return False
-    click.echo(str(result) if not result.ok else f"{path}: {result}")
-    return result.ok
+    if not result.ok:
+        click.echo(str(result))
+        return False
+    if public is None:
+        click.echo(f"{path}: {result} (seals not checked: give --key)")
+        return True
+    run_id = str(getattr(records[0], "run_id", "")) if records else ""
+    sealed = check(records, run_id, public, None)
+    if not sealed.ok:
+        click.echo(f"{path}:{sealed.line}: {sealed.problem}")
+        return False
+    click.echo(f"{path}: ok ({result.records} records; {sealed.note()})")
+    return True
+
+
+def _seal_key(ctx: click.Context, key_file: Path | None) -> Ed25519PublicKey | None:
+    """The key seals must be made by: the auditor's (--key), else the home's (None: none yet)."""
+    from engine.home import Home
+    from engine.run.sealing import home_public_key
+    from journal.keys import load_public_key
+
+    if key_file is not None:
+        return load_public_key(key_file)
+    return home_public_key(Home(existing_home(ctx)))
+
+
+def _verify_one(store: Store, run_id: str, archived: bool, public: Ed25519PublicKey | None) -> tuple[bool, str]:
+    """Whether one journal holds, and `verify`'s line for it: `ID: ok (...)` or `PATH:LINE: problem`."""
+    from journal.seal import check, fetch_seal
+
+    try:
+        side = fetch_seal(store, run_id)  # first: it is never ahead of the journal read after it
+    except ValueError as exc:
+        return False, f"{exc}: the home's latest seal of run '{run_id}' was damaged or replaced"
+    result = store.verify_archived(run_id) if archived else store.verify(run_id)
+    if not result.ok:
+        return False, str(result)
+    records = ([record for _, record in store.archived_lines(run_id)] if archived
+               else store.read(run_id).records)
+    sealed = check(records, run_id, public, side)
+    if not sealed.ok:
+        return False, f"{result.path}:{sealed.line}: {sealed.problem}"
+    torn = f"; {torn_note(result.torn_bytes)}" if result.torn else ""
+    note = f"; {sealed.note()}" if sealed.sealed or public is not None else ""  # no key, no seal: nothing to say
+    return True, f"{run_id}{' (archived)' if archived else ''}: ok ({result.records} records{note}){torn}"
 
 
 @main.command()

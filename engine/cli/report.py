@@ -33,11 +33,12 @@ def report(ctx: click.Context, run_id: str, output: Path | None) -> None:
     if missing("jinja2"):
         raise UserError(f"ratchet report needs Jinja2, from the 'ui' extra: {UI_EXTRA}")
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
+    from engine.run.sealing import home_public_key
     from engine.view.report import environment, run_context
     from journal import check_run_id
 
-    store = Home(existing_home(ctx)).store
-    context = run_context(store, check_run_id(run_id))
+    home = Home(existing_home(ctx))
+    context = run_context(home.store, check_run_id(run_id), public=home_public_key(home))
     html = environment().get_template("report.html").render(**context)
     if output == Path("-"):
         sys.stdout.write(html)

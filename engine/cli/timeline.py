@@ -129,6 +129,7 @@ _DESCRIBE = {
         f"on_cancel {r.action}  attempt {r.attempt}  "
         f"{'failed: ' + _short(f'{r.error_type}: {r.error}') if r.error is not None else 'done'}{_ms(r.duration_ms)}"
     ),
+    "sealed": lambda r: f"through #{r.through}  key {r.key}",
     "upgraded": lambda r: (
         f"v{r.version} {r.definition_hash[:19]}…  (was {r.from_hash[:19]}…){_who(r)}{_note(r.comment)}"
     ),

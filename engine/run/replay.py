@@ -27,6 +27,7 @@ from journal import (
     RetryScheduled,
     RunFinished,
     RunStarted,
+    Sealed,
     StepAbandoned,
     StepFailed,
     StepStarted,
@@ -92,6 +93,7 @@ class RunState:
     votes: dict[str, list[str]] = field(default_factory=dict)  # trigger -> who approved it in this wait
     # Signatures used -> the record that used it (its seq is filled in when it is written).
     signatures: dict[str, Record] = field(default_factory=dict)
+    seal: Sealed | None = None  # the journal's latest seal (engine.run.sealing)
 
     @property
     def idempotency_key(self) -> str:
@@ -248,6 +250,9 @@ class RunState:
             self._running(_ENTER)
         self._decided(r)
 
+    def _sealed(self, r: Sealed) -> None:
+        self.seal = r  # a checkpoint: the run itself does not move
+
     # --- shared pieces ------------------------------------------------------------------
 
     def _resolution(self, r: Resolved) -> Todo:
@@ -289,6 +294,7 @@ _HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     CompensationStarted: RunState._compensation_started,
     CompensationFinished: RunState._compensation_finished,
     Upgraded: RunState._upgraded,
+    Sealed: RunState._sealed,
 }
 
 

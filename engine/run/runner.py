@@ -14,6 +14,9 @@ a message from outside applies is engine.run.delivery's to say. Durability rules
 - `escalated` is durable before its ticket is written and `on_escalate` is called;
   `cancelled` before a ticket is removed, and `compensation_started` before `on_cancel`
   is called (engine.run.compensation).
+- a batch that leaves the run at rest (waiting, retrying, escalated, ended) ends in a
+  `sealed` record, a signed checkpoint of the chain (engine.run.sealing): in the same
+  write and fsync, then kept outside the journal as the store's side file.
 - after `drain()` (a graceful stop) a batch never ends in the next `step_started`:
   replay resumes at the state's entry (its todo), so the next start begins that step.
 """
@@ -41,6 +44,7 @@ from engine.run.ids import new_run_id
 from engine.run.outcome import call_step
 from engine.run.plan import Append, plan
 from engine.run.replay import RunState, fold
+from engine.run.sealing import Sealer
 from engine.run.status import RunStatus
 from engine.trust.sender import Sender
 from journal import (
@@ -78,8 +82,9 @@ class Runner:
                  machines_dir: Path = Path("machines"),
                  on_record: Callable[[Record], None] | None = None,
                  heartbeat: Callable[[], None] | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, sealing: bool = True) -> None:
         self.home = home if isinstance(home, Home) else Home(home)
+        self.sealer = Sealer(self.home, enabled=sealing)  # sealing=False: benchmarks only
         self.clock = clock or clock_from_env()
         self.machines_dir = Path(machines_dir)
         self.on_record = on_record
@@ -284,10 +289,29 @@ class Runner:
         if not s.batch:
             return
         batch, s.batch = s.batch, []
+        seal = self.sealer.seal(s.rs, batch, s.writer, iso(self.clock.now()))
+        if seal is not None:  # the run is at rest now: seal what it did, in the same write
+            s.rs.apply(seal)
+            batch.append(seal)
         s.writer.append_many(batch)  # one write, one fsync
         crash_point("after_append")
         s.rs.last_seq = s.writer.last_seq
+        if seal is not None:
+            self.sealer.sealed(s.rs.run_id, seal)
         self._notify_records(batch)
+
+    def _seal_owed(self, s: _Session) -> None:
+        """Finish the sealing a crash cut short (a torn seal, a side file not yet written),
+        or seal a resting run whose journal predates sealing."""
+        if self.sealer.owed(s.rs):
+            seal = self.sealer.seal(s.rs, [], s.writer, iso(self.clock.now()))
+            if seal is not None:
+                s.rs.apply(seal)
+                s.writer.append_many([seal])
+                s.rs.last_seq = s.writer.last_seq
+                self.sealer.sealed(s.rs.run_id, seal)
+                self._notify_records([seal])
+        self.sealer.repair_side(s.rs)
 
     def _notify_records(self, records: list[Record]) -> None:
         if self.on_record is not None:
@@ -298,9 +322,13 @@ class Runner:
 
     @contextmanager
     def _writer(self, run_id: str, *, create: bool = False) -> Iterator[Writer]:
+        self.sealer.prepare()  # the home's key, loaded before the lock is taken
         writer = self.home.store.writer(run_id, create=create)  # JournalLockedError: another process has it
-        with writer:
-            yield writer
+        try:
+            with writer:
+                yield writer
+        finally:
+            self.sealer.publish()  # the side files of its seals, the lock released
 
     @contextmanager
     def _session(self, run_id: str) -> Iterator[_Session]:
@@ -317,6 +345,7 @@ class Runner:
                 tickets.open_ticket(store, rs, rs.escalation, s.machine)
             elif rs.escalations:  # ...or after its resolution, before the ticket was removed
                 tickets.remove_ticket(store, run_id)
+            self._seal_owed(s)
             yield s
             self._escalate_stale_wait(s)
             if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk

@@ -24,7 +24,9 @@ from journal import AnyRecord, JournalError, Store
 
 if TYPE_CHECKING:
     import jinja2
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from journal.seal import SealCheck
     from journal.verify import VerifyResult
 
 
@@ -32,26 +34,37 @@ class UnknownRunError(EngineError):
     """The store holds no such run, live or archived."""
 
 
-def render_report(store: Store, run_id: str, *, now: datetime | None = None) -> str:
+def render_report(store: Store, run_id: str, *, now: datetime | None = None,
+                  public: Ed25519PublicKey | None = None) -> str:
     """The standalone page of one run."""
-    return environment().get_template("report.html").render(**run_context(store, run_id, now=now))
+    return environment().get_template("report.html").render(**run_context(store, run_id, now=now, public=public))
 
 
-def run_context(store: Store, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """What the run's page shows (the report, and the dashboard's run page)."""
+def run_context(store: Store, run_id: str, *, now: datetime | None = None,
+                public: Ed25519PublicKey | None = None) -> dict[str, Any]:
+    """What the run's page shows (the report, and the dashboard's run page). `public`: the
+    key the journal's seals must be made by (engine.run.sealing.home_public_key), as
+    `ratchet verify` checks them; None when the home has no key."""
+    from journal.seal import fetch_seal
+
     now = now or clock_from_env().now()
+    try:
+        side = fetch_seal(store, run_id)  # before the journal is read: never ahead of it
+    except ValueError:
+        side = None  # damaged: `ratchet verify` says so; the page checks the journal's own seals
     verdict, archived = _verify(store, run_id)
     try:  # a journal that fails its check is still shown, as far as it can be read
         records, unreadable = _records(store, run_id, archived), None
     except JournalError as exc:
         records, unreadable = [], str(exc)
+    seals = _seals(records, run_id, public, side) if verdict.ok and not unreadable else None
     story = tell(run_id, records, now=now)
     run = story.run
     svg = diagram.render(run.definition, taken=story.taken, visited=story.visited, current=run.state or None,
                          escalated=run.status == RunStatus.ESCALATED) if run.definition else ""
     return {
         "run_id": run_id, "story": story, "run": run, "archived": archived,
-        "verdict": verdict, "verdict_fields": _fields(verdict), "diagram": svg,
+        "verdict": verdict, "verdict_fields": _fields(verdict), "seals": seals, "diagram": svg,
         "where": store.where(run_id), "generated": now.astimezone(UTC), "unreadable": unreadable,
         "counts": _counts(story),
     }
@@ -77,6 +90,16 @@ def _verify(store: Store, run_id: str) -> tuple[VerifyResult, bool]:
     if run_id in store.archived_ids():
         return store.verify_archived(run_id), True
     raise UnknownRunError(f"no run '{run_id}' in {store.location}; see 'ratchet status --all'")
+
+
+def _seals(records: list[AnyRecord], run_id: str, public: Ed25519PublicKey | None,
+           side: Any) -> SealCheck | None:
+    """The seals' verdict, as `ratchet verify` gives it; None for a journal with no seal and no
+    key to expect one from (nothing to say)."""
+    from journal.seal import check
+
+    sealed = check(records, run_id, public, side)
+    return sealed if sealed.sealed or not sealed.ok or public is not None else None
 
 
 def _records(store: Store, run_id: str, archived: bool) -> list[AnyRecord]:

@@ -19,7 +19,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from html import escape
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,7 +32,10 @@ from engine.view.dashboard import Filters, listing
 from engine.view.report import UnknownRunError, environment, render_report, run_context
 from engine.view.rows import RowCache
 from journal import Store, Watch, check_run_id
-from journal.errors import InvalidRunIdError
+from journal.errors import InvalidRunIdError, JournalError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger("ratchet.ui")
 
@@ -122,13 +125,22 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
         return JSONResponse({"total": found.total, "counts": found.counts, "matched": found.matched,
                              "runs": [row.to_dict() for row in found.rows]})
 
+    def _public() -> Ed25519PublicKey | None:
+        """The home's seal key, looked up per page (it is made on first use, after the UI starts)."""
+        from engine.run.sealing import home_public_key
+
+        try:
+            return home_public_key(home)
+        except JournalError:  # home.pub replaced: the page then says every seal is by an unknown key
+            return None
+
     def _run_id(request: Request) -> str:
         return check_run_id(request.path_params["run_id"])
 
     async def run_page(request: Request) -> Response:
         seen = generations.number
         try:
-            context = await asyncio.to_thread(run_context, store, _run_id(request))
+            context = await asyncio.to_thread(run_context, store, _run_id(request), public=_public())
         except (UnknownRunError, InvalidRunIdError) as exc:
             return HTMLResponse(f"<!doctype html><title>no such run</title><p>{escape(str(exc))}</p>",
                                 status_code=404, headers={"Content-Security-Policy": CSP})
@@ -137,7 +149,7 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
     async def report(request: Request) -> Response:
         try:
             run_id = _run_id(request)
-            html = await asyncio.to_thread(render_report, store, run_id)
+            html = await asyncio.to_thread(render_report, store, run_id, public=_public())
         except (UnknownRunError, InvalidRunIdError) as exc:
             return Response(str(exc), status_code=404, media_type="text/plain")
         return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{run_id}.html"'})

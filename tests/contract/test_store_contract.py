@@ -327,6 +327,14 @@ def test_side_files_are_published_replaced_fetched_and_withdrawn(kit) -> None:
     assert store.fetch("escalations", "r1.json") is None
 
 
+def test_a_side_file_published_without_sync_is_read_back_at_once(kit) -> None:
+    """Seal side files (journal.seal) are published atomically but not fsync'd."""
+    where = kit.store.publish("seals", "r1.json", b'{"seq": 6}\n', sync=False)
+    assert where == kit.store.locate("seals", "r1.json")
+    kit.store.publish("seals", "r1.json", b'{"seq": 9}\n', sync=False)
+    assert kit.store.fetch("seals", "r1.json") == b'{"seq": 9}\n'
+
+
 @pytest.mark.parametrize("bad", ["../x", "a/b", ".hidden", "", "x" * 129, "a..b"])
 def test_unsafe_run_ids_are_refused_everywhere(kit, bad: str) -> None:
     store = kit.store

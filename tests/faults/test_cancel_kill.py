@@ -26,6 +26,7 @@ import pytest
 from journal import CompensationFinished, CompensationStarted, FileStore, verify
 
 from forked import run_forked
+from journal_builders import story
 
 HERE = Path(__file__).resolve().parent
 POINTS = ("after_append", "before_compensation", "mid_compensation", "after_compensation")
@@ -91,7 +92,7 @@ def kill_and_restart(root: Path, machine: Path, point: str, n: int) -> list[str]
     problems = []
     if not verify(store.path("r1"), run_id="r1").ok:
         problems.append(f"{where}: journal does not verify")
-    records = store.read("r1").records
+    records = story(store.read("r1").records)
     if not isinstance(records[-1], CompensationFinished) or records[-1].error is not None:
         problems.append(f"{where}: the run does not end with a successful compensation: {records[-1]}")
     releases = [e for e in ledger(folder) if e["kind"] == "hold.release"]

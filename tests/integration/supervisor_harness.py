@@ -168,6 +168,10 @@ class Env:
         return wait_for(check, timeout=timeout, what=f"run {run_id} to be {status} {state or ''}")
 
     def records(self, run_id: str) -> list[dict]:
+        """The run's records as dicts, without its seals (what the run did: engine.run.sealing)."""
+        return [r for r in self.all_records(run_id) if r["type"] != "sealed"]
+
+    def all_records(self, run_id: str) -> list[dict]:
         return [json.loads(line) for line in self.home.store.path(run_id).read_text().splitlines()]
 
     def ledger_lines(self) -> list[dict]:

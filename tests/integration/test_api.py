@@ -20,7 +20,7 @@ import engine
 from engine.api import waiting
 from engine.cli import main
 from engine.errors import InvalidMessageError, UnknownRunError, WaitTimeoutError
-from journal import Cancelled, Resolved, RunStarted, TriggerReceived, TriggerRefused
+from journal import Cancelled, Resolved, RunStarted, Sealed, TriggerReceived, TriggerRefused
 
 from supervisor_harness import Env
 from waiting import wait_for
@@ -91,7 +91,7 @@ def test_list_filters_reject_and_a_refused_sender(env, ratchet):
     refused = ratchet.approve("l-1", by="mallory")  # not an approver: refused and journaled, nothing applied
     run = ratchet.wait("l-1", after=refused, timeout=30)
     assert (run.status, run.state) == ("waiting", "review")
-    last = ratchet.history("l-1")[-1]
+    last = [r for r in ratchet.history("l-1") if not isinstance(r, Sealed)][-1]
     assert isinstance(last, TriggerRefused) and last.by == "mallory" and "not an approver" in last.reason
     wait_for((env.home.inbox_rejected / refused.path.name).exists, what="the refusal filed in inbox/rejected/")
 
@@ -127,7 +127,7 @@ def test_cancel_and_resolve_abort(env, ratchet):
     sent = ratchet.cancel("c-1", by="ops", reason="customer left")
     run = ratchet.wait("c-1", after=sent, timeout=30)
     assert (run.status, run.state) == ("cancelled", "review")
-    last = ratchet.history("c-1")[-1]
+    last = [r for r in ratchet.history("c-1") if not isinstance(r, Sealed)][-1]
     assert isinstance(last, Cancelled) and (last.by, last.reason) == ("ops", "customer left")
     with pytest.raises(InvalidMessageError, match="run 'c-1' is cancelled .* takes no more messages"):
         ratchet.approve("c-1", by="alice")

@@ -21,9 +21,10 @@ from damage import cut_at
 from journal_builders import run_started
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
-ENDED_BEFORE_CUTOFF = ["inv-1001", "inv-1002", "inv-1003", "renewal-acme", "renewal-hooli", "renewal-umbrella",
-                       "renewal-vandelay"]
-ENDED_SINCE = ["onb-stark", "onb-wayne", "onb-zeta", "renewal-globex", "renewal-initech", "renewal-massive"]
+ENDED_BEFORE_CUTOFF = ["inv-1001", "inv-1002", "inv-1003", "renewal-acme", "renewal-hooli", "renewal-vandelay",
+                       "renewal-wonka"]
+ENDED_SINCE = ["onb-stark", "onb-wayne", "onb-zeta", "renewal-globex", "renewal-initech", "renewal-massive",
+               "renewal-umbrella"]
 NOT_ENDED = ["inv-1004", "onb-tyrell", "renewal-cyberdyne", "renewal-soylent"]
 
 
@@ -34,6 +35,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for fixture in FIXTURES.glob("*.jsonl"):
         run_id = json.loads(fixture.read_bytes().split(b"\n")[0])["run_id"]
         shutil.copy(fixture, runs / f"{run_id}.jsonl")
+        if fixture.with_suffix(".pub").exists():  # a sealed journal: its home's public key and latest seal
+            (tmp_path / "home" / "keys").mkdir(exist_ok=True)
+            shutil.copy(fixture.with_suffix(".pub"), tmp_path / "home" / "keys" / "home.pub")
+            (tmp_path / "home" / "seals").mkdir(exist_ok=True)
+            (tmp_path / "home" / "seals" / f"{run_id}.json").write_bytes(fixture.read_bytes().splitlines()[-1])
     (tmp_path / "clock").write_text("2026-12-28T09:00:00Z")
     for name in ("RATCHET_HOME", "RATCHET_CRASH_AT", "RATCHET_CRASH_COUNT"):
         monkeypatch.delenv(name, raising=False)
@@ -55,7 +61,7 @@ def test_only_runs_that_ended_before_the_age_are_archived_and_a_dry_run_moves_no
     assert dry.exit_code == 0, dry.output
     assert [line.split(":")[0] for line in dry.stdout.splitlines()] == ENDED_BEFORE_CUTOFF
     assert "renewal-acme: would archive (finished in 'sent', 12 records)" in dry.stdout
-    assert dry.stderr == ("would archive 7 runs; left in runs/: 4 not ended, 6 ended since "
+    assert dry.stderr == ("would archive 7 runs; left in runs/: 4 not ended, 7 ended since "
                           "2026-11-28 09:00Z, 0 not archivable\n")
     assert names(home / "runs", ".jsonl") == every and not (home / "archive").exists()
 
@@ -97,10 +103,10 @@ def test_tail_verify_and_status_read_archived_runs(home: Path) -> None:
 
     checked = cli(home, "verify", "--all")
     assert checked.exit_code == 0
-    assert "renewal-acme (archived): ok (12 records)" in checked.stdout
+    assert "renewal-acme (archived): ok (12 records; unsealed)" in checked.stdout  # written before sealing
     assert "renewal-soylent: ok (" in checked.stdout
     assert "(archived)" not in cli(home, "verify").stdout  # without --all: the runs only
-    assert cli(home, "verify", "inv-1001").stdout == "inv-1001 (archived): ok (14 records)\n"
+    assert cli(home, "verify", "inv-1001").stdout == "inv-1001 (archived): ok (14 records; unsealed)\n"
 
 
 def test_an_archived_id_starts_no_new_run(home: Path) -> None:

@@ -64,16 +64,16 @@ def test_run_approve_supervise_status_tail_verify_export_archive(env: dict[str, 
     assert Path(inbox_file).parent == Path(env["RATCHET_HOME"]) / "inbox"  # the inbox stays a folder
     ok(env, "supervise", "--once")
     assert (status(env, "r1")["state"], status(env, "r1")["status"]) == ("sent", "finished")
-    assert "r1: ok (11 records)" in ok(env, "verify")
+    assert "r1: ok (13 records; sealed through line 12)" in ok(env, "verify")
     timeline = ok(env, "tail", "r1").splitlines()
-    assert len(timeline) == 11 and "run_finished" in timeline[-1]
+    assert len(timeline) == 13 and "run_finished" in timeline[-2] and "sealed" in timeline[-1]
     exported = tmp_path / "r1.jsonl"
     exported.write_bytes(subprocess.run([RATCHET, "export", "r1"], env=env, cwd=ROOT, capture_output=True,
                                         timeout=60, check=True).stdout)
     lines = exported.read_bytes().splitlines()
     assert ok(env, "tail", "r1", "--json").encode().splitlines() == lines  # tail --json: the same bytes
-    assert f"{exported}: ok (11 records)" in ok(env, "verify", str(exported))
-    assert f"{exported}: ok (11 records)" in ok(env, "verify", str(exported), RATCHET_STORE="file:")
+    assert f"{exported}: ok (13 records)" in ok(env, "verify", str(exported))
+    assert f"{exported}: ok (13 records)" in ok(env, "verify", str(exported), RATCHET_STORE="file:")
     for n in range(1, len(lines)):  # FORMAT.md's recipe: sed -n Np F | tr -d '\n' | sha256sum
         link = subprocess.run(f"sed -n {n}p {exported} | tr -d '\\n' | sha256sum | cut -d' ' -f1", shell=True,
                               capture_output=True, text=True, check=True).stdout.strip()
@@ -83,7 +83,7 @@ def test_run_approve_supervise_status_tail_verify_export_archive(env: dict[str, 
     set_clock(env, "2026-12-30T09:41:00Z")
     assert "archived 1 runs" in ratchet(env, "archive", "--finished-before", "7d").stderr
     assert json.loads(ok(env, "status", "--json") or "[]") == []
-    assert "r1 (archived): ok (11 records)" in ok(env, "verify", "--all")
+    assert "r1 (archived): ok (13 records; sealed through line 12)" in ok(env, "verify", "--all")
     archived = subprocess.run([RATCHET, "export", "r1"], env=env, cwd=ROOT, capture_output=True, timeout=60)
     assert archived.returncode == 0 and archived.stdout == exported.read_bytes()
     refused = ratchet(env, "approve", "r1", "--by", "alice")
@@ -110,7 +110,7 @@ def test_start_send_reject_cancel_and_tail_follow(env: dict[str, str]) -> None:
             follower.kill()
             follower.communicate(timeout=10)
     assert follower.returncode == 0, err
-    assert "run_finished" in out.splitlines()[-1] and "trigger_received" in out
+    assert "run_finished" in out.splitlines()[-2] and "sealed" in out.splitlines()[-1] and "trigger_received" in out
     assert (status(env, "r2")["state"], status(env, "r2")["status"]) == ("rejected", "finished")
     assert status(env, "r3")["status"] == "cancelled"
     assert no_journal_files(env)

@@ -18,11 +18,24 @@ import pytest
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
 # A fixed set (the counts below depend on it), not every fixture: later fixtures join the folder.
-SIXTEEN = ("invoice_declined invoice_nothing_due invoice_paid_after_a_retry invoice_retry_due onboarding_escalated "
-           "onboarding_no_reply_closed onboarding_reply_after_a_reminder onboarding_retried_then_declined "
-           "renewal_approved renewal_cancelled_mid_send renewal_crashes_resumed renewal_cut_off_mid_draft "
-           "renewal_revised_then_rejected renewal_timeout_aborted renewal_upgraded_then_cancelled "
-           "renewal_waiting_for_approval").split()
+SIXTEEN = [
+    "invoice_declined",
+    "invoice_nothing_due",
+    "invoice_paid_after_a_retry",
+    "invoice_retry_due",
+    "onboarding_escalated",
+    "onboarding_no_reply_closed",
+    "onboarding_reply_after_a_reminder",
+    "onboarding_retried_then_declined",
+    "renewal_approved",
+    "renewal_cancelled_mid_send",
+    "renewal_crashes_resumed",
+    "renewal_cut_off_mid_draft",
+    "renewal_revised_then_rejected",
+    "renewal_timeout_aborted",
+    "renewal_upgraded_then_cancelled",
+    "renewal_waiting_for_approval",
+]
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_run_prints_each_record_and_a_summary(env):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert [line.split()[3] for line in lines[:-1]] == [
-        "run_started", "step_started", "step_succeeded", "transition", "waiting"]
+        "run_started", "step_started", "step_succeeded", "transition", "waiting", "sealed"]
     assert '"seats":40' in lines[0]  # JSON values are parsed
     assert lines[-1] == ("run r1: waiting in 'review' for approve|revise|reject from alice, bob "
                          "until 2026-11-29 09:41:00Z")

@@ -68,7 +68,9 @@ class Demo:
         return [json.loads(line) for line in path.read_text().splitlines()]
 
     def journal(self, run_id: str) -> list[dict]:
-        return [json.loads(line) for line in (self.home / "runs" / f"{run_id}.jsonl").read_text().splitlines()]
+        """The run's records as dicts, without its seals (what the run did)."""
+        lines = (self.home / "runs" / f"{run_id}.jsonl").read_text().splitlines()
+        return [r for r in map(json.loads, lines) if r["type"] != "sealed"]
 
     def assert_verified(self) -> None:
         out = self.ratchet("verify")

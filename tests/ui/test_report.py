@@ -34,7 +34,8 @@ def test_the_page_tells_the_story_with_people_gaps_escalation_and_verification(r
     assert re.search(r"trigger_received\s+review\s+alice\s+approve", " ".join(text.split()))
     assert "approve “price ok for 40 seats”" in text
     assert "+ seats = 40" in text  # what alice's approval changed in the data
-    assert "verified" in text and "hash chain of all 15 records" in text
+    assert "verified" in text and "hash chain of all 19 records" in text
+    assert re.search(r"sealed\s+\d+ seals by the home's key; sealed through line 18", " ".join(text.split()))
     # the path taken: draft -> review -> send -> sent, drawn as taken; rejected never entered
     for state in ("draft", "review", "send", "sent"):
         assert re.search(rf'<g class="state visited[^"]*" data-state="{state}"', page), state
@@ -96,5 +97,5 @@ def test_the_page_opens_in_chromium_with_no_request_but_itself(renewal: Cli, tmp
     taken = page.locator("#diagram svg .state.visited").evaluate_all("nodes => nodes.map(n => n.dataset.state)")
     assert taken == ["draft", "review", "send", "sent"]
     assert page.locator("#diagram svg .state.current").get_attribute("data-state") == "sent"
-    assert page.locator("#verification .badge").inner_text() == "verified"
+    assert page.locator("#verification .badge").all_inner_texts() == ["verified", "sealed"]
     screenshot(page, tmp_path, "report.png")

@@ -21,6 +21,7 @@ from engine.supervise.status import status_rows
 from journal import CompensationStarted
 
 import runner_test_actions as acts
+from journal_builders import story
 
 
 def test_status_keeps_flagging_code_changed_after_the_run_was_upgraded_to_the_new_code(tmp_path):
@@ -127,7 +128,7 @@ def test_an_on_cancel_given_up_after_being_cut_off_three_times_is_reported_to_on
     finally:
         acts.release_hold = orig
     rs = Runner(home, clock=clock).advance("r1")
-    last = home.store.read("r1").records[-1]
+    last = story(home.store.read("r1").records)[-1]
     assert (type(last).__name__, last.error_type) == ("CompensationFinished", "Abandoned")
     assert len(acts.COMPENSATED) == 3 and rs.todo is None
     # The hold may still be in place: like a failed on_cancel, a person must hear of it.

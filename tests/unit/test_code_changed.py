@@ -23,6 +23,8 @@ from engine.run.runner import Runner
 from engine.supervise.message import Message
 from journal.records import record_type
 
+from journal_builders import story
+
 ACTIONS = '''
 NOTIFIED = []
 
@@ -118,7 +120,7 @@ def to_review(home: Home, clock: FakeClock, code: Code) -> str:
 
 
 def types(home: Home, run_id: str) -> list[str]:
-    return [record_type(r) for r in home.store.read(run_id).records]
+    return [record_type(r) for r in story(home.store.read(run_id).records)]
 
 
 def approve(**data) -> Message:
@@ -140,7 +142,7 @@ def test_an_action_renamed_under_a_waiting_run_escalates_code_changed_and_keeps_
     assert (rs.status, rs.state, rs.escalation.reason) == ("escalated", "send", "code changed")
     assert f"{code.module}:send: module '{code.module}' has no 'send'" in rs.escalation.detail
     assert "did you mean 'send_mail'" in rs.escalation.detail and "resolve with retry" in rs.escalation.detail
-    failed = home.store.read("r1").records[-2]
+    failed = story(home.store.read("r1").records)[-2]
     assert (record_type(failed), failed.error_type, failed.retryable) == ("step_failed", "ImportPathError", False)
     assert types(home, "r1")[-5:] == ["trigger_received", "transition", "step_started", "step_failed", "escalated"]
     assert ticket(home)["reason"] == "code changed"

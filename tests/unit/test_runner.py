@@ -17,6 +17,7 @@ from journal.records import record_type
 
 import runner_test_actions as acts
 from damage import lines_of, write_lines
+from journal_builders import story
 
 DAY = 86400
 
@@ -57,7 +58,7 @@ def machine(tmp_path: Path) -> Path:
 
 
 def records(runner: Runner, run_id: str) -> list:
-    return runner.home.store.read(run_id).records
+    return story(runner.home.store.read(run_id).records)
 
 
 def types(runner: Runner, run_id: str) -> list[str]:
@@ -375,8 +376,8 @@ def test_a_wait_cut_off_before_its_waiting_record_keeps_its_original_deadline(ru
     rid = to_review(runner, machine)
     path = runner.home.store.path(rid)
     lines = lines_of(path)
-    assert b'"type":"waiting"' in lines[-1]
-    write_lines(path, lines[:-1])  # the crash came after the transition into `review`
+    assert b'"type":"waiting"' in lines[-2] and b'"type":"sealed"' in lines[-1]
+    write_lines(path, lines[:-2])  # the crash came after the transition into `review`
     clock.advance(2 * DAY + 1)  # past the deadline counted from entering `review`
     rs = runner.advance(rid)
     assert rs.status == "escalated" and rs.escalation.reason == "timeout"

@@ -20,6 +20,7 @@ from journal import StepStarted
 from journal.records import record_type
 
 import runner_test_actions as acts
+from journal_builders import story
 
 MACHINE = """
 name: shop
@@ -55,7 +56,7 @@ def draining_at_step_start(home: Home) -> Runner:
 
 
 def types(home: Home, run_id: str) -> list[str]:
-    return [record_type(r) for r in home.store.read(run_id).records]
+    return [record_type(r) for r in story(home.store.read(run_id).records)]
 
 
 def test_the_step_in_hand_finishes_and_the_batch_ends_at_its_transition(home, machine):

@@ -16,6 +16,7 @@ from journal import StepFailed
 from journal.records import record_type
 
 import runner_test_actions as acts
+from journal_builders import story
 
 ACTIONS = '''
 def charge(ctx):
@@ -81,7 +82,7 @@ def test_a_guard_on_the_error_transition_that_raises_escalates_and_keeps_the_fai
     rs = runner.launch(path, {}, run_id="r1")
     assert (rs.status, rs.escalation.reason) == ("escalated", "condition failed")
     assert "a condition of 'error' from 'charge' raised KeyError" in rs.escalation.detail
-    kinds = [record_type(r) for r in runner.home.store.read("r1").records]
+    kinds = [record_type(r) for r in story(runner.home.store.read("r1").records)]
     assert kinds[-3:] == ["step_started", "step_failed", "escalated"]
     assert failure(runner).error == "card declined"
     assert runner.advance("r1").escalation.reason == "condition failed"  # not "unknown outcome"

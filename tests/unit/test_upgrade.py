@@ -26,6 +26,7 @@ from journal.records import record_type
 
 import runner_test_actions as acts
 from damage import lines_of, write_lines
+from journal_builders import story
 
 V1 = """
 name: review_flow
@@ -77,7 +78,7 @@ def upgrade_to(machine: Machine, run_id: str = "r1", by: str = "ops", **changes)
 
 
 def types(runner: Runner, run_id: str = "r1") -> list[str]:
-    return [record_type(r) for r in runner.home.store.read(run_id).records]
+    return [record_type(r) for r in story(runner.home.store.read(run_id).records)]
 
 
 def waiting_run(runner: Runner, tmp_path: Path) -> None:
@@ -98,7 +99,7 @@ def test_a_waiting_run_moves_to_v2_and_goes_on_under_it(runner, tmp_path, clock,
     assert (rs.status, rs.version, rs.definition_hash) == ("waiting", 2, v2.hash)
     # The wait is opened again under v2: carol may approve, 3 days from when review was entered.
     assert rs.approvers == ["alice", "carol"] and rs.deadline.isoformat() == "2026-11-30T09:00:00+00:00"
-    upgraded = runner.home.store.read("r1").records[-2]
+    upgraded = story(runner.home.store.read("r1").records)[-2]
     assert isinstance(upgraded, Upgraded)
     assert (upgraded.by, upgraded.version, upgraded.from_hash, upgraded.source_file, upgraded.comment) == (
         "ops", 2, load_file(tmp_path / "v1.yaml").hash, "u1.json", "carol covers for bob")
@@ -169,7 +170,7 @@ def test_every_reason_is_given_at_once_and_only_a_refusal_is_journaled(runner, t
     before = types(runner)
     d = runner.deliver("r1", upgrade_to(bad), source_file="u1.json")
     assert not d.accepted and d.reason == "; ".join(reasons)
-    refused = runner.home.store.read("r1").records[-1]
+    refused = story(runner.home.store.read("r1").records)[-1]
     assert isinstance(refused, TriggerRefused) and (refused.trigger, refused.source_file) == ("upgrade", "u1.json")
     assert types(runner) == [*before, "trigger_refused"]
     assert runner.read("r1").version == 1
