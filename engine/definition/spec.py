@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from engine.definition.durations import parse_duration
+from engine.definition.spawn_spec import SpawnSpec
 from journal import hash_definition
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -27,7 +28,7 @@ OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
 # Optional fields of machines and states added after definitions were first pinned: the
 # canonical form omits them while unset (MachineSpec.canonical).
-ADDED_LATER = ("on_cancel",)
+ADDED_LATER = ("on_cancel", "spawn")
 
 
 def _check_name(value: Any) -> Any:
@@ -109,6 +110,7 @@ class StateSpec(_Strict):
     on_escalate: ImportPath | None = None
     non_retryable: list[str] = []
     on_cancel: ImportPath | None = None  # compensation when a run is cancelled here (else the machine's)
+    spawn: SpawnSpec | None = None  # a spawning state: child runs, joined (engine.definition.spawn_spec)
 
     @property
     def kind(self) -> Literal["task", "waiting", "final"]:

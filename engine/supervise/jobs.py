@@ -23,6 +23,7 @@ class Job:
     message: Message | None = None
     source_file: str | None = None
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
+    children: tuple[str, ...] | None = None  # for a parent's advance: children seen ended (engine.supervise.children)
 
 
 @dataclass(frozen=True)

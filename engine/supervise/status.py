@@ -64,6 +64,9 @@ class StatusRow:
     code_changed: list[str] = field(default_factory=list)  # modules changed since the run started
     archived: bool = False  # read from the archive (`ratchet archive`), not from the runs
     owes: str | None = None  # an ended run's work still owed ("on_cancel"): it, too, can be held or stalled
+    parent: str | None = None  # the run that spawned this one (fan-out)
+    children: str | None = None  # a parent waiting for its children: "2/5 finished, 3 live"
+    children_escalated: list[str] = field(default_factory=list)  # its live children escalated now: "id: reason"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,6 +91,8 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
         outcome=state.outcome,
         updated=state.updated,
         records=state.last_seq,
+        parent=state.parent,
+        children=state.brood.summary() if state.brood is not None and state.brood.state == state.state else None,
     )
 
 
@@ -97,6 +102,7 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
     now = now or clock_from_env().now()
     code = CodeCheck()
     rows: list[StatusRow] = []
+    parents: list[tuple[StatusRow, list[str]]] = []
     for run_id in run_ids if run_ids is not None else home.store.run_ids():
         try:
             chunk = home.store.read(run_id)
@@ -122,7 +128,26 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
         if state.code and not state.ended:  # the fingerprints of the definition in force (an upgrade's)
             row.code_changed = code.changed(state.code, Path(state.source).parent if state.source else None)
         rows.append(row)
+        if row.children is not None and state.brood is not None:
+            parents.append((row, state.brood.live))
+    _escalated_children(home, parents, {row.run_id: row for row in rows})
     return rows
+
+
+def _escalated_children(home: Home, parents: list[tuple[StatusRow, list[str]]],
+                        listed: dict[str, StatusRow]) -> None:
+    """Name, on each parent's row, its live children that are escalated (a child not in
+    this listing is read from its journal)."""
+    for row, live in parents:
+        for child in live:
+            seen = listed.get(child)
+            if seen is None:
+                try:
+                    seen = row_of(child, fold(home.store.read(child).records))
+                except Exception:  # not created yet, or damaged: its own row says so
+                    continue
+            if seen.status == RunStatus.ESCALATED:
+                row.children_escalated.append(f"{child}: {seen.escalation}")
 
 
 def _moved_on(home: Home, run_id: str, cursor: Cursor) -> bool:
