@@ -314,7 +314,8 @@ def _check_spawn_machines(raw: Any, base_dir: Path | None, path: Path | None) ->
                     _spawn_loading.discard(key)
             except DefinitionError as exc:
                 errors = [p for p in exc.problems if p.severity == "error"]
-                detail = f"{errors[0]}" if errors else "it does not load"
+                # Not found: its message says so; found but invalid: where in that file.
+                detail = (errors[0].message if errors[0].line is None else str(errors[0])) if errors else "invalid"
                 more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
                 findings.append((loc, f"spawn machine '{ref}': {detail}{more}; "
                                       "name a machine file beside this one, or a path relative to it", "error"))

@@ -55,6 +55,13 @@ class SpawnSpec(_Strict):
     join: Literal["all", "any"] | Quorum = "all"
     let_finish: bool = False
 
+    @field_validator("join", mode="before")
+    @classmethod
+    def _join(cls, value: Any) -> Any:
+        if value in ("all", "any") or isinstance(value, (dict, Quorum)):
+            return value
+        raise ValueError(f"invalid join {value!r}: write all, any or {{quorum: N}}")
+
     @field_validator("machine")
     @classmethod
     def _machine(cls, value: str | None) -> str | None:
