@@ -220,3 +220,22 @@ def test_a_second_visit_spawns_children_of_its_own(home: Home, runner: Runner, m
     clock.advance(86400 + 1)
     rs = runner.advance("p")
     assert rs.state == "fan" and list(rs.brood.started) == ["p.fan-2.0"] and rs.unwanted == ["p.fan.0"]
+
+
+def test_an_escalated_child_is_shown_on_its_parents_row_and_the_parent_keeps_waiting(
+        home: Home, runner: Runner, machines: Path, clock: FakeClock):
+    from engine.supervise.status import status_rows
+
+    (machines / "stuck.yaml").write_text(CHILD.replace("name: child", "name: stuck").replace(
+        "  - {trigger: timeout, source: work, dest: done}\n", "").replace("work: {timeout: 1d}", "work: {timeout: 1h}"))
+    launch(runner, parent_machine(machines, "{machine: stuck, for_each: items}"), items=[1, 2])
+    runner.advance("p.fan.0")
+    runner.advance("p.fan.1")
+    clock.advance(3601)
+    assert runner.advance("p.fan.1").status == "escalated"  # its wait expired, no `timeout` transition
+    rows = {row.run_id: row for row in status_rows(home)}
+    assert rows["p"].status == "waiting" and rows["p"].children == "0/2 finished, 2 live"
+    assert rows["p"].children_escalated == ["p.fan.1: timeout"]
+    assert rows["p.fan.1"].parent == "p"
+    assert status_rows(home, ["p"])[0].children_escalated == ["p.fan.1: timeout"]  # read from its journal
+    assert runner.advance("p").state == "fan"  # an escalation is not an end
