@@ -239,3 +239,16 @@ def test_an_escalated_child_is_shown_on_its_parents_row_and_the_parent_keeps_wai
     assert rows["p.fan.1"].parent == "p"
     assert status_rows(home, ["p"])[0].children_escalated == ["p.fan.1: timeout"]  # read from its journal
     assert runner.advance("p").state == "fan"  # an escalation is not an end
+
+
+def test_a_parent_waiting_for_children_cannot_be_upgraded_to_a_state_that_spawns_none(
+        runner: Runner, machines: Path, clock: FakeClock):
+    from engine.definition.loader import load_file
+    from engine.run.upgrade import incompatibilities
+
+    launch(runner, parent_machine(machines, "{machine: child, for_each: items}"), items=[1])
+    plain = machines / "plain.yaml"
+    plain.write_text(PARENT.replace("    spawn: {SPAWN}\n", "").replace("version: 1", "version: 2")
+                     .replace("{trigger: joined", "{trigger: approve").replace("{trigger: failed", "{trigger: reject"))
+    reasons = incompatibilities(runner.read("p"), load_file(plain), clock.now())
+    assert "state 'fan', where the run is, does not spawn children in v2 but does in v1" in reasons
