@@ -122,3 +122,27 @@ def test_status_tree_graph_and_tail_show_the_family(fan_env: Env):
     env.wait_status("fan", "finished", "joined")
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(20)
+
+
+@pytest.mark.slow
+def test_cancelling_the_parent_cancels_its_live_children(fan_env: Env):
+    env = fan_env
+    gates = [env.dir / f"gate{i}" for i in range(3)]
+    env.start("fan", machine="fanout_all", items=[{"gate": str(g)} for g in gates])
+    gates[2].touch()  # one child ends; two stay blocked mid-step
+    supervisor = env.supervise("--workers", "3")
+    wait_for(lambda: sum(r["type"] == "child_finished" for r in env.records("fan")) == 1
+             and all(env.started_marker(f"fan.fan.{i}").exists() for i in (0, 1)),
+             what="one child ended, two mid-step")
+    assert env.cli("cancel", "fan", "--by", "ops", "--reason", "deal lost").returncode == 0
+    env.wait_status("fan", "cancelled")
+    for child in ("fan.fan.0", "fan.fan.1"):  # their workers killed, their steps cut off
+        env.wait_status(child, "cancelled")
+        cancelled = next(r for r in env.records(child) if r["type"] == "cancelled")
+        assert cancelled["by"] == "ratchet" and cancelled["reason"] == "its parent fan was cancelled"
+        assert cancelled["cut_step"]["state"] == "prepare"
+    assert env.row("fan.fan.2").status == "finished"  # ended before: left as it is
+    effects = Counter(e["key"] for e in env.ledger_lines() if e["effect"])
+    assert all(count == 1 for count in effects.values()) and len(effects) == 3
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(20)
