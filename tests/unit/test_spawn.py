@@ -252,3 +252,14 @@ def test_a_parent_waiting_for_children_cannot_be_upgraded_to_a_state_that_spawns
                      .replace("{trigger: joined", "{trigger: approve").replace("{trigger: failed", "{trigger: reject"))
     reasons = incompatibilities(runner.read("p"), load_file(plain), clock.now())
     assert "state 'fan', where the run is, does not spawn children in v2 but does in v1" in reasons
+
+
+def test_graph_draws_the_fork_one_box_per_branch_and_the_join_the_join_triggers_leave(machines: Path):
+    from engine.definition.loader import load_file
+    from engine.definition.mermaid import to_mermaid
+
+    text = to_mermaid(load_file(parent_machine(machines, "{branches: {legal: child, finance: child}, join: any}")).spec)
+    for line in ("state fan__fork <<fork>>", "state fan__join <<join>>", "fan --> fan__fork: spawn",
+                 "fan__fork --> fan__legal", "fan__finance --> fan__join", "fan__join --> joined_ok: joined",
+                 "fan__join --> join_failed: failed", "fan --> too_late: timeout", "fan: spawns children, join any"):
+        assert f"    {line}" in text.splitlines(), line
