@@ -261,5 +261,6 @@ def test_graph_draws_the_fork_one_box_per_branch_and_the_join_the_join_triggers_
     text = to_mermaid(load_file(parent_machine(machines, "{branches: {legal: child, finance: child}, join: any}")).spec)
     for line in ("state fan__fork <<fork>>", "state fan__join <<join>>", "fan --> fan__fork: spawn",
                  "fan__fork --> fan__legal", "fan__finance --> fan__join", "fan__join --> joined_ok: joined",
-                 "fan__join --> join_failed: failed", "fan --> too_late: timeout", "fan: spawns children, join any"):
+                 "fan__join --> join_failed: failed", "fan --> too_late: timeout",
+                 "fan: spawns children, join any, timeout 1d"):
         assert f"    {line}" in text.splitlines(), line
