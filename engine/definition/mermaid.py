@@ -80,6 +80,8 @@ def _describe(state: StateSpec) -> str:
         parts.append(f"join {state.spawn.join_label()}")
         if state.spawn.let_finish:
             parts.append("lets them finish")
+        if state.spawn.escalated_children == "fail":
+            parts.append("an escalated child fails it")
     if state.kind == "waiting":
         if state.approvers:
             parts.append("approvers " + " ".join(state.approvers))

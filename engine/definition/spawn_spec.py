@@ -8,6 +8,7 @@
         max_parallel: 5            # at most this many children live at once (default: all)
         join: all                  # all | any | {quorum: N}
         let_finish: false          # leaving the state early: cancel live children (default) or not
+        escalated_children: wait   # wait: a person may still resolve them | fail: count them as failed
       timeout: 2d                  # fires `timeout`, as in any waiting state
 
 Each object is checked here (fields, their shapes, one of for_each / branches); checks
@@ -54,6 +55,7 @@ class SpawnSpec(_Strict):
     max_parallel: int | None = Field(None, ge=1)
     join: Literal["all", "any"] | Quorum = "all"
     let_finish: bool = False
+    escalated_children: Literal["wait", "fail"] = "wait"
 
     @field_validator("join", mode="before")
     @classmethod

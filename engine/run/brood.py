@@ -18,9 +18,9 @@ class Brood:
     visit: int
     total: int  # children the spawn makes in all
     started: dict[str, str] = field(default_factory=dict)  # child id -> key (index or branch), start order
-    ended: dict[str, str] = field(default_factory=dict)  # child id -> "finished" | "cancelled"
+    ended: dict[str, str] = field(default_factory=dict)  # child id -> "finished" | "cancelled" | "escalated"
     finished: int = 0
-    cancelled: int = 0
+    cancelled: int = 0  # children that ended otherwise: cancelled, or escalated (`escalated_children: fail`)
 
     @property
     def live(self) -> list[str]:
@@ -39,10 +39,10 @@ class Brood:
         return True
 
     def summary(self) -> str:
-        """`3/5 finished, 1 cancelled, 1 live` — what status and the timeline say of it."""
+        """`3/5 finished, 1 failed, 1 live` — what status and the timeline say of it."""
         parts = [f"{self.finished}/{self.total} finished"]
         if self.cancelled:
-            parts.append(f"{self.cancelled} cancelled")
+            parts.append(f"{self.cancelled} failed")
         live = len(self.started) - len(self.ended)
         if live:
             parts.append(f"{live} live")

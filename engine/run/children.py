@@ -69,13 +69,15 @@ def ends(store: Store, parent: RunState, hints: Iterable[str] | None) -> list[Ch
     if hints is not None:
         wanted = set(hints)
         live = [child for child in live if child in wanted]
+    spawn = parent.definition["states"].get(parent.state, {}).get("spawn") or {}
+    escalation_ends = spawn.get("escalated_children") == "fail"
     found = []
     for child in live:
         try:
             rs = fold(store.read(child).records)
         except JournalError:
             continue  # not created yet (a crash before it), or damaged: `verify` says which
-        if rs.ended:
+        if rs.ended or (escalation_ends and rs.status == RunStatus.ESCALATED):
             found.append(ChildFinished(state=parent.state, child=child, key=brood.started[child],
                                        status=str(rs.status), outcome=rs.outcome, data=dict(rs.data)))
     return found

@@ -33,6 +33,17 @@ def _waiting_parent(state: RunState) -> bool:
     return brood is not None and brood.state == state.state and state.status == RunStatus.WAITING
 
 
+def _ends(parent: RunState, child: RunState) -> bool:
+    """Does the parent count `child` as ended? (An escalated child, only if its spawn says
+    `escalated_children: fail`.)"""
+    if child.ended:
+        return True
+    if child.status != RunStatus.ESCALATED:
+        return False
+    spawn = parent.definition["states"].get(parent.state, {}).get("spawn") or {}
+    return bool(spawn.get("escalated_children") == "fail")
+
+
 class Family:
     """Which parents must look at which ended children, and which cancels were written."""
 
@@ -47,10 +58,11 @@ class Family:
         """The parents to advance now that `run_id` (now `state`) changed; writes the cancels
         its journal asks for."""
         ready: list[str] = []
-        if state.parent is not None and state.ended:
+        if state.parent is not None and (state.ended or state.status == RunStatus.ESCALATED):
             parent = self.runs.get(state.parent)
             brood = parent.state.brood if parent is not None and not parent.broken else None
-            if parent is not None and brood is not None and run_id in brood.started and run_id not in brood.ended:
+            if (parent is not None and brood is not None and run_id in brood.started and run_id not in brood.ended
+                    and _ends(parent.state, state)):
                 self._ended.setdefault(state.parent, {})[run_id] = None
                 if _waiting_parent(parent.state) and self._asked_at.get(state.parent) != parent.state.last_seq:
                     ready.append(state.parent)
@@ -89,7 +101,7 @@ class Family:
                 del ended[child]
         for child in brood.live:
             tracked = self.runs.get(child) or self.runs.refresh(child)  # just created: fold it now
-            if tracked is not None and not tracked.broken and tracked.state.ended:
+            if tracked is not None and not tracked.broken and _ends(parent, tracked.state):
                 ended[child] = None
         if not ended:
             return False

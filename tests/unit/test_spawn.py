@@ -264,3 +264,18 @@ def test_graph_draws_the_fork_one_box_per_branch_and_the_join_the_join_triggers_
                  "fan__join --> join_failed: failed", "fan --> too_late: timeout",
                  "fan: spawns children, join any, timeout 1d"):
         assert f"    {line}" in text.splitlines(), line
+
+
+def test_with_escalated_children_fail_an_escalated_child_fails_the_join(runner: Runner, machines: Path,
+                                                                        clock: FakeClock):
+    (machines / "stuck.yaml").write_text(CHILD.replace("name: child", "name: stuck").replace(
+        "  - {trigger: timeout, source: work, dest: done}\n", "").replace("work: {timeout: 1d}", "work: {timeout: 1h}"))
+    launch(runner, parent_machine(machines, "{machine: stuck, for_each: items, escalated_children: fail}"),
+           items=[1, 2])
+    runner.advance("p.fan.0")
+    runner.advance("p.fan.1")
+    clock.advance(3601)
+    assert runner.advance("p.fan.1").status == "escalated"
+    rs = runner.advance("p")
+    assert rs.state == "join_failed" and rs.unwanted == ["p.fan.0"]
+    assert rs.data["fan"]["1"]["status"] == "escalated"
