@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,47 @@ def test_cancelling_the_parent_cancels_its_live_children(fan_env: Env):
     assert all(count == 1 for count in effects.values()) and len(effects) == 3
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(20)
+
+
+STUCK = """
+name: stuck_child
+version: 1
+initial: wait_for_data
+states:
+  wait_for_data: {timeout: 1h}
+  done: {final: true}
+transitions:
+  - {trigger: data, source: wait_for_data, dest: done}
+"""
+
+
+def test_escalated_children_fail_makes_the_supervisor_fail_the_join(fan_env: Env, machine_dir: Path):
+    env = fan_env
+    (machine_dir / "stuck_child.yaml").write_text(STUCK)
+    (machine_dir / "fanout_escfail.yaml").write_text(
+        PARENT.replace("NAME", "escfail").replace("machine: gated_child", "machine: stuck_child")
+        .replace("join: JOIN", "join: all, escalated_children: fail"))
+    env.start("fan", machine="fanout_escfail", items=[1, 2])
+    supervisor = env.supervise()
+    env.wait_status("fan.fan.1", "waiting")
+    env.send("fan.fan.0", "data")  # one child ends well; the other's wait will expire
+    env.wait_status("fan.fan.0", "finished")
+    env.clock.set(env.clock.now() + timedelta(hours=2))
+    env.wait_status("fan", "finished", "failed", timeout=30)
+    ends = {r["child"]: r["status"] for r in env.records("fan") if r["type"] == "child_finished"}
+    assert ends == {"fan.fan.0": "finished", "fan.fan.1": "escalated"}
+    assert env.row("fan.fan.1").status == "escalated"  # still the person's to resolve
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(20)
+
+
+def test_validate_reports_spawn_mistakes_each_on_its_line(env: Env):
+    broken = Path(__file__).resolve().parents[1] / "unit" / "definitions" / "broken"
+    result = env.cli("validate", str(broken / "spawn_mistakes.yaml"), str(broken / "spawn_unknown_machine.yaml"))
+    assert result.returncode == 1
+    errors = [line for line in result.stdout.decode().splitlines() + result.stderr.decode().splitlines()
+              if ": warning: " not in line and line.strip()]
+    assert f"{broken / 'spawn_mistakes.yaml'}:19: states.badjoin.spawn.join: invalid join 'most': write all, any or " \
+           "{quorum: N}" in errors
+    assert any(line.startswith(f"{broken / 'spawn_unknown_machine.yaml'}:12: states.fan.spawn.machine: spawn machine "
+                               "'clause_reveiw': no machine named") for line in errors)
