@@ -15,6 +15,8 @@ call changed the outside world. So "called twice" (two lines) is told apart from
   idempotency key like a real API (Stripe-style): a repeated key returns the first
   result and has no second effect.
 - Non-idempotent services (`send_email`, `charge`) do not dedupe: every call is an effect.
+- `review_clause` (an AI model reviewing a contract clause) dedupes by key too, and is
+  flaky with $RATCHET_FLAKY_REVIEWS=N: the first N calls per key fail, retryable.
 - `charge` is flaky by configuration: with $RATCHET_FLAKY_FAILURES=N, the first N calls
   for each idempotency key raise BillingUnavailable (retryable) before any effect.
   A card named "declined" raises CardDeclined (not retryable), also without effect.
@@ -37,11 +39,16 @@ from pathlib import Path
 
 LEDGER_ENV = "RATCHET_LEDGER"
 FLAKY_ENV = "RATCHET_FLAKY_FAILURES"
+FLAKY_REVIEW_ENV = "RATCHET_FLAKY_REVIEWS"
 SLOW_CHARGE_ENV = "RATCHET_SLOW_CHARGE_S"
 
 
 class BillingUnavailable(Exception):
     """The billing API is down or timed out: nothing was charged; try again later."""
+
+
+class ReviewToolUnavailable(Exception):
+    """The clause-review model timed out or was rate-limited: nothing was reviewed; try again."""
 
 
 class CardDeclined(Exception):
@@ -140,6 +147,34 @@ def charge(run_id: str, key: str, *, customer: str, amount_cents: int, card: str
                                            "customer": customer, "amount_cents": amount_cents}}
 
     entry = _call("billing.charge", run_id, key, decide)
+    if "raise" in outcome:
+        raise outcome["raise"]
+    return entry["result"]
+
+
+RISKY_WORDS = ("unlimited", "indemnify", "perpetual", "exclusive", "penalty")
+
+
+def review_clause(run_id: str, key: str, *, clause: str) -> dict:
+    """An AI model's review of one contract clause (idempotent per key, like an API that
+    caches by request id): {"verdict": "acceptable"|"flagged", "risks": [...]}.
+
+    Flaky: with $RATCHET_FLAKY_REVIEWS=N the first N calls for each key raise
+    ReviewToolUnavailable (retryable) before any effect."""
+    failures = int(os.environ.get(FLAKY_REVIEW_ENV, "0"))
+    risks = [word for word in RISKY_WORDS if word in clause.lower()]
+    outcome: dict = {}
+
+    def decide(earlier: list[dict]) -> dict:
+        first = next((e for e in earlier if e.get("effect")), None)
+        if first is not None:
+            return {"effect": False, "result": first["result"]}
+        if len(earlier) < failures:
+            outcome["raise"] = ReviewToolUnavailable(f"review model unavailable (call {len(earlier) + 1})")
+            return {"effect": False, "error": "ReviewToolUnavailable"}
+        return {"effect": True, "result": {"verdict": "flagged" if risks else "acceptable", "risks": risks}}
+
+    entry = _call("clause.review", run_id, key, decide)
     if "raise" in outcome:
         raise outcome["raise"]
     return entry["result"]

@@ -52,6 +52,9 @@ class RunStarted(Record, tag="run_started", kw_only=True):
     # The code the definition names, as it was when the run started: module name ->
     # "sha256:<hex>" of its source file (`ratchet status` flags a module changed since).
     code: dict[str, str] = {}
+    # A child run (fan-out): the run that spawned it and the spawning state there.
+    parent: str | None = None
+    parent_state: str | None = None
 
 
 class StepStarted(Record, tag="step_started", kw_only=True):
@@ -280,6 +283,39 @@ class Sealed(Record, tag="sealed", kw_only=True):
     sig: str
 
 
+class ChildRun(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One child a `spawned` record starts: its id, its key (a for_each index or a branch
+    name), the machine it runs (as the definition names it) and its input."""
+
+    run_id: str
+    key: str
+    machine: str
+    input: dict[str, Any] = {}
+
+
+class Spawned(Record, tag="spawned", kw_only=True):
+    """A spawning state starts `children` (written, and fsync'd, before they are created).
+
+    `total`: how many children the state's spawn makes in all; a `max_parallel` spawn
+    writes one such record each time slots free up, listing the ones started then.
+    """
+
+    state: str
+    children: list[ChildRun]
+    total: int
+
+
+class ChildFinished(Record, tag="child_finished", kw_only=True):
+    """A child run ended (finished or cancelled): journaled once per child in its parent."""
+
+    state: str
+    child: str
+    key: str
+    status: str  # "finished" or "cancelled"
+    outcome: str | None = None
+    data: dict[str, Any] = {}
+
+
 AnyRecord = (
     RunStarted
     | StepStarted
@@ -301,6 +337,8 @@ AnyRecord = (
     | Upgraded
     | TriggerVoted
     | Sealed
+    | Spawned
+    | ChildFinished
 )
 
 # One encoder and one decoder for the whole process: building them is the slow part.

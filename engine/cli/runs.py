@@ -232,7 +232,10 @@ def summary(rs: RunState) -> str:
     if rs.status == RunStatus.WAITING:
         who = f" from {', '.join(rs.approvers)}" if rs.approvers else ""
         until = f" until {when(rs.deadline)}" if rs.deadline else " (no deadline)"
-        return f"{head} waiting in '{rs.state}' for {'|'.join(rs.triggers)}{who}{until}"
+        what = "|".join(rs.triggers)
+        if rs.brood is not None and rs.brood.state == rs.state:
+            what = f"its children ({rs.brood.summary()})" + (f" or {what}" if what else "")
+        return f"{head} waiting in '{rs.state}' for {what}{who}{until}"
     if rs.status == RunStatus.FINISHED:
         return f"{head} finished in '{rs.state}'" + (f" (outcome: {rs.outcome})" if rs.outcome else "")
     if rs.status == RunStatus.ESCALATED:
@@ -253,6 +256,9 @@ def _warn_if_input_ignored(given: dict[str, Any], kept: dict[str, Any], run_id: 
 
 def next_step(rs: RunState) -> str | None:
     """What a person can do next with a run that stopped to wait for one."""
+    if rs.status == RunStatus.WAITING and not rs.triggers:
+        return (f"next: `ratchet supervise` runs its children and joins them; "
+                f"`ratchet status --tree` shows them, `ratchet tail {rs.run_id}` their ends")
     if rs.status == RunStatus.WAITING:
         who = f"; NAME: {'|'.join(rs.approvers)}" if rs.approvers else ""
         return (f"next: ratchet send {rs.run_id} TRIGGER --by NAME (TRIGGER: {'|'.join(rs.triggers)}{who}); "

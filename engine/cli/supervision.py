@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -127,9 +128,10 @@ COLUMNS = ("RUN", "MACHINE", "STATE", "STATUS", "WAITING ON", "DEADLINE", "ATTEM
               help=f"Only runs with this status ({', '.join(STATUS_WORDS)}).")
 @click.option("--machine", "machine_filter", metavar="NAME", help="Only runs of this machine.")
 @click.option("--all", "everything", is_flag=True, help="Also the archived runs (`ratchet archive`).")
+@click.option("--tree", is_flag=True, help="Each run's children (fan-out) indented under it.")
 @click.pass_context
 def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: str | None,
-           status_filter: str | None, machine_filter: str | None, everything: bool) -> None:
+           status_filter: str | None, machine_filter: str | None, everything: bool, tree: bool) -> None:
     """Show runs: state, waiting on whom, deadlines, escalations.
 
     A table by default, one row per run (or only run ID); --json prints one
@@ -151,6 +153,7 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
       ratchet status --status escalated
       ratchet status --machine invoice --state charge
       ratchet status renewal-acme --json | jq '.[0].deadline'
+      ratchet status --tree                  # parents with their child runs
     """
     from engine.home import Home
     from engine.supervise.status import archived_rows, has_status, status_rows
@@ -179,7 +182,10 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
         filtered = state_filter or status_filter or machine_filter
         click.echo("no runs match the filters" if filtered else f"no runs in {home.store.location}", err=True)
         return
-    table = [COLUMNS] + [_cells(r) for r in rows]
+    depth = {r.run_id: 0 for r in rows}
+    if tree:
+        rows, depth = _as_tree(rows)
+    table = [COLUMNS] + [_cells(r, depth.get(r.run_id, 0)) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
@@ -199,17 +205,22 @@ def _say_who_is_verified(root: Path) -> None:
                    err=True)
 
 
-def _cells(row: StatusRow) -> tuple[str, ...]:
+def _cells(row: StatusRow, depth: int = 0) -> tuple[str, ...]:
     waiting = ""
     if row.waiting_on is not None:
         waiting = "|".join(row.waiting_on) + (f" by {','.join(row.approvers)}" if row.approvers else "")
         for trigger, needed in (row.quorum or {}).items():  # "approve 1 of 2 (alice)"
             who = (row.votes or {}).get(trigger, [])
             waiting += f"; {trigger} {len(who)} of {needed}" + (f" ({', '.join(who)})" if who else "")
+    if row.children is not None:
+        waiting = f"children: {row.children}" + (f"; or {waiting}" if waiting else "")
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
+    if row.children_escalated and not escalation:
+        escalation = "child " + "; child ".join(row.children_escalated)
+    run = ("  " * (depth - 1) + "└ " if depth else "") + row.run_id
     deadline = when(row.deadline) if row.deadline else ("forever" if row.status == RunStatus.WAITING else "")
-    return (row.run_id, row.machine, row.state, status_text(row) + (" (archived)" if row.archived else ""),
+    return (run, row.machine, row.state, status_text(row) + (" (archived)" if row.archived else ""),
             waiting, deadline,
             str(row.attempt or ""), escalation if len(escalation) <= 80 else escalation[:79] + "…")
 
@@ -231,3 +242,28 @@ def status_text(row: StatusRow) -> str:
         text = f"retry {row.retry_attempt}{of} at {when(row.deadline) if row.deadline else '?'}"
         text += f" ({late})" if late else ""
     return text + (" [code changed]" if row.code_changed else "")
+
+
+def _as_tree(rows: list[StatusRow]) -> tuple[list[StatusRow], dict[str, int]]:
+    """The rows in tree order (a parent, then its children depth-first, in their natural
+    order: c.2 before c.10) and each row's depth. A child whose parent is not listed is a root."""
+    listed = {row.run_id for row in rows}
+    children: dict[str | None, list[StatusRow]] = {}
+    for row in rows:
+        parent = row.parent if row.parent in listed else None
+        children.setdefault(parent, []).append(row)
+    ordered: list[StatusRow] = []
+    depth: dict[str, int] = {}
+    stack = [(row, 0) for row in reversed(sorted(children.get(None, []), key=_natural))]
+    while stack:
+        row, level = stack.pop()
+        if row.run_id in depth:
+            continue  # a cycle in damaged journals: show each run once
+        ordered.append(row)
+        depth[row.run_id] = level
+        stack.extend((child, level + 1) for child in reversed(sorted(children.get(row.run_id, []), key=_natural)))
+    return ordered, depth
+
+
+def _natural(row: StatusRow) -> list[tuple[int, str]]:
+    return [(0, part) if not part.isdigit() else (1, f"{int(part):012d}") for part in re.split(r"(\d+)", row.run_id)]

@@ -92,7 +92,8 @@ def _note(text: str | None) -> str:
 
 
 _DESCRIBE = {
-    "run_started": lambda r: f"{r.machine} v{r.version}  run {r.run_id}{_by(r.by)}{_data(r.input)}",
+    "run_started": lambda r: (f"{r.machine} v{r.version}  run {r.run_id}{_by(r.by)}"
+                              f"{f'  child of {r.parent} ({r.parent_state})' if r.parent else ''}{_data(r.input)}"),
     "step_started": lambda r: f"{r.state}  attempt {r.attempt}  key {r.idempotency_key}",
     "step_succeeded": lambda r: f"{r.state}  attempt {r.attempt}  → {r.trigger}{_data(r.data)}{_ms(r.duration_ms)}",
     "step_failed": lambda r: (
@@ -104,7 +105,7 @@ _DESCRIBE = {
     "retry_scheduled": lambda r: f"{r.state}  attempt {r.attempt}  due {when(r.due)} (in {r.delay_s:g} s)",
     "transition": lambda r: f"{r.source} → {r.dest}  on {r.trigger}",
     "waiting": lambda r: (
-        f"{r.state}  for {'|'.join(r.triggers)}"
+        f"{r.state}  for {'|'.join(r.triggers) or 'its children'}"
         f"{'  approvers ' + ', '.join(r.approvers) if r.approvers else ''}"
         f"  {'until ' + when(r.deadline) if r.deadline else 'no deadline'}"
     ),
@@ -130,10 +131,19 @@ _DESCRIBE = {
         f"{'failed: ' + _short(f'{r.error_type}: {r.error}') if r.error is not None else 'done'}{_ms(r.duration_ms)}"
     ),
     "sealed": lambda r: f"through #{r.through}  key {r.key}",
+    "spawned": lambda r: f"{r.state}  started {_children(r.children)} ({len(r.children)} of {r.total})",
+    "child_finished": lambda r: (
+        f"{r.state}  {r.child} {r.status}{' → ' + r.outcome if r.outcome else ''}{_data(r.data)}"
+    ),
     "upgraded": lambda r: (
         f"v{r.version} {r.definition_hash[:19]}…  (was {r.from_hash[:19]}…){_who(r)}{_note(r.comment)}"
     ),
 }
+
+
+def _children(children: list[Any]) -> str:
+    shown = ", ".join(child.run_id for child in children[:3])
+    return shown + (f", … {children[-1].run_id}" if len(children) > 3 else "")
 
 
 def _cut(step: Any) -> str:

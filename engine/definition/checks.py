@@ -15,6 +15,7 @@ from collections import deque
 from typing import Any
 
 from engine.definition.durations import format_duration
+from engine.definition.spawn_checks import check_spawns
 from engine.definition.spec import TIMEOUT
 from engine.problem import Severity
 
@@ -41,6 +42,8 @@ def check_graph(raw: Any) -> list[Finding]:
     findings += _unhandled_timeouts(states, edges)
     findings += _endless_waits(states)
     findings += _unknown_quorum_triggers(states, edges)
+    findings += check_spawns(states, lambda trigger, state: any(
+        e.trigger == trigger and e.leaves(state, states) for e in edges))
     return findings
 
 

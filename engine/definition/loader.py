@@ -211,6 +211,7 @@ def _build(source: Source, base_dir: Path | None, path: Path | None,
         findings += [f for f in check_graph(source.raw) if f[0] not in reported]
         if check_imports:
             findings += _check_imports(source.raw, base_dir)
+            findings += _check_spawn_machines(source.raw, base_dir, path)
         problems += [source.problem(*finding) for finding in findings]
     problems.sort(key=lambda p: (p.line or 0))
     if spec is None or any(p.severity == "error" for p in problems):
@@ -268,6 +269,57 @@ def _import_paths(raw: Any) -> Iterator[tuple[Loc, str, _Wanted]]:
                 found.append((loc, path, "callable"))
     yield from ((loc, p, want) for loc, p, want in found
                 if isinstance(p, str) and IMPORT_PATH.match(p))
+
+
+def find_child_machine(ref: str, base_dir: Path | None) -> Path:
+    """The file a spawn's `machine` names: a name looked up beside the spawning machine's
+    file (as ./machines is for the CLI), or a path relative to that folder."""
+    folder = Path(base_dir) if base_dir is not None else Path("machines")
+    if ref.endswith(SUFFIXES) or "/" in ref:
+        return find_machine(folder / ref, folder)
+    return find_machine(ref, folder)
+
+
+_spawn_loading: set[str] = set()  # files being loaded for a spawn check: a machine may spawn itself
+
+
+def _check_spawn_machines(raw: Any, base_dir: Path | None, path: Path | None) -> list[Finding]:
+    """A spawn naming a machine that does not exist, or does not load, is a definition error
+    now, not a failed spawn two days later."""
+    states = raw.get("states") if isinstance(raw, dict) else None
+    if not isinstance(states, dict):
+        return []
+    findings: list[Finding] = []
+    me = str(path.resolve()) if path is not None else None
+    for name, fields in states.items():
+        spawn = fields.get("spawn") if isinstance(fields, dict) else None
+        if not isinstance(spawn, dict):
+            continue
+        refs: list[tuple[Loc, Any]] = [(("states", name, "spawn", "machine"), spawn.get("machine"))]
+        branches = spawn.get("branches")
+        if isinstance(branches, dict):
+            refs += [(("states", name, "spawn", "branches", branch), ref) for branch, ref in branches.items()]
+        for loc, ref in refs:
+            if not isinstance(ref, str) or not ref:
+                continue
+            try:
+                child = find_child_machine(ref, base_dir)
+                key = str(child.resolve())
+                if key == me or key in _spawn_loading:
+                    continue  # the same machine (or one being checked): loaded already
+                _spawn_loading.add(key)
+                try:
+                    load_file(child)
+                finally:
+                    _spawn_loading.discard(key)
+            except DefinitionError as exc:
+                errors = [p for p in exc.problems if p.severity == "error"]
+                # Not found: its message says so; found but invalid: where in that file.
+                detail = (errors[0].message if errors[0].line is None else str(errors[0])) if errors else "invalid"
+                more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+                findings.append((loc, f"spawn machine '{ref}': {detail}{more}; "
+                                      "name a machine file beside this one, or a path relative to it", "error"))
+    return findings
 
 
 # --- Import paths ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ State names match ^[a-z][a-z0-9_]*$, so they are valid Mermaid ids as they are.
 from __future__ import annotations
 
 from engine.definition.durations import format_duration
+from engine.definition.spawn_spec import FAILED, JOINED, SpawnSpec
 from engine.definition.spec import MachineSpec, StateSpec
 
 CURRENT_STYLE = "fill:#ffe082,stroke:#e65100,stroke-width:3px"
@@ -27,10 +28,15 @@ def to_mermaid(spec: MachineSpec, *, current: str | None = None, escalated: bool
         lines.append(f"    {name}: {name}")
         lines.append(f"    {name}: {_describe(state)}")
     lines.append(f"    [*] --> {spec.initial}")
+    for name, state in spec.states.items():
+        if state.spawn is not None:
+            lines.extend(_spawn(name, state.spawn))
     for t in spec.transitions:
         sources = [n for n, s in spec.states.items() if not s.final] if t.source == ["*"] else t.source
         for source in sources:
-            lines.append(f"    {source} --> {t.dest}: {_label(t.trigger, t.conditions, t.unless)}")
+            joins = t.trigger in (JOINED, FAILED) and spec.states[source].spawn is not None
+            start = f"{source}__join" if joins else source  # the join fires them, from its bar
+            lines.append(f"    {start} --> {t.dest}: {_label(t.trigger, t.conditions, t.unless)}")
     for name, state in spec.states.items():
         if state.final:
             lines.append(f"    {name} --> [*]")
@@ -41,11 +47,41 @@ def to_mermaid(spec: MachineSpec, *, current: str | None = None, escalated: bool
     return "\n".join(lines) + "\n"
 
 
+def _spawn(name: str, spawn: SpawnSpec) -> list[str]:
+    """A spawning state forks into its children (a fork bar, one box per branch or one for
+    the for_each) and their join bar, from which `joined` and `failed` leave."""
+    fork, join = f"{name}__fork", f"{name}__join"
+    lines = [f"    state {fork} <<fork>>", f"    state {join} <<join>>", f"    {name} --> {fork}: spawn"]
+    limit = f", at most {spawn.max_parallel} at once" if spawn.max_parallel else ""
+    if spawn.branches is not None:
+        for branch, machine in spawn.branches.items():
+            box = f"{name}__{branch}"
+            lines += [f"    {box}: {branch}", f"    {box}: child run of {_plain(machine)}",
+                      f"    {fork} --> {box}", f"    {box} --> {join}"]
+    else:
+        box = f"{name}__each"
+        lines += [f"    {box}: each of {spawn.for_each}",
+                  f"    {box}: child runs of {_plain(spawn.machine or '')}{limit}",
+                  f"    {fork} --> {box}: for each", f"    {box} --> {join}: join {spawn.join_label()}"]
+    return lines
+
+
+def _plain(text: str) -> str:
+    # A machine path's slashes and dots are fine in a description; a colon is not.
+    return text.replace(":", " ")
+
+
 def _describe(state: StateSpec) -> str:
     # Plain words only: a colon, brace or quote could end Mermaid's description text.
     if state.kind == "final":
         return f"final, {state.outcome}" if state.outcome else "final"
-    parts: list[str] = [state.kind]
+    parts: list[str] = [state.kind if state.spawn is None else "spawns children"]
+    if state.spawn is not None:
+        parts.append(f"join {state.spawn.join_label()}")
+        if state.spawn.let_finish:
+            parts.append("lets them finish")
+        if state.spawn.escalated_children == "fail":
+            parts.append("an escalated child fails it")
     if state.kind == "waiting":
         if state.approvers:
             parts.append("approvers " + " ".join(state.approvers))

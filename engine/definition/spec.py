@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from engine.definition.durations import parse_duration
+from engine.definition.spawn_spec import SpawnSpec
 from journal import hash_definition
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -30,6 +31,7 @@ OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 ADDED_LATER: tuple[str, ...] = ("on_cancel",)
 # Who may act (README "Who decided"): omitted from the canonical form while unset (None or false).
 ADDED_LATER += ("resolvers", "operators", "quorum", "not_starter")
+ADDED_LATER += ("spawn",)  # fan-out (engine.definition.spawn_spec)
 
 
 def _check_name(value: Any) -> Any:
@@ -114,6 +116,7 @@ class StateSpec(_Strict):
     resolvers: list[Name] | None = None  # who may resolve an escalation here (else the machine's)
     quorum: dict[Name, Annotated[int, Field(ge=1)]] | None = None  # waiting: distinct approvers a trigger needs
     not_starter: bool = False  # waiting: the run's starter may not fire its triggers (four eyes)
+    spawn: SpawnSpec | None = None  # a spawning state: child runs, joined (engine.definition.spawn_spec)
 
     @property
     def kind(self) -> Literal["task", "waiting", "final"]:

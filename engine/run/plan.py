@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from engine.definition.spawn_spec import FAILED, JOINED
 from engine.definition.spec import ERROR, TIMEOUT, RetryPolicy
 from engine.errors import ConditionError, ImportPathError
 from engine.run.clock import iso, parse_iso
 from engine.run.compensation import ABANDONED
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
+from engine.run.spawn import SPAWN_FAILED, Fail, Fire, decide
 from engine.run.status import RunStatus
-from engine.run.todo import Cancel, Cause, Compensate, Enter, Failed, Step, Take, TimeoutDue
+from engine.run.todo import Cancel, Cause, Compensate, CreateChildren, Enter, Failed, Step, Take, TimeoutDue
 from journal import (
     Cancelled,
     CompensationFinished,
@@ -100,6 +102,9 @@ def plan(rs: RunState, machine: RunnableMachine, now: datetime, *, abandoned: st
         return Append(_recover(rs, rs.in_flight, machine, abandoned or "worker died"))
     match rs.todo:
         case None:
+            settled = _settle(rs, machine) if rs.status == RunStatus.WAITING else None
+            if settled:  # a spawning state's join holds or fails, or a slot freed up
+                return Append(settled)
             if rs.status == RunStatus.WAITING and rs.deadline is not None and now >= rs.deadline:
                 return Append([TimeoutFired(state=rs.state, deadline=iso(rs.deadline))])
             return Stop(rs.status)
@@ -117,6 +122,8 @@ def plan(rs: RunState, machine: RunnableMachine, now: datetime, *, abandoned: st
             return Append(_take(rs, machine, TIMEOUT, "timeout"))
         case Cancel(by):
             return Append([Cancelled(by=by, reason="aborted by resolution")])
+        case CreateChildren():  # created by the runner before it plans: now join, top up or wait
+            return Append(_settle(rs, machine) or [_wait(rs, machine, now)])
     raise ValueError(f"run {rs.run_id}: unknown todo {rs.todo!r}")  # a bug in replay, not data
 
 
@@ -151,12 +158,37 @@ def _enter(rs: RunState, machine: RunnableMachine, now: datetime) -> list[Record
         return [_started(rs, 1)]
     if spec.kind == "final":
         return [RunFinished(state=rs.state, outcome=spec.outcome)]
+    if spec.spawn is not None:
+        return _settle(rs, machine) or [_wait(rs, machine, now)]
+    return [_wait(rs, machine, now)]
+
+
+def _settle(rs: RunState, machine: RunnableMachine) -> list[Record]:
+    """A spawning state's next records (engine.run.spawn.decide); [] when it just waits."""
+    decision = decide(rs, machine)
+    if decision is None:
+        return []
+    if isinstance(decision, Fire):
+        move = _next_or_escalate(rs, machine, decision.trigger)
+        if move is not None:
+            return [move]
+        return [escalation(rs, NO_TRANSITION, f"the join of '{rs.state}' fired '{decision.trigger}' and no "
+                                              "transition whose conditions hold leaves it; fix the definition, "
+                                              "then resolve")]
+    if isinstance(decision, Fail):
+        return [escalation(rs, SPAWN_FAILED, decision.detail)]
+    return [decision]
+
+
+def _wait(rs: RunState, machine: RunnableMachine, now: datetime) -> Waiting:
+    spec = machine.state(rs.state)
     # From when the state was entered, not from now: replay after a crash between the
     # transition and its `waiting` record must not push the deadline back.
     entered = parse_iso(rs.entered) if rs.entered else now
     deadline = iso(entered + timedelta(seconds=spec.timeout)) if spec.timeout else None
-    triggers = [t for t in machine.triggers_from(rs.state) if t != TIMEOUT]
-    return [Waiting(state=rs.state, triggers=triggers, approvers=spec.approvers, deadline=deadline)]
+    internal = (TIMEOUT, JOINED, FAILED) if spec.spawn is not None else (TIMEOUT,)  # the join fires its own
+    triggers = [t for t in machine.triggers_from(rs.state) if t not in internal]
+    return Waiting(state=rs.state, triggers=triggers, approvers=spec.approvers, deadline=deadline)
 
 
 def _take(rs: RunState, machine: RunnableMachine, trigger: str, cause: Cause) -> list[Record]:

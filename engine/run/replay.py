@@ -14,9 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from engine.errors import JournalFormatError, ReplayError
+from engine.run.brood import Brood
 from engine.run.clock import parse_iso
 from engine.run.status import RunStatus
-from engine.run.todo import Cancel, Compensate, Enter, Failed, Step, Take, TimeoutDue, Todo
+from engine.run.todo import Cancel, Compensate, CreateChildren, Enter, Failed, Step, Take, TimeoutDue, Todo
 from journal import (
     Cancelled,
     CompensationFinished,
@@ -41,7 +42,7 @@ from journal import (
     Waiting,
     pinned_definition,
 )
-from journal.records import FORMAT
+from journal.records import FORMAT, ChildFinished, Spawned
 
 # Made or looked up once, not per record: fold runs for every record of thousands of
 # journals, and an Enum member costs about three times a global to look up.
@@ -94,6 +95,12 @@ class RunState:
     # Signatures used -> the record that used it (its seq is filled in when it is written).
     signatures: dict[str, Record] = field(default_factory=dict)
     seal: Sealed | None = None  # the journal's latest seal (engine.run.sealing)
+    # Fan-out (engine.run.spawn): the children of the current spawning state, the run that
+    # spawned this one, and children its parent no longer wants (left the state, cancelled).
+    brood: Brood | None = None
+    parent: str | None = None
+    parent_state: str | None = None
+    unwanted: list[str] = field(default_factory=list)
 
     @property
     def idempotency_key(self) -> str:
@@ -144,6 +151,7 @@ class RunState:
         self.input, self.by, self.started = dict(r.input), r.by, r.ts
         self.state, self.entered = self.definition["initial"], r.ts
         self.visits[self.state] = 1
+        self.parent, self.parent_state = r.parent, r.parent_state
         self._running(_ENTER)
 
     def _step_started(self, r: StepStarted) -> None:
@@ -171,6 +179,7 @@ class RunState:
     def _transition(self, r: Transition) -> None:
         if r.dest not in self.definition["states"]:  # damage (the chain does not guard the last line)
             raise ValueError(f"transition to '{r.dest}', a state the run's definition does not have")
+        self._leave_brood(r.source)
         self.state, self.entered = r.dest, r.ts
         self.visits[r.dest] = self.visits.get(r.dest, 0) + 1
         self.attempt, self.abandons = 0, 0
@@ -225,6 +234,8 @@ class RunState:
     def _cancelled(self, r: Cancelled) -> None:
         self.status, self.todo, self.deadline, self.in_flight = _CANCELLED, None, None, None
         self.step_timeout, self.triggers, self.approvers, self.escalation = None, [], None, None
+        if self.brood is not None:  # cancelling a parent cancels its live children
+            self.unwanted.extend(self.brood.live)
         # The compensation, if the definition has one, is owed from now on: the state's
         # `on_cancel`, else the machine's (old definitions have neither key).
         action = self.definition["states"].get(self.state, {}).get("on_cancel") or self.definition.get("on_cancel")
@@ -252,6 +263,34 @@ class RunState:
 
     def _sealed(self, r: Sealed) -> None:
         self.seal = r  # a checkpoint: the run itself does not move
+
+    def _spawned(self, r: Spawned) -> None:
+        visit = self.visits.get(r.state, 1)
+        brood = self.brood
+        if brood is None or brood.state != r.state or brood.visit != visit:
+            brood = self.brood = Brood(r.state, visit, r.total)
+            self.data[r.state] = {}  # a new visit collects its own results
+        for child in r.children:
+            brood.started[child.run_id] = child.key
+        self._running(CreateChildren(r.children))
+
+    def _child_finished(self, r: ChildFinished) -> None:
+        """Count the child's end once, and keep its result in data[state][key]."""
+        brood = self.brood
+        if brood is None or brood.state != r.state or not brood.end(r.child, r.status):
+            return  # repeated (never written twice by the engine) or of another visit: no effect
+        result = {"run": r.child, "status": r.status, "outcome": r.outcome, "data": r.data}
+        collected = self.data.get(r.state)
+        self.data[r.state] = {**(collected if isinstance(collected, dict) else {}), r.key: result}
+
+    def _leave_brood(self, source: str) -> None:
+        brood = self.brood
+        if brood is None or brood.state != source:
+            return
+        spawn = self.definition["states"].get(source, {}).get("spawn") or {}
+        if not spawn.get("let_finish"):
+            self.unwanted.extend(brood.live)
+        self.brood = None
 
     # --- shared pieces ------------------------------------------------------------------
 
@@ -295,6 +334,8 @@ _HANDLERS: dict[type[Record], Callable[[RunState, Any], None]] = {
     CompensationFinished: RunState._compensation_finished,
     Upgraded: RunState._upgraded,
     Sealed: RunState._sealed,
+    Spawned: RunState._spawned,
+    ChildFinished: RunState._child_finished,
 }
 
 

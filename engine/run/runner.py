@@ -32,20 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from engine.definition.loader import Machine, load_machine
-from engine.errors import ReplayError, RunExistsError, UnknownRunError
+from engine.errors import DefinitionError, ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
 from engine.run import authority, delivery, stale_code, tickets, upgrade
+from engine.run import children as fanout
 from engine.run.cache import RunCache
 from engine.run.clock import Clock, clock_from_env, iso
 from engine.run.compensation import ABANDONED, compensate, notify_failure
 from engine.run.delivery import Delivery, Request
 from engine.run.ids import new_run_id
 from engine.run.outcome import call_step
-from engine.run.plan import Append, plan
+from engine.run.plan import Append, escalation, plan
 from engine.run.replay import RunState, fold
 from engine.run.sealing import Sealer
+from engine.run.spawn import SPAWN_FAILED
 from engine.run.status import RunStatus
+from engine.run.todo import CreateChildren, Enter
 from engine.trust.sender import Sender
 from journal import (
     CompensationFinished,
@@ -61,6 +64,8 @@ from journal import (
     Writer,
     check_run_id,
 )
+from journal.errors import InvalidRunIdError, JournalLockedError
+from journal.records import ChildRun, Spawned
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +116,8 @@ class Runner:
         return rs if rs is not None else self.advance(run_id)
 
     def _create(self, machine_ref: str | Path, input: dict[str, Any] | None, run_id: str | None,
-                by: str | None, *, drive: bool) -> tuple[str, RunState | None]:
+                by: str | None, *, drive: bool, parent: str | None = None,
+                parent_state: str | None = None) -> tuple[str, RunState | None]:
         machine = load_machine(machine_ref, self.machines_dir)
         run_id = check_run_id(run_id) if run_id else new_run_id(self.clock.now())
         with self._writer(run_id, create=True) as writer:
@@ -126,7 +132,7 @@ class Runner:
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                 definition=machine.pinned, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()),
-                                code=machine.code)
+                                code=machine.code, parent=parent, parent_state=parent_state)
             session = _Session(writer, fold([]), machine)
             self._journal(session, [record])
             if not drive:
@@ -135,16 +141,20 @@ class Runner:
             return run_id, self._drive(session)
 
     def advance(self, run_id: str, *, abandoned: str | None = None,
-                abandoned_seq: int | None = None) -> RunState:
+                abandoned_seq: int | None = None, children: list[str] | tuple[str, ...] | None = None) -> RunState:
         """Drive the run until it waits, ends, escalates or must sleep before a retry.
 
         `abandoned` says why an in-flight step has no outcome: "worker died" (default:
         re-run with the same key, or escalate a non-idempotent step) or "timeout" (the
         supervisor killed a step past its limit: a failed attempt). `abandoned_seq`, the
         seq of the `step_started` that reason is about, guards against applying it to a
-        later step.
+        later step. `children`: of a parent waiting for its children, the ones known to
+        have ended (None: look at every live one), whose ends are journaled first.
         """
         with self._session(run_id) as s:
+            ended = fanout.ends(self.home.store, s.rs, children and list(children))
+            if ended:
+                self._journal(s, list(ended))
             step = s.rs.in_flight
             if abandoned_seq is not None and (step is None or step.seq != abandoned_seq):
                 # Someone else moved the run on since the caller looked: the reason given
@@ -242,6 +252,9 @@ class Runner:
     def _drive(self, s: _Session, abandoned: str | None = None) -> RunState:
         rs, machine = s.rs, s.machine
         while True:
+            if (isinstance(rs.todo, (CreateChildren, Enter)) and rs.brood is not None
+                    and rs.brood.state == rs.state and not self._create_children(s)):
+                return rs  # escalated: the children could not be created
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
@@ -267,6 +280,45 @@ class Runner:
                 self._flush(s)  # given up after repeated cut-offs: a person must hear of it
                 log.warning("run %s: on_cancel %s given up: %s", rs.run_id, last.action, last.error)
                 notify_failure(rs, machine, last.action, last.seq, f"{ABANDONED}: {last.error}")
+
+    def _create_children(self, s: _Session) -> bool:
+        """Create the children a `spawned` record listed (after it is durable), or, on a
+        human's retry of the state, the live ones a crash or an error left uncreated.
+        False if they cannot be: the run is escalated, saying why."""
+        rs = s.rs
+        brood = rs.brood
+        todo = rs.todo
+        listed = todo.children if isinstance(todo, CreateChildren) else None
+        self._flush(s)  # the `spawned` record is on disk before any child exists
+        if listed is None and brood is not None:
+            listed = [ChildRun(run_id=c, key=k, machine="", input={}) for c, k in brood.started.items()
+                      if c not in brood.ended]
+            listed = [c for c in listed if not self.home.store.exists(c.run_id)]
+            if listed:  # their input and machine are in the `spawned` records: read them back
+                wanted = {c.run_id for c in listed}
+                listed = [child for record in self.home.store.read(rs.run_id).records
+                          if isinstance(record, Spawned) for child in record.children if child.run_id in wanted]
+        try:
+            fanout.create(self.home.store, rs, listed or [], self.machines_dir, self._make_child)
+        except (DefinitionError, RunExistsError, InvalidRunIdError) as exc:
+            record = escalation(rs, SPAWN_FAILED, f"creating the children of '{rs.state}' failed: {exc}; "
+                                                  "fix it, then resolve with retry")
+            record.ts = iso(self.clock.now())
+            record.ticket = tickets.locate_ticket(self.home.store, rs.run_id)
+            self._journal(s, [record])
+            self._flush(s)
+            tickets.open_ticket(self.home.store, rs, record, s.machine)
+            return False
+        return True
+
+    def _make_child(self, machine: Path, input: dict[str, Any], run_id: str, parent: str, state: str) -> None:
+        shown, self.on_record = self.on_record, None  # a child's records are its own journal's story
+        try:
+            self._create(machine, input, run_id, None, drive=False, parent=parent, parent_state=state)
+        except JournalLockedError:
+            return  # another process holds it: it exists, and is being created or driven
+        finally:
+            self.on_record = shown
 
     def _resolve(self, s: _Session, action: str, message: Request, source_file: str | None,
                  who: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 from journal import StepFailed
+from journal.records import ChildRun
 
 # Why a trigger is taken: an action's result, a message from the inbox, a human's `skip`,
 # or a wait's deadline.
@@ -63,4 +64,11 @@ class Compensate(msgspec.Struct, frozen=True):
     attempt: int
 
 
-Todo = Enter | Step | Take | Failed | TimeoutDue | Cancel | Compensate
+class CreateChildren(msgspec.Struct, frozen=True):
+    """Create the child runs a `spawned` record lists (idempotent: the same ids again),
+    then wait for the join (engine.run.spawn)."""
+
+    children: list[ChildRun]
+
+
+Todo = Enter | Step | Take | Failed | TimeoutDue | Cancel | Compensate | CreateChildren

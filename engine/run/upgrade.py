@@ -88,6 +88,11 @@ def incompatibilities(rs: RunState, new: Machine, now: datetime) -> list[str]:
     elif spec.kind != old_kind:
         reasons.append(f"state '{state}', where the run is, is a {old_kind} state in {old_v} "
                        f"but a {spec.kind} state in {new_v}")
+    elif (spec.spawn is not None) != bool(rs.definition["states"].get(state, {}).get("spawn")):
+        # A parent waiting for its children must keep a join to wait on, and a wait for a
+        # person must not become a wait for children that were never spawned.
+        new_says, old_says = ("spawns", "does not") if spec.spawn is not None else ("does not spawn", "does")
+        reasons.append(f"state '{state}', where the run is, {new_says} children in {new_v} but {old_says} in {old_v}")
     if rs.status == RunStatus.RUNNING:
         step = rs.in_flight
         now_doing = (f"a step is in flight ('{step.state}' attempt {step.attempt}, key {step.idempotency_key})"

@@ -25,6 +25,7 @@ class Job:
     source_file: str | None = None
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
     sender: Sender | None = None  # for deliver: who sent the message, as the mailroom proved it
+    children: tuple[str, ...] | None = None  # for a parent's advance: children seen ended (engine.supervise.children)
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,6 @@ def _log_change(run_id: str, was: tuple[str, str], state: RunState) -> None:
     if state.status == "escalated" and state.escalation is not None:
         log.warning("run %s escalated in '%s': %s", run_id, state.state, state.escalation.reason)
     elif state.status == "waiting":
-        log.info("run %s waits in '%s' for %s", run_id, state.state, "|".join(state.triggers))
+        log.info("run %s waits in '%s' for %s", run_id, state.state, "|".join(state.triggers) or "its children")
     elif state.ended:
         log.info("run %s %s in '%s'", run_id, state.status, state.state)

@@ -68,6 +68,9 @@ class StatusRow:
     votes: dict[str, list[str]] | None = None  # waiting with a quorum: trigger -> who approved it so far
     quorum: dict[str, int] | None = None  # waiting: the approvals each trigger needs, where more than one
     started_by: str | None = None  # who started the run (`not_starter` forbids them to approve)
+    parent: str | None = None  # the run that spawned this one (fan-out)
+    children: str | None = None  # a parent waiting for its children: "2/5 finished, 3 live"
+    children_escalated: list[str] = field(default_factory=list)  # its live children escalated now: "id: reason"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +100,8 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
         votes={t: list(who) for t, who in state.votes.items()} or None if waiting else None,
         quorum=state.definition["states"].get(state.state, {}).get("quorum") if waiting else None,
         started_by=state.by,
+        parent=state.parent,
+        children=state.brood.summary() if state.brood is not None and state.brood.state == state.state else None,
     )
 
 
@@ -108,6 +113,7 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
     now = now or clock_from_env().now()
     code = CodeCheck()
     rows: list[StatusRow] = []
+    parents: list[tuple[StatusRow, list[str]]] = []
     for run_id in run_ids if run_ids is not None else home.store.run_ids():
         try:
             chunk = home.store.read(run_id)
@@ -135,6 +141,9 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
         if state.code and not state.ended:  # the fingerprints of the definition in force (an upgrade's)
             row.code_changed = code.changed(state.code, Path(state.source).parent if state.source else None)
         rows.append(row)
+        if row.children is not None and state.brood is not None:
+            parents.append((row, state.brood.live))
+    _escalated_children(home, parents, {row.run_id: row for row in rows})
     return rows
 
 
@@ -146,6 +155,20 @@ def has_status(row: StatusRow, word: str) -> bool:
     if word == "overdue":
         return bool(row.overdue_s)
     return str(row.status) == word
+def _escalated_children(home: Home, parents: list[tuple[StatusRow, list[str]]],
+                        listed: dict[str, StatusRow]) -> None:
+    """Name, on each parent's row, its live children that are escalated (a child not in
+    this listing is read from its journal)."""
+    for row, live in parents:
+        for child in live:
+            seen = listed.get(child)
+            if seen is None:
+                try:
+                    seen = row_of(child, fold(home.store.read(child).records))
+                except Exception:  # not created yet, or damaged: its own row says so
+                    continue
+            if seen.status == RunStatus.ESCALATED:
+                row.children_escalated.append(f"{child}: {seen.escalation}")
 
 
 def _moved_on(home: Home, run_id: str, cursor: Cursor) -> bool:

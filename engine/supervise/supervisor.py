@@ -26,7 +26,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,6 +36,7 @@ from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
+from engine.supervise.children import Family
 from engine.supervise.jobs import Job, Result
 from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
@@ -81,6 +82,7 @@ class Supervisor:
         self.agenda = Agenda(clock)
         self.mailroom = Mailroom(home, self.runs)
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
+        self.family = Family(home, self.runs)  # fan-out: children's ends to parents, unwanted children cancelled
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
@@ -209,6 +211,9 @@ class Supervisor:
             self._check_ticket(run_id, state.escalation.seq)
         if state.deadline is not None and state.status in ("waiting", "retrying"):
             self.agenda.schedule(run_id, state.deadline)
+        for parent in self.family.consider(run_id, state):
+            if not self.pool.holding(parent):
+                self._ready[parent] = None
 
     def _check_ticket(self, run_id: str, seq: int) -> None:
         """Once per escalation: a crash between `escalated` and its ticket left no ticket, or
@@ -289,7 +294,9 @@ class Supervisor:
             del self._ready[run_id]
             tracked = self.runs.get(run_id)
             if tracked is not None and not tracked.broken:
-                return self.timeouts.advance_job(run_id, tracked.state)
+                job = self.timeouts.advance_job(run_id, tracked.state)
+                hints = self.family.hints(run_id, tracked.state.last_seq)
+                return replace(job, children=hints) if hints else job
         return self.mailroom.next_delivery(run_id)  # a gone or damaged run: its files are refused
 
     def _handle(self, results: list[Result]) -> None:

@@ -139,7 +139,8 @@ def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: 
                                           answers=job.answers, sender=job.sender)
                 result = Result(job, "ok", accepted=delivery.accepted, reason=delivery.reason)
             else:
-                runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq)
+                runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq,
+                               children=job.children)
                 result = Result(job, "ok")
         except JournalLockedError:
             result = Result(job, "locked")

@@ -4,9 +4,11 @@
 
 SCENARIO_JSON: {"input": {...}, "answers": {state: [answer for visit 1, visit 2, ...]}},
 an answer being ["trigger", "by"] or "timeout" (move the shared FileClock to the
-deadline). Each delivery names its source file after the state and visit, so a restart
-re-delivering it is recognised by the runner. The fake services get a crash point after
-their effect and before they return ("mid_action"); the runner has the others.
+deadline). A run waiting for its children (a spawning state) has them run to their end,
+as a supervisor's workers would, and is advanced again (it reads their ends). Each
+delivery names its source file after the state and visit, so a restart re-delivering
+it is recognised by the runner. The fake services get a crash point after their effect
+and before they return ("mid_action"); the runner has the others.
 Prints the final status as JSON.
 """
 
@@ -58,6 +60,10 @@ def main(home: str, machine: str, run_id: str, scenario: dict) -> dict:
         rs = runner.run(run_id)
         if rs.status != "waiting":
             break
+        if rs.brood is not None and rs.brood.state == rs.state and rs.brood.live:
+            for child in rs.brood.live:
+                runner.run(child)
+            continue
         visit = rs.visits[rs.state]
         answer = scenario["answers"][rs.state][visit - 1]
         if answer == "timeout":

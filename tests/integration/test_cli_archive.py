@@ -21,8 +21,8 @@ from damage import cut_at
 from journal_builders import run_started
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "journals"
-ENDED_BEFORE_CUTOFF = ["inv-1001", "inv-1002", "inv-1003", "renewal-acme", "renewal-hooli", "renewal-vandelay",
-                       "renewal-wonka"]
+ENDED_BEFORE_CUTOFF = ["clause-initech", "contract-acme", "inv-1001", "inv-1002", "inv-1003", "renewal-acme",
+                       "renewal-hooli", "renewal-vandelay", "renewal-wonka"]
 ENDED_SINCE = ["onb-stark", "onb-wayne", "onb-zeta", "renewal-globex", "renewal-initech", "renewal-massive",
                "renewal-umbrella"]
 NOT_ENDED = ["inv-1004", "onb-tyrell", "renewal-cyberdyne", "renewal-soylent"]
@@ -61,7 +61,7 @@ def test_only_runs_that_ended_before_the_age_are_archived_and_a_dry_run_moves_no
     assert dry.exit_code == 0, dry.output
     assert [line.split(":")[0] for line in dry.stdout.splitlines()] == ENDED_BEFORE_CUTOFF
     assert "renewal-acme: would archive (finished in 'sent', 12 records)" in dry.stdout
-    assert dry.stderr == ("would archive 7 runs; left in runs/: 4 not ended, 7 ended since "
+    assert dry.stderr == ("would archive 9 runs; left in runs/: 4 not ended, 7 ended since "
                           "2026-11-28 09:00Z, 0 not archivable\n")
     assert names(home / "runs", ".jsonl") == every and not (home / "archive").exists()
 

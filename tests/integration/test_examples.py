@@ -142,3 +142,28 @@ def test_onboarding_times_out_escalates_and_is_closed_by_a_person(demo: Demo) ->
     assert "skip timeout" not in out  # its guard no longer holds: not offered
     assert list((demo.home / "escalations").iterdir()) == []
     demo.assert_verified()
+
+
+def test_contract_review_fans_out_one_child_per_clause_and_joins_them(demo: Demo) -> None:
+    out = demo.run_script("contract_review.sh")
+
+    rows = demo.status()
+    parent = rows["contract-acme"]
+    assert (parent["status"], parent["state"], parent["outcome"]) == ("finished", "signed", "signed")
+    children = [f"contract-acme.review_clauses.{i}" for i in range(6)]
+    assert sorted(r for r in rows if r != "contract-acme") == children
+    assert all(rows[c]["status"] == "finished" and rows[c]["parent"] == "contract-acme" for c in children)
+    assert [rows[c]["outcome"] for c in children] == ["acceptable", "flagged", "acceptable", "acceptable",
+                                                      "flagged", "acceptable"]
+    journal = demo.journal("contract-acme")
+    spawned = [[c["run_id"] for c in r["children"]] for r in journal if r["type"] == "spawned"]
+    assert len(spawned[0]) == 4 and sum(spawned, []) == children  # four at a time, then as slots freed, in order
+    assert sorted(r["child"] for r in journal if r["type"] == "child_finished") == children  # each end once
+    assert [r["trigger"] for r in journal if r["type"] == "transition"].count("joined") == 1
+    summary = next(r for r in journal if r["type"] == "step_succeeded" and r["state"] == "summarize")
+    assert summary["data"] == {"flagged": ["1", "4"], "clauses_reviewed": 6}
+    reviews = [e for e in demo.ledger() if e["kind"] == "clause.review"]
+    assert sum(not e["effect"] for e in reviews) == 6  # each clause's first call failed (the flaky model)...
+    assert Counter(e["run_id"] for e in reviews if e["effect"]) == Counter(children)  # ...then once each
+    assert "└ contract-acme.review_clauses.0" in out  # status --tree
+    demo.assert_verified()
