@@ -64,9 +64,12 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --once        # from cron
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.supervise.supervisor import Supervisor
+    from engine.supervise.workers import start_forkserver
 
     home = existing_home(ctx)
+    start_forkserver()  # the workers' forkserver loads the engine while this process goes on
+
+    from engine.supervise.supervisor import Supervisor
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if ctx.find_root().obj.get("debug"):

@@ -58,6 +58,10 @@ from journal import (
 
 log = logging.getLogger(__name__)
 
+# Records after which the runner calls code (an action, on_cancel, on_escalate): a
+# journal-only delivery stops before the move that ends in one.
+_CALLS_CODE = (StepStarted, CompensationStarted, Escalated)
+
 
 @dataclass
 class _Session:
@@ -67,6 +71,7 @@ class _Session:
     rs: RunState
     machine: Machine
     batch: list[Record] = field(default_factory=list)
+    journal_only: bool = False  # a delivery on the mail lane: journal, call no code (see deliver)
 
 
 class Runner:
@@ -158,15 +163,21 @@ class Runner:
             rs = None
 
     def deliver(self, run_id: str, message: Request, source_file: str | None = None,
-                answers: int | None = None) -> Delivery:
+                answers: int | None = None, *, journal_only: bool = False) -> Delivery:
         """Check, journal and apply a message from outside (a trigger, a resolution, a
         cancel or an upgrade), then advance.
 
         Idempotent on `source_file`: a file already journaled gets its earlier answer.
         `answers`: what the run stood at (RunState.stands_at) when the message arrived; if
         the run has moved on since (even back to the same state), the message is stale.
+        `journal_only` (the supervisor's mail lane, engine.supervise.lane): journal the
+        message's records and whatever follows without calling code, and stop before a
+        `step_started`, `compensation_started` or `escalated` (whose ticket calls
+        on_escalate): the run then owes that move (its todo), and an ordinary `advance`
+        makes it, exactly as after a crash between the two batches.
         """
         with self._session(run_id) as s:
+            s.journal_only = journal_only
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
                 return Delivery(accepted, reason, s.rs)
@@ -219,8 +230,9 @@ class Runner:
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
-            if not isinstance(move, Append) or (self._draining and isinstance(move.records[-1], StepStarted)):
-                self._flush(s)  # Stop or Sleep: nothing more to do now; or a stop was asked
+            if (not isinstance(move, Append) or (self._draining and isinstance(move.records[-1], StepStarted))
+                    or (s.journal_only and isinstance(move.records[-1], _CALLS_CODE))):
+                self._flush(s)  # Stop or Sleep: nothing more to do now; or a stop was asked; or code is next
                 return rs
             for record in move.records:
                 record.ts = iso(now)

@@ -23,6 +23,7 @@ class Job:
     message: Message | None = None
     source_file: str | None = None
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
+    journal_only: bool = False  # for deliver: journal it, call no code (the mail lane, engine.supervise.lane)
 
 
 @dataclass(frozen=True)
