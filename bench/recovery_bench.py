@@ -81,7 +81,7 @@ def _journal_lines(path: Path) -> list[dict]:
         return []
 
 
-def one_try(template: Path, work: Path, once: bool) -> dict[str, float]:
+def one_try(template: Path, work: Path, once: bool, code: Path | None = None) -> dict[str, float]:
     home = work / "home"
     shutil.rmtree(home, ignore_errors=True)
     shutil.copytree(template, home)
@@ -89,6 +89,8 @@ def one_try(template: Path, work: Path, once: bool) -> dict[str, float]:
     before = len(_journal_lines(journal))
     env = {**os.environ, "RATCHET_HOME": str(home)}
     env.pop("RATCHET_CRASH_AT", None)
+    if code is not None:  # another checkout of Ratchet, ahead of the installed one on the path
+        env["PYTHONPATH"] = str(code)
     args = [str(RATCHET), "supervise", *(["--once"] if once else [])]
     log = work / "supervise.log"
     with open(log, "wb") as err:
@@ -140,6 +142,9 @@ def summary(tries: list[dict[str, float]]) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tries", type=int, default=10, help="tries per mode (default 10)")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also time the Ratchet source tree in DIR (e.g. an older commit, `git archive`d), "
+                             "interleaved try by try with this one")
     args = parser.parse_args(argv)
     if not RATCHET.exists():
         raise SystemExit(f"{RATCHET}: not found; install Ratchet in this Python's environment first")
@@ -148,10 +153,14 @@ def main(argv: list[str] | None = None) -> dict:
         template = crashed_home(folder)
         work = folder / "try"
         work.mkdir()
-        results: dict[str, list[dict[str, float]]] = {"supervise": [], "supervise --once": []}
+        modes: dict[str, Path | None] = {"supervise": None, "supervise --once": None}
+        if args.compare:
+            modes.update({f"{args.compare}: supervise": args.compare.resolve(),
+                          f"{args.compare}: supervise --once": args.compare.resolve()})
+        results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
         for _ in range(args.tries):
-            for mode in results:
-                results[mode].append(one_try(template, work, once=mode.endswith("--once")))
+            for mode, code in modes.items():
+                results[mode].append(one_try(template, work, once=mode.endswith("--once"), code=code))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     p50 = statistics.median(t["total"] for t in results["supervise"])

@@ -195,7 +195,8 @@ def processes(root: int) -> dict[str, float]:
         except (OSError, IndexError):
             continue
         # Workers are forked from the forkserver, so they share its command line: tell them by parent.
-        role = "supervisor" if pid == root else "forkserver" if ppid == root and "forkserver" in cmd else "worker"
+        role = ("supervisor" if pid == root else "resource_tracker" if "resource_tracker" in cmd
+                else "forkserver" if ppid == root and "forkserver" in cmd else "worker")
         out[f"{role} {pid}"] = round(rss, 1)
     return out
 

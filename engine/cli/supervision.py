@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Worker processes that run actions (one run each at a time).")
 @click.option("--rescan", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-              metavar="SECONDS", help="Full rescan of runs/ and inbox/ (covers missed file events).")
+              metavar="SECONDS", help="Rescan of inbox/ and check of the file watches (covers missed "
+                   "file events; journals are rescanned in full when a watch died or overflowed, "
+                   "else every 5 minutes).")
 @click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish (no new one starts) "
                    "before they are killed.")

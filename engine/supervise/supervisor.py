@@ -17,8 +17,9 @@ past it or at a second signal (engine.supervise.stopping).
 
 Sleeping: until the next deadline or back-off end, a worker's answer or death, or a hint
 from the watcher (engine.supervise.watcher), capped so that a `FileClock` change is
-noticed; a full rescan of `runs/` and `inbox/` every `rescan` seconds covers missed
-events.
+noticed; a rescan of `inbox/` every `rescan` seconds covers missed events there, and a
+full rescan of the journals runs when the watch died or overflowed, else only every
+JOURNAL_RESCAN seconds (idle cost must not grow with the number of runs).
 """
 
 from __future__ import annotations
@@ -49,13 +50,16 @@ log = logging.getLogger("ratchet.supervisor")
 
 MOVING = "running"  # the only status that needs a worker without a deadline or a message
 LOCKED_BACKOFF = 0.5  # another process advances the run: look again soon
+# While the journals' watch is alive (and has not overflowed), a full rescan of runs/ is
+# only a safety net: it costs a stat per journal, so idle CPU would grow with the runs.
+JOURNAL_RESCAN = 300.0
 
 
 @dataclass(frozen=True)
 class Pacing:
     """How often the loop looks, and how long it waits for files and workers."""
 
-    rescan: float  # seconds between full rescans of runs/ and inbox/ (missed watcher events)
+    rescan: float  # seconds between rescans of inbox/ and watch checks (journals: JOURNAL_RESCAN)
     grace: float  # seconds busy workers get to finish at shutdown
     settle: float  # an inbox file unchanged this long is complete (where leases are unavailable)
     tick: float  # the longest sleep: a FileClock moves by a file write nobody signals
@@ -106,6 +110,7 @@ class Supervisor:
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
         next_rescan = time.monotonic() + self.pacing.rescan
+        next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:
             while not self._stopping.is_set():
                 self.wake.clear()
@@ -117,10 +122,14 @@ class Supervisor:
                         self.runs.refresh(run_id)
                     if inbox_changed or self.mailroom.waiting_for_writers:
                         self.mailroom.scan()
-                    if time.monotonic() >= next_rescan:
-                        if watcher.ensure_alive():
-                            log.info("rescanning after a watcher restart")
-                        self.runs.scan()
+                    lost = watcher.take_overflow()
+                    if lost or time.monotonic() >= next_rescan:
+                        restarted = watcher.ensure_alive()
+                        if restarted or lost:
+                            log.info("rescanning after a watcher %s", "restart" if restarted else "overflow")
+                        if restarted or lost or time.monotonic() >= next_journal_rescan:
+                            self.runs.scan()
+                            next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
