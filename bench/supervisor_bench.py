@@ -8,8 +8,9 @@ away (journals written directly with the journal API: `run_started` + `waiting`,
 exactly what the runner writes), plus the runs whose approvals are timed:
 
 - start-up: until the supervisor logs that it has read every journal;
-- RSS of the supervisor and of every process under it (forkserver, workers, the mail
-  lane's worker), from /proc (no psutil);
+- RSS and PSS of the supervisor and of every process under it (forkserver, workers,
+  the mail lane's worker), from /proc (no psutil): RSS counts the pages a forked worker
+  shares with its forkserver once per process, PSS splits them;
 - idle CPU over `--idle` seconds of doing nothing, of the supervisor and of all of them
   (the default rescan period is included);
 - approval latency: an approval file is written in inbox/.tmp, fsync'd and renamed into
@@ -141,6 +142,14 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
+def pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (a forkserver's and its workers') counted once in all."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
@@ -173,7 +182,11 @@ def drops(home: Home, run_ids: list[str], first: int) -> list[float]:
         path = home.store.path(run_id)
         size = path.stat().st_size
         t0 = drop(home, run_id, first + n)
-        samples.append((next_record_ts(path, size) - t0) * 1000)
+        try:
+            samples.append((next_record_ts(path, size) - t0) * 1000)
+        except TimeoutError:  # starved (a supervisor without a mail lane): one such drop says it all
+            samples.append(float("inf"))
+            break
     return samples
 
 
@@ -181,23 +194,23 @@ def percentiles(samples: list[float]) -> dict:
     samples = sorted(samples)
     return {"drops": len(samples), "p50_ms": round(statistics.median(samples), 2),
             "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 2),
-            "max_ms": round(samples[-1], 2)}
+            "max_ms": round(samples[-1], 2), "not_journaled_within_30s": sum(x == float("inf") for x in samples)}
 
 
-def processes(root: int) -> dict[str, float]:
-    """RSS (MB) of the supervisor and each process under it, named by role."""
+def processes(root: int) -> dict[str, dict[str, float]]:
+    """RSS and PSS (MB) of the supervisor and each process under it, named by role."""
     out = {}
     for pid in tree(root):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
             ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            rss = rss_mb(pid)
+            rss, pss = rss_mb(pid), pss_mb(pid)
         except (OSError, IndexError):
             continue
         # Workers are forked from the forkserver, so they share its command line: tell them by parent.
         role = ("supervisor" if pid == root else "resource_tracker" if "resource_tracker" in cmd
                 else "forkserver" if ppid == root and "forkserver" in cmd else "worker")
-        out[f"{role} {pid}"] = round(rss, 1)
+        out[f"{role} {pid}"] = {"rss": round(rss, 1), "pss": round(pss, 1)}
     return out
 
 
@@ -247,8 +260,9 @@ def at_size(work: Path, count: int, args: argparse.Namespace) -> dict:
         "waiting_runs": count,
         "setup_s": round(setup, 2),
         "startup_s": round(startup, 2),
-        "rss_mb": rss,
-        "rss_total_mb": round(sum(rss.values()), 1),
+        "memory_mb": rss,
+        "rss_total_mb": round(sum(m["rss"] for m in rss.values()), 1),
+        "pss_total_mb": round(sum(m["pss"] for m in rss.values()), 1),
         "idle_seconds": round(t1 - t0, 1),
         "idle_cpu_percent_supervisor": round(100 * (sup1 - sup0) / (t1 - t0), 2),
         "idle_cpu_percent_all": round(100 * (all1 - all0) / (t1 - t0), 2),
