@@ -120,7 +120,7 @@ class Runner:
                 if first.machine != machine.name:
                     raise RunExistsError(run_id, first.machine, machine.name)
                 return run_id, None
-            source = str(Path(machine.source).resolve()) if machine.source else None
+            source = machine.resolved_source
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                 definition=machine.pinned, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()),
