@@ -66,7 +66,7 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --once        # from cron
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.supervise.workers import start_forkserver
+    from engine.supervise.forkserver import start_forkserver
 
     home = existing_home(ctx)
     start_forkserver()  # the workers' forkserver loads the engine while this process goes on

@@ -37,6 +37,7 @@ from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
+from engine.supervise.forkserver import start_forkserver
 from engine.supervise.jobs import Job, Result
 from engine.supervise.lane import MailLane
 from engine.supervise.mailroom import Mailroom
@@ -44,7 +45,7 @@ from engine.supervise.runs import RunTable
 from engine.supervise.stopping import Stops
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
-from engine.supervise.workers import WorkerPool, start_forkserver
+from engine.supervise.workers import WorkerPool
 
 log = logging.getLogger("ratchet.supervisor")
 

@@ -29,26 +29,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from engine.supervise.forkserver import PRELOAD
 from engine.supervise.jobs import Heartbeat, Job, Result
 from engine.supervise.worker import serve
 
 log = logging.getLogger("ratchet.supervisor")
-
-# What the forkserver imports once, so that a worker forked from it starts in milliseconds.
-# "__main__" first: a worker re-runs the parent's main script (as __mp_main__) unless the
-# forkserver did already, so a `ratchet` console script is run once there, not per worker.
-PRELOAD = ["__main__", "engine.supervise.worker", "engine.run.runner"]
-
-
-def start_forkserver() -> None:
-    """Start the workers' forkserver now, without waiting for it: its interpreter loads the
-    engine while this process goes on (scanning the journals), so the first worker is ready
-    sooner. Idempotent; `WorkerPool.start` waits for it if it is not ready by then."""
-    from multiprocessing import forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-    forkserver.ensure_running()
-
 
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
