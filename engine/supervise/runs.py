@@ -24,7 +24,7 @@ from journal import Cursor, InvalidRunIdError, JournalError, JournalNotFoundErro
 log = logging.getLogger("ratchet.supervisor")
 
 
-@dataclass
+@dataclass(slots=True)  # one per run the supervisor knows
 class Tracked:
     """A run as the supervisor knows it: its folded state and where its journal was read to."""
 
