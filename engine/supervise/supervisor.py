@@ -69,8 +69,8 @@ class Pacing:
 class Supervisor:
     """Drives every run under `home` until stopped (or, with `once`, until nothing is due)."""
 
-    # Twelve fields, over the ~8 a class should keep: eight are what it wires together (its
-    # home and knobs, the pool and the wake-up it sleeps on, the four parts); its own state
+    # Thirteen fields, over the ~8 a class should keep: nine are what it wires together (its
+    # home and knobs, the pool, the mail lane and the wake-up it sleeps on, the four parts); its own state
     # is only the ready set, the tickets it looked at, the stop flag and the stop requests.
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
