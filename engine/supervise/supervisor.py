@@ -179,7 +179,8 @@ class Supervisor:
     def _shutdown(self, watcher: Watcher | None) -> None:
         if watcher:
             watcher.stop()
-        self._handle(self.lane.stop(self.pacing.grace))  # a delivery in hand: a few appends
+        # A delivery in hand is a few appends; a second signal (stop at once) waits for none.
+        self._handle(self.lane.stop(0.0 if self.stops.now else self.pacing.grace))
         drained = stopping.drain(self.pool, self.stops, self.pacing.grace, self.wake)
         self._handle(drained.finished)  # files delivered inbox files; refreshes the runs' rows
         stopping.report(drained, self.stops, self._where)
