@@ -5,16 +5,22 @@
    step_started], then each outcome with the next step_started or run_finished) plus one
    fsync of `runs/` for the new journal file. The actions do nothing, so this measures
    the engine and the disk.
-2. The disk's bound: the raw append+fdatasync rate of the same folder, measured in the
-   same invocation, divided by Ratchet's syncs per step; and the raw I/O of a run with no
-   engine (new file, folder fsync, K+1 appends with fdatasync).
+2. The disk's bounds, measured in the same `runs/` folder as the engine's journals and
+   interleaved with them round by round (file creation on this disk costs what was
+   deleted nearby lately, so a floor measured elsewhere or at another time is no floor):
+   the raw append+fdatasync rate divided by Ratchet's syncs per step, and the raw I/O
+   of a run with no engine (new file, folder fsync, K+1 appends with fdatasync).
 3. The same workload over 2 worker processes, as `ratchet supervise` runs it by default.
 4. Peers, the same N x K workload in fresh interpreters (bench/peers.py): DBOS on its
-   embedded SQLite and LangGraph with SqliteSaver at durability="sync" (`pip install
-   -e '.[bench]'`; skipped with a note when not installed, or with --no-peers).
+   embedded SQLite (its default rollback journal, and WAL at synchronous=FULL: Ratchet's
+   ratio is against the faster) and LangGraph with SqliteSaver at durability="sync"
+   (`pip install -e '.[bench]'`; skipped with a note when not installed, or with --no-peers).
 5. Replay: read + decode + fold 10,000 journals of 20 records (warm page cache), target < 1 s.
 
-    python bench/runner_bench.py                       # 2000 x 5, peers, 10,000 x 20
+Every rate is the median of `--rounds` rounds, with its min-max; a ratio is the median
+of the per-round ratios (each from the same round's measurements).
+
+    python bench/runner_bench.py                       # 3 rounds of 2000 x 5, peers, 10,000 x 20
     python bench/runner_bench.py --runs 200 --no-peers --journals 1000
 
 Prints one JSON document.
@@ -27,6 +33,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -42,7 +49,7 @@ from engine.run.runner import Runner  # noqa: E402
 from journal import FileStore, RunStarted  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from peers import fsync_rate, measure_peer  # noqa: E402
+from peers import PEERS, fsync_rate, measure_peer  # noqa: E402
 
 ACTIONS = "def step(ctx):\n    return None\n"
 
@@ -60,11 +67,11 @@ def write_machine(folder: Path, steps: int) -> Path:
     return path
 
 
-def durable_steps(folder: Path, runs: int, steps: int) -> dict:
+def durable_steps(folder: Path, runs: int, steps: int, first: int = 0) -> dict:
     machine = write_machine(folder, steps)
     runner = Runner(Home(folder / "steps").ensure(), clock=FakeClock())
     began = time.perf_counter()
-    for i in range(runs):
+    for i in range(first, first + runs):
         rs = runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
         if rs.status != "finished":
             raise RuntimeError(f"run {rs.run_id} did not finish")
@@ -101,33 +108,48 @@ def durable_steps_in_workers(folder: Path, runs: int, steps: int, workers: int) 
             "durable_steps_per_s": round(runs * steps / elapsed, 1)}
 
 
-def disk_bound(folder: Path, ours: dict, steps: int) -> dict:
-    """What the disk allows for Ratchet's syncs per step, and how close Ratchet gets.
+def spread(values: list[float]) -> dict:
+    """Median and min-max of one figure over the rounds."""
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3)}
 
-    Two bounds: the issue's (the raw append+fdatasync rate / syncs per step), and the raw
-    cost of the exact I/O a run does with no engine at all: create a file, fsync its
-    folder, then steps+1 appends of a journal-sized line each followed by fdatasync. The
-    second includes what the first ignores: a new inode and a new file's first block.
-    """
-    probe = fsync_rate(folder / "probe")
-    bound = probe["fsyncs_per_s"] / ours["syncs_per_step"]
-    pattern = raw_run_pattern(folder / "pattern", steps)
-    return {"disk_fsyncs_per_s": probe["fsyncs_per_s"], "syncs_per_step": ours["syncs_per_step"],
-            "bound_steps_per_s": round(bound, 1),
-            "ratchet_vs_bound": round(ours["durable_steps_per_s"] / bound, 3),
+
+def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int) -> dict:
+    """Each round: the engine's N x K runs, then the disk's two bounds in the very folder its
+    journals are in (runs/), so the engine and its floors share the disk's state."""
+    runs_dir = Home(folder / "steps").ensure().store.root / "runs"
+    ours, probes, floors = [], [], []
+    for r in range(rounds):
+        ours.append(durable_steps(folder, runs, steps, first=r * runs))
+        probes.append(fsync_rate(runs_dir / f"probe{r}")["fsyncs_per_s"])
+        floors.append(raw_run_pattern(runs_dir, steps, runs, prefix=f"raw{r}-"))
+    rates = [o["durable_steps_per_s"] for o in ours]
+    per_step = ours[0]["syncs_per_step"]
+    bounds = [p / per_step for p in probes]
+    return {
+        "durable_steps": {"runs_per_round": runs, "steps_per_run": steps, "rounds": rounds,
+                          "durable_steps_per_s": spread(rates),
+                          "ms_per_step": spread([o["ms_per_step"] for o in ours]),
+                          "syncs_per_run": ours[0]["syncs_per_run"], "syncs_per_step": per_step},
+        "disk_bound": {
+            "folder": "the journals' own runs/ folder, interleaved round by round",
+            "disk_fsyncs_per_s": spread(probes), "bound_steps_per_s": spread(bounds),
+            "ratchet_vs_bound": spread([o / b for o, b in zip(rates, bounds, strict=True)]),
             "target": "ratchet_vs_bound >= 0.75",
-            "raw_run_io_steps_per_s": pattern,
-            "ratchet_vs_raw_run_io": round(ours["durable_steps_per_s"] / pattern, 3)}
+            "raw_run_io_steps_per_s": spread(floors),
+            "ratchet_vs_raw_run_io": spread([o / f for o, f in zip(rates, floors, strict=True)]),
+        },
+    }
 
 
-def raw_run_pattern(folder: Path, steps: int, runs: int = 500) -> float:
+def raw_run_pattern(folder: Path, steps: int, runs: int = 500, prefix: str = "raw-") -> float:
     """Steps/s of the bare I/O of `runs` runs (no engine): the floor Ratchet can approach."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     line = b"x" * 220 + b"\n"  # a typical record's size
     dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     began = time.perf_counter()
     for i in range(runs):
-        fd = os.open(folder / f"r{i}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(folder / f"{prefix}{i}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
         os.fsync(dir_fd)
         for _ in range(steps + 1):
             os.write(fd, line)
@@ -138,17 +160,30 @@ def raw_run_pattern(folder: Path, steps: int, runs: int = 500) -> float:
     return round(runs * steps / elapsed, 1)
 
 
-def peers(runs: int, steps: int, ours: dict) -> dict:
-    """Each peer's steps/s on the same workload, and Ratchet's ratio to it."""
-    out = {}
-    for name, target in (("langgraph", 3.0), ("dbos", 5.0)):
-        result = measure_peer(name, runs, steps)
-        if "error" in result:
-            out[name] = {"error": result["error"]}
+def peers(runs: int, steps: int, rounds: int, ours: float) -> dict:
+    """Each peer's steps/s on the same workload over `rounds` rounds, and Ratchet's ratio to
+    the median. DBOS's target is against its faster configuration."""
+    out: dict = {}
+    for name in PEERS:
+        results = [measure_peer(name, runs, steps) for _ in range(rounds)]
+        failed = next((r for r in results if "error" in r), None)
+        if failed is not None:
+            out[name] = {"error": failed["error"]}
             continue
-        ratio = ours["durable_steps_per_s"] / result["steps_per_s"]
-        out[name] = {**result, "ratchet_ratio": round(ratio, 2), "target_ratio": target,
-                     "meets_target": ratio >= target}
+        rates = [r["steps_per_s"] for r in results]
+        last = results[-1]
+        out[name] = {"runs": runs, "steps_per_run": steps, "rounds": rounds, "steps_per_s": spread(rates),
+                     "ratchet_ratio": round(ours / statistics.median(rates), 2),
+                     **{k: last[k] for k in ("version", "sqlite_journal_mode", "sqlite_synchronous",
+                                             "durable_commits", "durability_note") if k in last}}
+    dbos = [n for n in ("dbos", "dbos-wal") if "steps_per_s" in out.get(n, {})]
+    targets = {}
+    if dbos:
+        best = max(dbos, key=lambda n: out[n]["steps_per_s"]["median"])
+        targets[f"ratchet >= 5x DBOS at its best ({best})"] = out[best]["ratchet_ratio"] >= 5.0
+    if "steps_per_s" in out.get("langgraph", {}):
+        targets['ratchet >= 3x LangGraph durability="sync"'] = out["langgraph"]["ratchet_ratio"] >= 3.0
+    out["targets"] = targets
     return out
 
 
@@ -184,26 +219,29 @@ def _fields(record) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=2000, help="runs per round (default 2000)")
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each measurement (default 3)")
+    parser.add_argument("--peer-runs", type=int, default=None, help="runs per peer round (default --runs)")
     parser.add_argument("--journals", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--no-peers", action="store_true", help="skip DBOS and LangGraph")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ratchet-runner-bench-", dir=args.dir))
     try:
-        ours = durable_steps(folder, args.runs, args.steps)
-        bound = disk_bound(folder, ours, args.steps)
+        measured = interleaved_rounds(folder, args.runs, args.steps, args.rounds)
+        ours = measured["durable_steps"]["durable_steps_per_s"]["median"]
+        bound = measured["disk_bound"]["bound_steps_per_s"]["median"]
         in_workers = durable_steps_in_workers(folder, args.runs, args.steps, 2)
-        in_workers["vs_bound"] = round(in_workers["durable_steps_per_s"] / bound["bound_steps_per_s"], 3)
+        in_workers["vs_bound"] = round(in_workers["durable_steps_per_s"] / bound, 3)
         result = {
             "bench": "ratchet runner", "command": " ".join(["python", *sys.argv]),
             "python": sys.version.split()[0], "cpus": os.cpu_count(), "dir": str(folder),
-            "durable_steps": ours,
-            "disk_bound": bound,
+            **measured,
             "durable_steps_2_workers": in_workers,
-            "peers": {} if args.no_peers else peers(args.runs, args.steps, ours),
+            "peers": {} if args.no_peers else peers(args.peer_runs or args.runs, args.steps, args.rounds, ours),
             "replay": replay(folder, args.journals),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews every rate
         }
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 @click.option("--workers", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Worker processes that run actions (one run each at a time).")
 @click.option("--rescan", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-              metavar="SECONDS", help="Full rescan of runs/ and inbox/ (covers missed file events).")
+              metavar="SECONDS", help="Rescan of inbox/ and check of the file watches (covers missed "
+                   "file events; journals are rescanned in full when a watch died or overflowed, "
+                   "else every 5 minutes).")
 @click.option("--grace", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
               metavar="SECONDS", help="On SIGTERM/SIGINT, how long in-flight steps may finish (no new one starts) "
                    "before they are killed.")
@@ -78,9 +80,12 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --metrics-port 9464
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.supervise.supervisor import Supervisor
+    from engine.supervise.forkserver import start_forkserver
 
     home = existing_home(ctx)
+    start_forkserver()  # the workers' forkserver loads the engine while this process goes on
+
+    from engine.supervise.supervisor import Supervisor
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if ctx.find_root().obj.get("debug"):

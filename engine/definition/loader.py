@@ -49,6 +49,8 @@ class Machine:
         self.hash = spec.hash()
         self._resolved: dict[str, Callable[..., Any]] = {}
         self._chart: Statechart | None = None  # built on first use
+        self._direct: dict[tuple[str, str], str] | None = None  # see next_state
+        self._resolved_source: str | None = None  # see resolved_source
         self._code: dict[str, str] | None = None  # see `code`
 
     @property
@@ -92,12 +94,27 @@ class Machine:
                     if state in t.source or (t.source == ["*"] and not self.state(state).final)]
         return list(dict.fromkeys(triggers))
 
+    @property
+    def resolved_source(self) -> str | None:
+        """The machine file's absolute path, symlinks resolved, taken once (what a run
+        started from it records as `source`)."""
+        if self._resolved_source is None and self.source is not None:
+            self._resolved_source = str(Path(self.source).resolve())
+        return self._resolved_source
+
     def next_state(self, state: str, trigger: str, data: dict[str, Any]) -> str | None:
         """Where `trigger` leads from `state` given the run's `data`; None if nowhere.
 
         Guards get a copy of `data` (they cannot change the run); one that raises is a
         ConditionError naming the transition, for the caller to escalate or refuse.
+        A trigger whose first transition from `state` has no guard is answered from a plain
+        table (`transitions` would take that one, whatever the data), with no copy.
         """
+        if self._direct is None:
+            self._direct = _unguarded_moves(self.spec)
+        dest = self._direct.get((state, trigger))
+        if dest is not None:
+            return dest
         if self._chart is None:
             self._chart = Statechart(self.spec, self._predicate)
         try:
@@ -133,6 +150,17 @@ class Machine:
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} v{self.spec.version} {self.hash[:19]}>"
+
+
+def _unguarded_moves(spec: MachineSpec) -> dict[tuple[str, str], str]:
+    """(state, trigger) -> dest, where the first transition for that trigger leaving that
+    state (in written order, "*" standing for every state, as `transitions` adds them) has
+    no `conditions` or `unless`: `transitions` takes it without asking anything else."""
+    first: dict[tuple[str, str], tuple[str, bool]] = {}
+    for t in spec.transitions:
+        for source in (list(spec.states) if t.source == ["*"] else t.source):
+            first.setdefault((source, t.trigger), (t.dest, bool(t.conditions or t.unless)))
+    return {key: dest for key, (dest, guarded) in first.items() if not guarded}
 
 
 def load_machine(ref: str | Path, machines_dir: Path = Path("machines")) -> Machine:

@@ -51,13 +51,14 @@ _RUNNING, _WAITING, _RETRYING = RunStatus.RUNNING, RunStatus.WAITING, RunStatus.
 _ESCALATED, _FINISHED, _CANCELLED = RunStatus.ESCALATED, RunStatus.FINISHED, RunStatus.CANCELLED
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
     """Everything known about a run after folding its journal (a plain object).
 
     Many fields on purpose: it is a value, the fold of the journal, and each field is one
     fact `status`, `plan` or the supervisor reads; grouping them would cost every fold
-    an extra object per record and say nothing more.
+    an extra object per record and say nothing more. Slots, not a per-instance dict: a
+    supervisor keeps one per run (about 1 KB less each, at 50,000 waiting runs).
     """
 
     run_id: str = ""

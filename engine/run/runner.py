@@ -69,6 +69,10 @@ from journal.records import ChildRun, Spawned
 
 log = logging.getLogger(__name__)
 
+# Records after which the runner calls code (an action, on_cancel, on_escalate): a
+# journal-only delivery stops before the move that ends in one.
+_CALLS_CODE = (StepStarted, CompensationStarted, Escalated)
+
 
 @dataclass
 class _Session:
@@ -78,6 +82,7 @@ class _Session:
     rs: RunState
     machine: Machine
     batch: list[Record] = field(default_factory=list)
+    journal_only: bool = False  # a delivery on the mail lane: journal, call no code (see deliver)
 
 
 class Runner:
@@ -128,7 +133,7 @@ class Runner:
                 if first.machine != machine.name:
                     raise RunExistsError(run_id, first.machine, machine.name)
                 return run_id, None
-            source = str(Path(machine.source).resolve()) if machine.source else None
+            source = machine.resolved_source
             record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
                                 definition=machine.pinned, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()),
@@ -175,7 +180,8 @@ class Runner:
             rs = None
 
     def deliver(self, run_id: str, message: Request, source_file: str | None = None,
-                answers: int | None = None, sender: Sender | None = None) -> Delivery:
+                answers: int | None = None, sender: Sender | None = None, *,
+                journal_only: bool = False) -> Delivery:
         """Check, journal and apply a message from outside (a trigger, a resolution, a
         cancel or an upgrade), then advance.
 
@@ -184,9 +190,15 @@ class Runner:
         the run has moved on since (even back to the same state), the message is stale.
         `sender`: who sent it, as the supervisor proved it (engine.trust.sender); None for
         trusted in-process callers. Each decision record says whether it was verified.
+        `journal_only` (the supervisor's mail lane, engine.supervise.lane): journal the
+        message's records and whatever follows without calling code, and stop before a
+        `step_started`, `compensation_started` or `escalated` (whose ticket calls
+        on_escalate): the run then owes that move (its todo), and an ordinary `advance`
+        makes it, exactly as after a crash between the two batches.
         """
         who = delivery.provenance(sender)
         with self._session(run_id) as s:
+            s.journal_only = journal_only
             if source_file and source_file in s.rs.inbox_files:
                 accepted, reason = s.rs.inbox_files[source_file]
                 return Delivery(accepted, reason, s.rs)
@@ -258,8 +270,9 @@ class Runner:
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening
-            if not isinstance(move, Append) or (self._draining and isinstance(move.records[-1], StepStarted)):
-                self._flush(s)  # Stop or Sleep: nothing more to do now; or a stop was asked
+            if (not isinstance(move, Append) or (self._draining and isinstance(move.records[-1], StepStarted))
+                    or (s.journal_only and isinstance(move.records[-1], _CALLS_CODE))):
+                self._flush(s)  # Stop or Sleep: nothing more to do now; or a stop was asked; or code is next
                 return rs
             for record in move.records:
                 record.ts = iso(now)

@@ -26,6 +26,7 @@ class Job:
     last_seq: int = 0  # the run's last journaled seq when the job was handed over
     sender: Sender | None = None  # for deliver: who sent the message, as the mailroom proved it
     children: tuple[str, ...] | None = None  # for a parent's advance: children seen ended (engine.supervise.children)
+    journal_only: bool = False  # for deliver: journal it, call no code (the mail lane, engine.supervise.lane)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
 log = logging.getLogger("ratchet.supervisor")
 
 
-@dataclass
+@dataclass(slots=True)  # one per run the supervisor knows
 class Tracked:
     """A run as the supervisor knows it: its folded state and where its journal was read to."""
 

@@ -6,7 +6,8 @@ deadlines and back-offs), the mailroom (engine.supervise.mailroom: the inbox's f
 and the step timeouts (engine.supervise.timeouts). The loop itself keeps the ready set
 (runs that need an advance) and decides, from a run's new records, what it needs. It
 never runs an action: each `advance` or `deliver` goes to a worker process
-(engine.supervise.workers), at most one job per run at a time. The journal's lock, taken
+(engine.supervise.workers), at most one job per run at a time; a delivery to a run at
+rest goes to the mail lane (engine.supervise.lane), so it never waits for a free worker. The journal's lock, taken
 by the Runner inside the worker, is what guarantees a single writer per run even with
 two supervisors on one home.
 
@@ -16,8 +17,9 @@ past it or at a second signal (engine.supervise.stopping).
 
 Sleeping: until the next deadline or back-off end, a worker's answer or death, or a hint
 from the watcher (engine.supervise.watcher), capped so that a `FileClock` change is
-noticed; a full rescan of `runs/` and `inbox/` every `rescan` seconds covers missed
-events.
+noticed; a rescan of `inbox/` every `rescan` seconds covers missed events there, and a
+full rescan of the journals runs when the watch died or overflowed, else only every
+JOURNAL_RESCAN seconds (idle cost must not grow with the number of runs).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from engine.run.clock import Clock, FileClock, clock_from_env
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
+from engine.supervise.forkserver import start_forkserver
 from engine.supervise.jobs import Job, Result
+from engine.supervise.lane import MailLane
 from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
 from engine.supervise.stopping import Stops
@@ -52,13 +56,16 @@ log = logging.getLogger("ratchet.supervisor")
 
 MOVING = "running"  # the only status that needs a worker without a deadline or a message
 LOCKED_BACKOFF = 0.5  # another process advances the run: look again soon
+# While the journals' watch is alive (and has not overflowed), a full rescan of runs/ is
+# only a safety net: it costs a stat per journal, so idle CPU would grow with the runs.
+JOURNAL_RESCAN = 300.0
 
 
 @dataclass(frozen=True)
 class Pacing:
     """How often the loop looks, and how long it waits for files and workers."""
 
-    rescan: float  # seconds between full rescans of runs/ and inbox/ (missed watcher events)
+    rescan: float  # seconds between rescans of inbox/ and watch checks (journals: JOURNAL_RESCAN)
     grace: float  # seconds busy workers get to finish at shutdown
     settle: float  # an inbox file unchanged this long is complete (where leases are unavailable)
     tick: float  # the longest sleep: a FileClock moves by a file write nobody signals
@@ -67,8 +74,8 @@ class Pacing:
 class Supervisor:
     """Drives every run under `home` until stopped (or, with `once`, until nothing is due)."""
 
-    # Twelve fields, over the ~8 a class should keep: eight are what it wires together (its
-    # home and knobs, the pool and the wake-up it sleeps on, the four parts); its own state
+    # Thirteen fields, over the ~8 a class should keep: nine are what it wires together (its
+    # home and knobs, the pool, the mail lane and the wake-up it sleeps on, the four parts); its own state
     # is only the ready set, the tickets it looked at, the stop flag and the stop requests.
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
@@ -77,6 +84,7 @@ class Supervisor:
         self.home = home
         self.pacing = Pacing(rescan, grace, settle, tick=0.2 if isinstance(clock, FileClock) else 1.0)
         self.pool = WorkerPool(workers, home.root, machines_dir=machines_dir)
+        self.lane = MailLane(home.root, machines_dir=machines_dir)  # deliveries never wait for a free worker
         self.wake = Wakeup()
         self.runs = RunTable(home)
         self.agenda = Agenda(clock)
@@ -96,13 +104,15 @@ class Supervisor:
         """Run until `stop()` (or, with `once`, until nothing is due now). Returns 0."""
         self.home.ensure()  # refuses symlinked inbox folders, before anything starts
         self.mailroom.open(settle=0.0 if once else self.pacing.settle)
-        self.pool.start()
+        start_forkserver()  # it loads the engine while this process scans (engine.supervise.workers)
         watcher = None if once else Watcher(self.home.inbox, self.home.store, self.wake)
         if watcher:
             watcher.start()
         self.runs.scan()
         self.mailroom.adopt()
         self.mailroom.scan()
+        self.pool.start()
+        self.lane.start()
         self._consider_changed()
         if self.metrics:
             self.metrics.counting = True  # what the first scan read is history, not news
@@ -110,20 +120,26 @@ class Supervisor:
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
         next_rescan = time.monotonic() + self.pacing.rescan
+        next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:
             while not self._stopping.is_set():
                 self.wake.clear()
                 self._handle(self.pool.collect())
+                self._handle(self.lane.collect())
                 if watcher:
                     changed, inbox_changed = watcher.take()
                     for run_id in changed:
                         self.runs.refresh(run_id)
                     if inbox_changed or self.mailroom.waiting_for_writers:
                         self.mailroom.scan()
-                    if time.monotonic() >= next_rescan:
-                        if watcher.ensure_alive():
-                            log.info("rescanning after a watcher restart")
-                        self.runs.scan()
+                    lost = watcher.take_overflow()
+                    if lost or time.monotonic() >= next_rescan:
+                        restarted = watcher.ensure_alive()
+                        if restarted or lost:
+                            log.info("rescanning after a watcher %s", "restart" if restarted else "overflow")
+                        if restarted or lost or time.monotonic() >= next_journal_rescan:
+                            self.runs.scan()
+                            next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
@@ -133,6 +149,7 @@ class Supervisor:
                 self._kill_overdue()
                 self._kill_cancelled()
                 self._consider_changed()
+                self._dispatch_mail()
                 self._dispatch()
                 if once and not self._pending_now():
                     break
@@ -164,18 +181,21 @@ class Supervisor:
             timeout = min(timeout, due_in)
         if self.mailroom.waiting_for_writers:
             timeout = min(timeout, 0.1)
-        if once and self.pool.busy():
+        if once and (self.pool.busy() or self.lane.busy()):
             timeout = min(timeout, 0.05)
-        wait(self.pool.waitables() + [self.wake], timeout)
+        wait(self.pool.waitables() + self.lane.waitables() + [self.wake], timeout)
 
     def _shutdown(self, watcher: Watcher | None) -> None:
         if watcher:
             watcher.stop()
+        # A delivery in hand is a few appends; a second signal (stop at once) waits for none.
+        self._handle(self.lane.stop(0.0 if self.stops.now else self.pacing.grace))
         drained = stopping.drain(self.pool, self.stops, self.pacing.grace, self.wake)
         self._handle(drained.finished)  # files delivered inbox files; refreshes the runs' rows
         stopping.report(drained, self.stops, self._where)
         self.mailroom.close()
         self.pool.close()
+        self.lane.close()
         self.wake.close()
 
     def _where(self, run_id: str) -> str:
@@ -190,7 +210,7 @@ class Supervisor:
 
     def _pending_now(self) -> bool:
         """Anything to do now or in flight? (`--once` stops when not.)"""
-        if self.pool.busy():
+        if self.pool.busy() or self.lane.busy():
             return True
         waiting = (r for r in (*self._ready, *self.mailroom.runs_with_mail()) if not self.agenda.held_back(r))
         return any(waiting) or self.agenda.deadline_passed()
@@ -205,9 +225,9 @@ class Supervisor:
     def _consider(self, run_id: str) -> None:
         state = self.runs[run_id].state
         owed = state.status == MOVING or (state.ended and state.todo is not None)  # e.g. on_cancel cut off
-        if owed and not self.pool.holding(run_id):
+        if owed and not self._held(run_id):
             self._ready[run_id] = None
-        if state.status == "escalated" and state.escalation is not None and not self.pool.holding(run_id):
+        if state.status == "escalated" and state.escalation is not None and not self._held(run_id):
             self._check_ticket(run_id, state.escalation.seq)
         if state.deadline is not None and state.status in ("waiting", "retrying"):
             self.agenda.schedule(run_id, state.deadline)
@@ -240,14 +260,15 @@ class Supervisor:
     def _kill_overdue(self) -> None:
         """Kill a worker whose job is overdue (engine.supervise.timeouts says when). A worker
         with unread messages (a heartbeat, its result) is judged after the next collect()."""
-        for worker, overdue in self.timeouts.overdue(self.pool.busy(), self.runs):
-            if worker.conn.poll():
-                continue
-            run_id = worker.current.run_id
-            self.timeouts.killed(run_id, overdue)
-            self._handle([self.pool.kill(worker, overdue.why)])
-            if overdue.step_seq is None:
-                self.agenda.back_off(run_id)  # it may hang again: do not spin on it
+        for pool in (self.pool, self.lane.pool):
+            for worker, overdue in self.timeouts.overdue(pool.busy(), self.runs):
+                if worker.conn.poll():
+                    continue
+                run_id = worker.current.run_id
+                self.timeouts.killed(run_id, overdue)
+                self._handle([pool.kill(worker, overdue.why)])
+                if overdue.step_seq is None:
+                    self.agenda.back_off(run_id)  # it may hang again: do not spin on it
 
     def _kill_cancelled(self) -> None:
         """A cancel is queued for a run a worker holds (mid-step, say): kill that worker
@@ -273,6 +294,18 @@ class Supervisor:
 
     # --- dispatching ------------------------------------------------------------------------
 
+    def _held(self, run_id: str) -> bool:
+        """Does a worker (of the pool or the mail lane) hold the run? One job per run at a time."""
+        return self.pool.holding(run_id) is not None or self.lane.holding(run_id) is not None
+
+    def _dispatch_mail(self) -> None:
+        """Deliveries to runs at rest go to the mail lane (engine.supervise.lane), whatever the
+        pool is doing; the steps that follow are dispatched to the pool as usual."""
+        if self._stopping.is_set():
+            return
+        for job in self.lane.dispatch(self.mailroom, self.runs, held=self._held, held_back=self.agenda.held_back):
+            self.timeouts.handed_over(job.run_id)
+
     def _dispatch(self) -> None:
         if not self.pool.idle():
             return
@@ -281,7 +314,7 @@ class Supervisor:
             if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
                 return
             cancel = run_id in cancelling
-            if self.pool.holding(run_id) or (self.agenda.held_back(run_id) and not cancel):
+            if self._held(run_id) or (self.agenda.held_back(run_id) and not cancel):
                 continue
             job = self.mailroom.next_delivery(run_id) if cancel else self._next_job(run_id)  # a cancel first
             if job is not None:

@@ -81,6 +81,23 @@ def watch_inbox(inbox: Path, on_event: Callable[[], None]) -> Watch:
     return ObserverWatch(inbox, SafeHandler(lambda _event: on_event()), recursive=True, events=_INBOX_EVENTS)
 
 
+class _OverflowFilter(logging.Filter):
+    """Notices watchdog's "Inotify queue overflowed" warning: events were lost, and only a
+    full rescan finds them (watchdog says so only in its log)."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__()
+        self.on_overflow = on_overflow
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "overflow" in str(record.msg).lower():
+            self.on_overflow()
+        return True
+
+
+_WATCHDOG_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
 class Watcher:
     """Watches the inbox and the store's journals; collects hints and raises `wake` on each."""
 
@@ -89,10 +106,25 @@ class Watcher:
         self._lock = threading.Lock()
         self._changed_runs: set[str] = set()
         self._inbox_changed = False
+        self._overflowed = False
+        self._filter = _OverflowFilter(self._overflow)
         self.watches: list[Watch] = []  # the inbox's and the journals'
 
     def start(self) -> None:
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
         self.watches = [watch_inbox(self.inbox, self._inbox_hint), self.store.watch(self._journal_hint)]
+
+    def take_overflow(self) -> bool:
+        """Did the kernel drop events since the last call? (Then rescan everything.)"""
+        with self._lock:
+            overflowed, self._overflowed = self._overflowed, False
+        return overflowed
+
+    def _overflow(self) -> None:
+        with self._lock:
+            self._overflowed = True
+        self.wake.set()
 
     def alive(self) -> bool:
         return bool(self.watches) and all(watch.alive() for watch in self.watches)
@@ -107,6 +139,8 @@ class Watcher:
         return True
 
     def stop(self) -> None:
+        for name in _WATCHDOG_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
         watches, self.watches = self.watches, []
         for watch in watches:
             watch.stop()

@@ -136,7 +136,8 @@ def serve(conn: Connection, lifeline: Connection, home_root: str, machines_dir: 
         try:
             if job.kind == "deliver":
                 delivery = runner.deliver(job.run_id, job.message, source_file=job.source_file,
-                                          answers=job.answers, sender=job.sender)
+                                          answers=job.answers, sender=job.sender,
+                                          journal_only=job.journal_only)
                 result = Result(job, "ok", accepted=delivery.accepted, reason=delivery.reason)
             else:
                 runner.advance(job.run_id, abandoned=job.abandoned, abandoned_seq=job.abandoned_seq,

@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from engine.supervise.forkserver import PRELOAD
 from engine.supervise.jobs import Heartbeat, Job, Result
 from engine.supervise.worker import serve
 
@@ -66,7 +67,7 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["engine.supervise.worker", "engine.run.runner"])
+        self._ctx.set_forkserver_preload(PRELOAD)
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 

@@ -62,7 +62,9 @@ def test_an_action_renamed_under_a_waiting_run_escalates_and_the_approval_is_fil
         row.escalation_detail)
     wait_for((env.home.inbox_done / dropped.name).exists, what="the approval to be filed in done/")
     assert env.claimed_files() == [] and not list(env.home.inbox_rejected.iterdir())
-    assert env.ticket("r1")["reason"] == "code changed"
+    # The approval is filed once journaled (the mail lane); the step, its escalation and then
+    # its ticket follow on a worker.
+    assert wait_for(lambda: env.ticket("r1"), what="the ticket")["reason"] == "code changed"
     failed = [r for r in env.records("r1") if r["type"] == "step_failed"]
     assert [(r["state"], r["error_type"], r["retryable"]) for r in failed] == [("send", "ImportPathError", False)]
     supervisor.send_signal(signal.SIGTERM)

@@ -32,8 +32,9 @@ def test_a_stop_during_a_delivered_step_never_applies_the_file_twice(env):
     wait_for(env.started_marker("r1").exists, what="the delivered trigger's step to start")
     sup.send_signal(signal.SIGTERM)
     assert sup.wait(15) == 0
-    assert inbox.pending(env.home) == []  # applied already: it stays claimed, under its key
-    assert len(env.claimed_files()) == 1
+    assert inbox.pending(env.home) == []
+    # Journaled on the mail lane and filed before its step was dispatched (engine.supervise.lane).
+    assert env.claimed_files() == [] and os.listdir(env.home.inbox_done) == [dropped.name]
     gate.touch()
     result = env.once()
     assert result.returncode == 0, result.stderr

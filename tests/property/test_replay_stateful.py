@@ -23,6 +23,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -217,7 +218,7 @@ class ReplayMachine(RuleBasedStateMachine):
         if self.live is None:
             return
         folded = fold(self.home.store.read(self.run_id).records)
-        differ = {k: (v, getattr(self.live, k)) for k, v in vars(folded).items() if getattr(self.live, k) != v}
+        differ = {k: (v, getattr(self.live, k)) for k, v in asdict(folded).items() if getattr(self.live, k) != v}
         assert not differ, f"replay != live (replay, live): {differ}"
 
 

@@ -10,6 +10,7 @@ around the compensation is tests/faults/test_cancel_kill.py.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -244,7 +245,7 @@ def test_an_on_cancel_that_keeps_crashing_is_given_up(runner, tmp_path, home, cl
 def test_replay_of_a_cancelled_run_equals_the_live_state(runner, tmp_path):
     rid = waiting_run(runner, tmp_path)
     live = runner.deliver(rid, cancel(rid), source_file="c1.json").state
-    assert vars(fold(runner.home.store.read(rid).records)) == vars(live)
+    assert asdict(fold(runner.home.store.read(rid).records)) == asdict(live)
 
 
 # --- definitions and messages -------------------------------------------------------------

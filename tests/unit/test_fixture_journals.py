@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import typing
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -88,4 +89,4 @@ def test_every_prefix_of_a_fixture_folds_and_folding_one_by_one_agrees(name):
     live = RunState()
     for n, record in enumerate(records, 1):
         live.apply(record)  # how a runner keeps its state up to date
-        assert vars(fold(records[:n])) == vars(live), f"{name}: after record #{n}"
+        assert asdict(fold(records[:n])) == asdict(live), f"{name}: after record #{n}"

@@ -9,6 +9,7 @@ goes on under the new definition, replay after a restart equals the live state; 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ def test_a_waiting_run_moves_to_v2_and_goes_on_under_it(runner, tmp_path, clock,
 
     # Replay in a new process (no cache) follows v1, then v2 from the `upgraded` record on.
     restarted = Runner(home, clock=clock)
-    assert vars(restarted.read("r1")) == vars(d.state)
+    assert asdict(restarted.read("r1")) == asdict(d.state)
     records = runner.home.store.read("r1").records
     for n in range(1, len(records) + 1):
         fold(records[:n])  # every prefix a crash could leave folds
@@ -123,9 +124,9 @@ def test_replay_after_a_restart_equals_the_live_state_at_every_step(runner, tmp_
     waiting_run(runner, tmp_path)
     live = runner.deliver("r1", upgrade_to(version(tmp_path, V2)), source_file="u1.json").state
     restarted = Runner(home, clock=clock)
-    assert vars(restarted.read("r1")) == vars(live)
+    assert asdict(restarted.read("r1")) == asdict(live)
     live = restarted.deliver("r1", Message(run="r1", trigger="approve", by="carol"), source_file="a1.json").state
-    assert vars(Runner(home, clock=clock).read("r1")) == vars(live)
+    assert asdict(Runner(home, clock=clock).read("r1")) == asdict(live)
 
 
 def test_a_run_sleeping_before_a_retry_moves_when_the_new_policy_allows_the_attempt(runner, tmp_path, clock):

@@ -1,0 +1,178 @@
+"""Recovery benchmark: supervisor start -> the first new record of a crashed run.
+
+A run is crashed once (`ratchet run` killed by SIGKILL right after its step_started is
+durable, via RATCHET_CRASH_AT), and its home is copied afresh for every try. Each try
+starts `ratchet supervise` (or `supervise --once`) as a user would, through the console
+script, and times, on the wall clock:
+
+  imports      process start -> the CLI's first log line ("home ...": Python started,
+               the CLI and the supervisor's modules imported)
+  pool+scan    -> "supervising N runs" (claim box, worker pool started, journals and
+               inbox scanned)
+  first record -> the `ts` of the crashed run's first new record (a worker took the
+               run, folded it, journaled step_abandoned + step_started)
+  exit         (--once) -> the process ended
+
+Modes alternate try by try, so the machine's noise hits both alike. Prints one JSON
+document with p50/p95 (and min/max) per mode and phase, in milliseconds.
+
+    python bench/recovery_bench.py                 # 10 tries per mode
+    python bench/recovery_bench.py --tries 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RATCHET = Path(sys.executable).with_name("ratchet")  # the console script, as a user runs it
+
+MACHINE = """
+name: recovery
+version: 1
+initial: work
+states:
+  work: {action: recovery_actions:work}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: work, dest: done}
+"""
+ACTIONS = "def work(ctx):\n    return {'worked': ctx.attempt}\n"
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def crashed_home(folder: Path) -> Path:
+    """A home holding one run whose step was in flight when its process was SIGKILLed."""
+    (folder / "recovery.yaml").write_text(MACHINE)
+    (folder / "recovery_actions.py").write_text(ACTIONS)
+    home = folder / "home"
+    env = {**os.environ, "RATCHET_HOME": str(home), "RATCHET_CRASH_AT": "before_action:1"}
+    done = subprocess.run([str(RATCHET), "run", str(folder / "recovery.yaml"), "--id", "crashed"],
+                          cwd=folder, env=env, capture_output=True)
+    if done.returncode != -signal.SIGKILL:
+        raise SystemExit(f"could not crash the run: exit {done.returncode}: {done.stderr.decode()}")
+    return home
+
+
+def _log_time(line: str) -> float:
+    """The wall time of a `2026-11-30 20:51:03,123 ratchet supervise: ...` log line."""
+    stamp = line[:23]
+    return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _journal_lines(path: Path) -> list[dict]:
+    try:
+        return [json.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
+    except (OSError, ValueError):
+        return []
+
+
+def one_try(template: Path, work: Path, once: bool, code: Path | None = None) -> dict[str, float]:
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(template, home)
+    journal = home / "runs" / "crashed.jsonl"
+    before = len(_journal_lines(journal))
+    env = {**os.environ, "RATCHET_HOME": str(home)}
+    env.pop("RATCHET_CRASH_AT", None)
+    if code is not None:  # another checkout of Ratchet, ahead of the installed one on the path
+        env["PYTHONPATH"] = str(code)
+    args = [str(RATCHET), "supervise", *(["--once"] if once else [])]
+    log = work / "supervise.log"
+    with open(log, "wb") as err:
+        began = time.time()
+        proc = subprocess.Popen(args, cwd=template.parent, env=env, stdout=subprocess.DEVNULL, stderr=err)
+    deadline = began + 60
+    first: dict | None = None
+    while first is None:
+        lines = _journal_lines(journal)
+        if len(lines) > before:
+            first = lines[before]
+        elif time.time() > deadline:
+            proc.kill()
+            raise SystemExit(f"no new record within 60 s; log:\n{log.read_text()}")
+        else:
+            time.sleep(0.001)
+    if once:
+        proc.wait(60)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    ended = time.time()
+    proc.wait(60)
+    if once:
+        ended = time.time() if proc.returncode is None else ended
+    text = log.read_text().splitlines()
+    home_line = next(line for line in text if "ratchet supervise: home " in line)
+    supervising = next(line for line in text if "ratchet supervise: supervising " in line)
+    record_at = datetime.fromisoformat(first["ts"].replace("Z", "+00:00")).timestamp()
+    phases = {
+        "imports": _log_time(home_line) - began,
+        "pool+scan": _log_time(supervising) - _log_time(home_line),
+        "first record": record_at - _log_time(supervising),
+        "total": record_at - began,
+    }
+    if once:
+        phases["exit"] = ended - record_at
+    return {k: _ms(v) for k, v in phases.items()}
+
+
+def summary(tries: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for phase in tries[0]:
+        values = sorted(t[phase] for t in tries)
+        p95 = values[min(len(values) - 1, round(0.95 * (len(values) - 1)))]
+        out[phase] = {"p50": round(statistics.median(values), 1), "p95": p95, "min": values[0], "max": values[-1]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tries", type=int, default=10, help="tries per mode (default 10)")
+    parser.add_argument("--compare", type=Path, metavar="DIR",
+                        help="also time the Ratchet source tree in DIR (e.g. an older commit, `git archive`d), "
+                             "interleaved try by try with this one")
+    args = parser.parse_args(argv)
+    if not RATCHET.exists():
+        raise SystemExit(f"{RATCHET}: not found; install Ratchet in this Python's environment first")
+    folder = Path(tempfile.mkdtemp(prefix="ratchet-recovery-", dir=ROOT))
+    try:
+        template = crashed_home(folder)
+        work = folder / "try"
+        work.mkdir()
+        modes: dict[str, Path | None] = {"supervise": None, "supervise --once": None}
+        if args.compare:
+            modes.update({f"{args.compare}: supervise": args.compare.resolve(),
+                          f"{args.compare}: supervise --once": args.compare.resolve()})
+        results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+        for _ in range(args.tries):
+            for mode, code in modes.items():
+                results[mode].append(one_try(template, work, once=mode.endswith("--once"), code=code))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    p50 = statistics.median(t["total"] for t in results["supervise"])
+    return {
+        "command": " ".join(["python", "bench/recovery_bench.py", *(argv if argv is not None else sys.argv[1:])]),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
+        "cpus": os.cpu_count(),
+        "tries_per_mode": args.tries,
+        "ms": {mode: summary(tries) for mode, tries in results.items()},
+        "targets": {"supervise: start -> first record of a crashed run, p50 < 100 ms": p50 < 100},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))
