@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.api.snapshot import RunSnapshot, snapshot_of
-from engine.api.waiting import statuses, wait_until
+from engine.api.waiting import reached, wait_until
 from engine.errors import UnknownRunError
 from engine.home import Home
 from engine.run.clock import Clock, clock_from_env
@@ -169,16 +169,17 @@ class Ratchet:
 
         `until`: a status ("waiting", "escalated", "finished", "cancelled", "running",
         "retrying"), several, "ended" (finished or cancelled) or "settled" (the default:
-        waiting for someone, escalated or ended). `after`: count only what follows this
+        waiting for someone, escalated or ended; a parent waiting for its children is not
+        settled until its join moves it on). `after`: count only what follows this
         seq (a `Sent` or a snapshot stands for its seq): `wait(id, after=ratchet.approve(id,
         by="alice"))` returns once the supervisor has answered the approval, not at once
         because the run was waiting before it. Sleeps on the store's change hints, never
         spins. WaitTimeoutError (a TimeoutError) after `timeout` seconds (None: forever);
         ValueError for an unknown word in `until`.
         """
-        wanted = statuses(until)
+        reaches = reached(until)
         seq = after if isinstance(after, int) else after.seq
         words = until if isinstance(until, str) else "|".join(sorted(until))
-        wait_until(self.home, check_run_id(id), lambda rs: rs.status in wanted, until=words,
+        wait_until(self.home, check_run_id(id), reaches, until=words,
                    timeout=timeout, after=seq)
         return self.get(id)

@@ -35,6 +35,22 @@ def statuses(until: str | Collection[str]) -> frozenset[RunStatus]:
     return frozenset().union(*(WORDS[w] for w in words))
 
 
+def reached(until: str | Collection[str]) -> Callable[[RunState], bool]:
+    """Does a run's state answer `until`? A parent that only waits for its own children is
+    not "settled" (nobody outside is asked; its join will move it), unless "waiting" is
+    named. ValueError for an unknown word, as `statuses`."""
+    wanted = statuses(until)
+    words = [until] if isinstance(until, str) else list(until)
+    if "settled" not in words or RunStatus.WAITING in words:
+        return lambda rs: rs.status in wanted
+    return lambda rs: rs.status in wanted and not waits_for_children(rs)
+
+
+def waits_for_children(rs: RunState) -> bool:
+    brood = rs.brood
+    return rs.status == RunStatus.WAITING and brood is not None and brood.state == rs.state
+
+
 def wait_until(home: Home, run_id: str, reached: Callable[[RunState], bool], *, until: str,
                timeout: float | None, after: int = 0) -> RunState:
     """The run's state once it has a record after seq `after` and `reached(state)` holds.

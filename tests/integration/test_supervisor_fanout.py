@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+import engine
+from engine.errors import WaitTimeoutError
+
 from supervisor_harness import Env
 from waiting import wait_for
 
@@ -191,3 +194,24 @@ def test_validate_reports_spawn_mistakes_each_on_its_line(env: Env):
            "{quorum: N}" in errors
     assert any(line.startswith(f"{broken / 'spawn_unknown_machine.yaml'}:12: states.fan.spawn.machine: spawn machine "
                                "'clause_reveiw': no machine named") for line in errors)
+
+
+def test_the_api_waits_on_a_parent_until_its_join_not_while_it_waits_for_its_children(fan_env: Env):
+    """`Ratchet.wait(parent)` (until "settled": waiting for someone, escalated or ended) must
+    not return while the parent only waits for its own children: nobody outside is asked."""
+    env = fan_env
+    ratchet = engine.Ratchet(home=env.home.root, machines_dir=env.machine.parent, clock=env.clock)
+    gates = [env.dir / f"gate{i}" for i in range(2)]
+    env.start("fan", machine="fanout_all", items=[{"gate": str(g)} for g in gates])
+    supervisor = env.supervise("--workers", "3")
+    wait_for(lambda: all(env.started_marker(f"fan.fan.{i}").exists() for i in range(2)), what="both children mid-step")
+    assert ratchet.get("fan").status == "waiting"  # for its children, both blocked in their step
+    with pytest.raises(WaitTimeoutError):
+        ratchet.wait("fan", timeout=1.0)
+    assert ratchet.wait("fan", until="waiting", timeout=5).state == "fan"  # asked for by name: still there
+    for gate in gates:
+        gate.touch()
+    joined = ratchet.wait("fan", timeout=30)
+    assert (joined.status, joined.state) == ("finished", "joined")
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(20)
