@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 from typing import Any
 
 FONT = 13  # px; the text-width estimate below assumes a sans-serif face at this size
@@ -159,6 +160,8 @@ def _note(spec: dict[str, Any]) -> str:
         return f"final: {spec['outcome']}" if spec.get("outcome") else "final"
     if spec.get("action"):
         return f"task: {str(spec['action']).partition(':')[2]}"
+    if spec.get("spawn"):
+        return f"spawns {Path(str(spec['spawn'].get('machine', ''))).stem}"
     who = f" {', '.join(spec['approvers'])}" if spec.get("approvers") else ""
     return f"waits for{who}" if who else "waits"
 

@@ -163,10 +163,19 @@ def _text(value: Any) -> str:
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
 
 
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[Change]:
-    changes = [Change(key, None if key not in before else _text(before[key]), _text(value))
-               for key, value in after.items() if key not in before or before[key] != value]
-    changes += [Change(key, _text(value), None) for key, value in before.items() if key not in after]
+def _changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[Change]:
+    """What changed, key by key; a mapping that stays a non-empty mapping is compared inside
+    (a join adds `review_clauses.3`, it does not rewrite all of `review_clauses`)."""
+    changes: list[Change] = []
+    for key, value in after.items():
+        old = before.get(key)
+        if key in before and old == value:
+            continue
+        if not prefix and isinstance(old, dict) and old and isinstance(value, dict):
+            changes += _changes(old, value, f"{key}.")
+        else:
+            changes.append(Change(prefix + key, None if key not in before else _text(old), _text(value)))
+    changes += [Change(prefix + key, _text(value), None) for key, value in before.items() if key not in after]
     return changes
 
 
@@ -191,7 +200,7 @@ _DETAILS: dict[str, Any] = {
     "retry_scheduled": lambda r: f"attempt {r.attempt} due {when(r.due)} "
                                  f"(in {f'{r.delay_s:.3g} s' if r.delay_s < 60 else span(r.delay_s)})",
     "transition": lambda r: f"{r.source} → {r.dest} on {r.trigger}",
-    "waiting": lambda r: f"for {'|'.join(r.triggers)}"
+    "waiting": lambda r: f"for {'|'.join(r.triggers) or 'its children'}"
                          + (f" from {', '.join(r.approvers)}" if r.approvers else "")
                          + (f" until {when(r.deadline)}" if r.deadline else ", no deadline"),
     "trigger_received": lambda r: f"{r.trigger}{_quote(r.comment)}",
@@ -206,5 +215,7 @@ _DETAILS: dict[str, Any] = {
     "compensation_started": lambda r: f"on_cancel {r.action}, attempt {r.attempt}",
     "compensation_finished": lambda r: f"on_cancel {r.action}: "
                                        + (f"failed: {_text(r.error)}" if r.error is not None else "done"),
+    "spawned": lambda r: f"started {', '.join(c.run_id for c in r.children)} ({len(r.children)} of {r.total})",
+    "child_finished": lambda r: f"{r.child} {r.status}" + (f" → {r.outcome}" if r.outcome else ""),
     "upgraded": lambda r: f"to v{r.version} ({r.definition_hash[:19]}…){_quote(r.comment)}",
 }

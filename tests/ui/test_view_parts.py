@@ -18,6 +18,7 @@ from engine.view import diagram, missing
 from engine.view.dashboard import Filters, listing
 from engine.view.rows import RowCache
 from engine.view.story import span, tell
+from journal.records import decode_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,3 +148,23 @@ def test_the_row_cache_rebuilds_what_changed_and_what_time_moves(runner: Runner)
 
     later = now + timedelta(days=2, hours=1)  # b's wait ran out an hour ago: no record says so, the clock does
     assert [(r.run_id, r.overdue_s) for r in cache.rows(later)] == [("a", None), ("b", 3600.0)]
+
+
+def test_a_fan_out_parent_says_which_children_it_started_and_how_each_ended() -> None:
+    """The contract_review fixture (a real run, journaled by the engine): its `spawned`,
+    `child_finished` and `waiting` lines name the children, and the diagram says the state
+    spawns them (not that it waits for a person)."""
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "journals" / "contract_signed.jsonl"
+    records = decode_lines(fixture.read_bytes())
+    story = tell("contract-acme", records)
+    details = {(e.kind, e.detail) for e in story.entries}
+    spawned = [d for k, d in details if k == "spawned"]
+    child = r"contract-acme\.review_clauses\.\d"
+    assert spawned and all(re.fullmatch(rf"started {child}(, {child})* \(\d of \d\)", d) for d in spawned), spawned
+    assert ("child_finished", "contract-acme.review_clauses.1 finished → flagged") in details
+    assert ("waiting", "for its children until 2026-11-28 09:00:00Z") in details
+    svg = diagram.render(story.run.definition)
+    assert "spawns clause_review" in svg
+    joined = next(e for e in story.entries if e.kind == "child_finished" and e.seq > 8)
+    key = joined.detail.split()[0].rpartition(".")[2]  # the child's index
+    assert [(c.key, c.kind) for c in joined.changes] == [(f"review_clauses.{key}", "added")]
