@@ -94,6 +94,10 @@ def _retire(store: Store, run_id: str, cutoff: datetime, *, both: bool, dry_run:
         say(f"{run_id}: in both runs/ and archive/ (an archive cut short by a crash)")
     if not rs.ended or rs.todo is not None:  # a cancelled run may still owe its on_cancel
         return "live"
+    if rs.parent is not None and _awaited(store, rs.parent, run_id):
+        say(f"{run_id}: not archived yet: its parent {rs.parent} has not journaled its end (`ratchet supervise` "
+            "does, then archive it)")
+        return "live"
     if not both and parse_iso(records[-1].ts) > cutoff:
         return "recent"
     result = store.verify(run_id)
@@ -113,3 +117,17 @@ def _retire(store: Store, run_id: str, cutoff: datetime, *, both: bool, dry_run:
         return "failed"
     say(f"{run_id}: archived ({rs.status} in '{rs.state}', {result.records} records) to {where}")
     return "archived"
+
+
+def _awaited(store: Store, parent: str, child: str) -> bool:
+    """Does `parent` still count `child` live? It reads the child's journal at its next
+    session to journal `child_finished` (engine.run.children): archived, it would wait for ever."""
+    from engine.run.replay import fold
+    from journal import JournalError
+
+    try:
+        rs = fold(store.read(parent).records)
+    except JournalError:
+        return False  # gone (archived) or damaged: nobody will read the child from runs/
+    brood = rs.brood
+    return not rs.ended and brood is not None and brood.state == rs.state and child in brood.live

@@ -215,3 +215,29 @@ def test_the_api_waits_on_a_parent_until_its_join_not_while_it_waits_for_its_chi
     assert (joined.status, joined.state) == ("finished", "joined")
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(20)
+
+
+def test_archive_keeps_a_child_whose_end_its_parent_has_not_journaled(fan_env: Env, machine_dir: Path):
+    """Children that ended while no supervisor ran (driven by `ratchet run`) are read by
+    their parent at its next session: archiving them first would leave the parent waiting
+    for ever (it reads the child's journal, which has left runs/)."""
+    env = fan_env
+    gates = [env.dir / f"gate{i}" for i in range(2)]
+    for gate in gates:
+        gate.touch()
+    env.start("fan", machine="fanout_all", items=[{"gate": str(g)} for g in gates])
+    assert env.cli("run", str(machine_dir / "fanout_all.yaml"), "--id", "fan").returncode == 0  # spawns, waits
+    for child in ("fan.fan.0", "fan.fan.1"):
+        assert env.cli("run", str(machine_dir / "gated_child.yaml"), "--id", child).returncode == 0
+        assert env.row(child).status == "finished"
+    assert env.row("fan").status == "waiting"  # nobody told it yet
+    env.clock.set(env.clock.now() + timedelta(hours=2))  # the parent's own timeout is 1d
+    kept = env.cli("archive", "--finished-before", "1h")
+    assert kept.returncode == 0, kept.stderr
+    assert "fan.fan.0: not archived yet: its parent fan has not journaled its end" in kept.stdout.decode()
+    assert sorted(env.home.store.run_ids()) == ["fan", "fan.fan.0", "fan.fan.1"]
+    env.once()
+    assert (env.row("fan").status, env.row("fan").state) == ("finished", "joined")
+    env.clock.set(env.clock.now() + timedelta(hours=2))
+    assert env.cli("archive", "--finished-before", "1h").returncode == 0
+    assert env.home.store.run_ids() == [] and sorted(env.home.store.archived_ids()) == ["fan", "fan.fan.0", "fan.fan.1"]
