@@ -241,3 +241,24 @@ def test_archive_keeps_a_child_whose_end_its_parent_has_not_journaled(fan_env: E
     env.clock.set(env.clock.now() + timedelta(hours=2))
     assert env.cli("archive", "--finished-before", "1h").returncode == 0
     assert env.home.store.run_ids() == [] and sorted(env.home.store.archived_ids()) == ["fan", "fan.fan.0", "fan.fan.1"]
+
+
+def test_a_cancel_of_a_parent_at_rest_goes_by_the_mail_lane_and_still_cancels_its_waiting_children(
+        fan_env: Env, machine_dir: Path):
+    env = fan_env
+    (machine_dir / "stuck_child.yaml").write_text(STUCK)
+    (machine_dir / "fanout_stuck.yaml").write_text(
+        PARENT.replace("NAME", "stuck").replace("machine: gated_child", "machine: stuck_child").replace("JOIN", "all"))
+    env.start("fan", machine="fanout_stuck", items=[1, 2, 3])
+    supervisor = env.supervise("--workers", "1")
+    for i in range(3):
+        env.wait_status(f"fan.fan.{i}", "waiting")
+    env.send("fan.fan.0", "data")
+    wait_for(lambda: any(r["type"] == "child_finished" for r in env.records("fan")), what="one child's end joined")
+    assert env.cli("cancel", "fan", "--by", "ops", "--reason", "deal lost").returncode == 0
+    env.wait_status("fan", "cancelled")
+    for child in ("fan.fan.1", "fan.fan.2"):
+        env.wait_status(child, "cancelled")
+    assert env.row("fan.fan.0").status == "finished"
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(20)
