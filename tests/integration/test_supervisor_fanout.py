@@ -207,7 +207,8 @@ def test_the_api_waits_on_a_parent_until_its_join_not_while_it_waits_for_its_chi
     wait_for(lambda: all(env.started_marker(f"fan.fan.{i}").exists() for i in range(2)), what="both children mid-step")
     waiting = ratchet.get("fan")  # for its children, both blocked in their step
     assert (waiting.status, waiting.waiting_on, waiting.children) == ("waiting", (), "0/2 finished, 2 live")
-    assert [(r.id, r.parent) for r in ratchet.list(machine="gated_child")] == [("fan.fan.0", "fan"), ("fan.fan.1", "fan")]
+    children = [(r.id, r.parent) for r in ratchet.list(machine="gated_child")]
+    assert children == [("fan.fan.0", "fan"), ("fan.fan.1", "fan")]
     with pytest.raises(WaitTimeoutError):
         ratchet.wait("fan", timeout=1.0)
     assert ratchet.wait("fan", until="waiting", timeout=5).state == "fan"  # asked for by name: still there
