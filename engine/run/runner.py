@@ -69,9 +69,10 @@ from journal.records import ChildRun, Spawned
 
 log = logging.getLogger(__name__)
 
-# Records after which the runner calls code (an action, on_cancel, on_escalate): a
-# journal-only delivery stops before the move that ends in one.
-_CALLS_CODE = (StepStarted, CompensationStarted, Escalated)
+# Records after which the runner calls code (an action, on_cancel, on_escalate) or
+# creates child runs (loading their machines: imports, a journal each): a journal-only
+# delivery stops before the move that ends in one.
+_CALLS_CODE = (StepStarted, CompensationStarted, Escalated, Spawned)
 
 
 @dataclass
@@ -193,8 +194,9 @@ class Runner:
         `journal_only` (the supervisor's mail lane, engine.supervise.lane): journal the
         message's records and whatever follows without calling code, and stop before a
         `step_started`, `compensation_started` or `escalated` (whose ticket calls
-        on_escalate): the run then owes that move (its todo), and an ordinary `advance`
-        makes it, exactly as after a crash between the two batches.
+        on_escalate), or a spawn (`spawned`, creating children: their machines are loaded):
+        the run then owes that move (its todo), and an ordinary `advance` makes it, exactly
+        as after a crash between the two batches.
         """
         who = delivery.provenance(sender)
         with self._session(run_id) as s:
@@ -265,8 +267,12 @@ class Runner:
         rs, machine = s.rs, s.machine
         while True:
             if (isinstance(rs.todo, (CreateChildren, Enter)) and rs.brood is not None
-                    and rs.brood.state == rs.state and not self._create_children(s)):
-                return rs  # escalated: the children could not be created
+                    and rs.brood.state == rs.state):
+                if s.journal_only:
+                    self._flush(s)
+                    return rs  # creating children is the pool's (as a step is): the run owes it
+                if not self._create_children(s):
+                    return rs  # escalated: the children could not be created
             now = self.clock.now()
             move = plan(rs, machine, now, abandoned=abandoned, rng=self.rng)
             abandoned = None  # it describes only the in-flight step found on opening

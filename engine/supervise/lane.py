@@ -7,7 +7,7 @@ at rest (waiting, escalated, sleeping before a retry, or ended with nothing owed
 no worker holds. It delivers `journal_only` (engine.run.runner.Runner.deliver): the
 trigger or the refusal, and whatever follows without calling code (a transition, a
 `waiting`, a `run_finished`), stopping before the next `step_started`,
-`compensation_started` or `escalated`. The run then owes that move, and the supervisor
+`compensation_started` or `escalated`, or a spawn (creating child runs). The run then owes that move, and the supervisor
 dispatches it to the pool as usual. So the lane is never busy for longer than a few
 appends, whatever the steps do.
 

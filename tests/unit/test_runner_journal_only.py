@@ -89,3 +89,66 @@ def test_a_passed_deadline_wins_and_its_escalation_is_left_to_an_advance(home, m
     assert not (home.root / "escalations" / "r1.json").exists()  # on_escalate is code: not here
     rs = runner.advance("r1")
     assert (rs.status, rs.escalation.reason) == ("escalated", "timeout")
+
+
+FAN = """
+name: fan_after_review
+version: 1
+initial: review
+states:
+  review: {approvers: [alice], timeout: 1d}
+  fan:
+    spawn: {machine: fan_child, for_each: items}
+    timeout: 1d
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: fan}
+  - {trigger: joined, source: fan, dest: done}
+  - {trigger: failed, source: fan, dest: done}
+"""
+
+FAN_CHILD = """
+name: fan_child
+version: 1
+initial: work
+states:
+  work: {timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: finish, source: work, dest: done}
+"""
+
+
+def test_a_trigger_into_a_spawning_state_leaves_the_spawn_owed(home, tmp_path: Path):
+    """Spawning loads the child machine (its modules are imported) and creates a journal
+    per child: work for the pool, not for the mail lane, which must stay a few appends."""
+    (tmp_path / "fan_child.yaml").write_text(FAN_CHILD)
+    (tmp_path / "fan_after_review.yaml").write_text(FAN)
+    runner = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
+    assert runner.launch(tmp_path / "fan_after_review.yaml", {"items": list(range(50))}, run_id="p").status == "waiting"
+    answer = runner.deliver("p", Message(run="p", trigger="approve", by="alice"), journal_only=True)
+    assert answer.accepted
+    assert types(home, "p")[-2:] == ["trigger_received", "transition"]
+    assert home.store.run_ids() == ["p"]  # no child created on the lane
+    assert runner.read("p").status == "running"  # owed: the supervisor hands it to its pool
+    assert runner.advance("p").status == "waiting"  # the pool's advance spawns
+    assert "spawned" in types(home, "p") and len(home.store.run_ids()) == 51
+
+
+def test_a_retry_of_a_spawn_that_failed_leaves_the_children_to_the_pool(home, tmp_path: Path):
+    """Resolving a failed spawn with `retry` on the lane creates no child (nor escalates
+    again, calling on_escalate): the advance that follows does."""
+    (tmp_path / "fan_after_review.yaml").write_text(FAN)
+    (tmp_path / "fan_child.yaml").write_text(FAN_CHILD)
+    runner = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
+    runner.launch(tmp_path / "fan_after_review.yaml", {"items": [1, 2]}, run_id="p")
+    (tmp_path / "fan_child.yaml").unlink()  # gone when the spawn comes: creating the children fails
+    runner.deliver("p", Message(run="p", trigger="approve", by="alice"))
+    assert runner.read("p").status == "escalated" and home.store.run_ids() == ["p"]
+    (tmp_path / "fan_child.yaml").write_text(FAN_CHILD)
+    answer = runner.deliver("p", Message(run="p", resolve="retry", by="carol"), journal_only=True)
+    assert answer.accepted
+    assert types(home, "p")[-1] == "resolved" and home.store.run_ids() == ["p"]
+    assert runner.read("p").status == "running"  # owed: the supervisor hands it to its pool
+    assert runner.advance("p").status == "waiting"
+    assert sorted(home.store.run_ids()) == ["p", "p.fan.0", "p.fan.1"]
