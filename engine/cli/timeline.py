@@ -142,8 +142,9 @@ _DESCRIBE = {
 
 
 def _children(children: list[Any]) -> str:
-    shown = ", ".join(child.run_id for child in children[:3])
-    return shown + (f", … {children[-1].run_id}" if len(children) > 3 else "")
+    """All of them up to four; else the first three, `…` and the last."""
+    ids = [child.run_id for child in children]
+    return ", ".join(ids if len(ids) <= 4 else [*ids[:3], "…", ids[-1]])
 
 
 def _cut(step: Any) -> str:

@@ -279,3 +279,16 @@ def test_with_escalated_children_fail_an_escalated_child_fails_the_join(runner: 
     rs = runner.advance("p")
     assert rs.state == "join_failed" and rs.unwanted == ["p.fan.0"]
     assert rs.data["fan"]["1"]["status"] == "escalated"
+
+
+@pytest.mark.parametrize(("count", "shown"), [
+    (4, "c.fan.0, c.fan.1, c.fan.2, c.fan.3 (4 of 9)"),
+    (5, "c.fan.0, c.fan.1, c.fan.2, …, c.fan.4 (5 of 9)"),
+])
+def test_tail_lists_the_children_a_spawn_started_and_marks_only_real_omissions(count: int, shown: str):
+    from engine.cli.timeline import timeline_line
+    from journal.records import ChildRun, Spawned
+
+    record = Spawned(seq=5, ts="2026-11-30T09:00:00Z", prev="0" * 64, state="fan", total=9,
+                     children=[ChildRun(run_id=f"c.fan.{i}", key=str(i), machine="child") for i in range(count)])
+    assert timeline_line(record).endswith(f"spawned          fan  started {shown}")
