@@ -181,7 +181,8 @@ def status(ctx: click.Context, run_id: str | None, as_json: bool, state_filter: 
             and (not status_filter or has_status(r, status_filter))
             and (not machine_filter or r.machine == machine_filter)]
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        ordered = _as_tree(rows)[0] if tree else rows  # each parent, then its children (`parent` says whose)
+        click.echo(json.dumps([r.to_dict() for r in ordered], indent=2))
         return
     if not rows:
         filtered = state_filter or status_filter or machine_filter

@@ -292,3 +292,21 @@ def test_tail_lists_the_children_a_spawn_started_and_marks_only_real_omissions(c
     record = Spawned(seq=5, ts="2026-11-30T09:00:00Z", prev="0" * 64, state="fan", total=9,
                      children=[ChildRun(run_id=f"c.fan.{i}", key=str(i), machine="child") for i in range(count)])
     assert timeline_line(record).endswith(f"spawned          fan  started {shown}")
+
+
+def test_status_tree_json_lists_each_parent_followed_by_its_children(home: Home, runner: Runner, machines: Path):
+    """`--tree` orders the rows for `--json` too: id order would put `p-2` between `p` and
+    its children, and `p.fan.10` before `p.fan.2`."""
+    import json
+
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    machine = parent_machine(machines, "{machine: child, for_each: items}")
+    launch(runner, machine, "p", items=list(range(12)))
+    launch(runner, machine, "p-2", items=[])
+    result = CliRunner().invoke(main, ["--home", str(home.root), "status", "--tree", "--json"])
+    assert result.exit_code == 0, result.output
+    ids = [row["run_id"] for row in json.loads(result.stdout)]
+    assert ids == ["p", *(f"p.fan.{i}" for i in range(12)), "p-2"]
