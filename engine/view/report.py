@@ -66,7 +66,7 @@ def run_context(store: Store, run_id: str, *, now: datetime | None = None,
         "run_id": run_id, "story": story, "run": run, "archived": archived,
         "verdict": verdict, "verdict_fields": _fields(verdict), "seals": seals, "diagram": svg,
         "where": store.where(run_id), "generated": now.astimezone(UTC), "unreadable": unreadable,
-        "counts": _counts(story),
+        "counts": _counts(story), "linked": False,  # the dashboard's run page links runs to each other
     }
 
 

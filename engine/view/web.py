@@ -144,7 +144,7 @@ def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
         except (UnknownRunError, InvalidRunIdError) as exc:
             return HTMLResponse(f"<!doctype html><title>no such run</title><p>{escape(str(exc))}</p>",
                                 status_code=404, headers={"Content-Security-Policy": CSP})
-        return page("run", request, seen, **context)
+        return page("run", request, seen, **{**context, "linked": True})
 
     async def report(request: Request) -> Response:
         try:

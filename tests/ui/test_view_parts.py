@@ -168,3 +168,23 @@ def test_a_fan_out_parent_says_which_children_it_started_and_how_each_ended() ->
     joined = next(e for e in story.entries if e.kind == "child_finished" and e.seq > 8)
     key = joined.detail.split()[0].rpartition(".")[2]  # the child's index
     assert [(c.key, c.kind) for c in joined.changes] == [(f"review_clauses.{key}", "added")]
+
+
+def test_the_dashboard_and_run_pages_show_a_parent_its_children_and_a_child_its_parent(runner: Runner) -> None:
+    from engine.view.report import environment, run_context
+
+    runner.run(runner.start("contract_review", {"owner": "dana", "clauses": ["a", "b", "c"]}, run_id="k"))
+    env, store = environment(), runner.home.store
+    found = listing(status_rows(runner.home, now=runner.clock.now()), Filters())
+    board = env.get_template("dashboard_body.html").render(listing=found, filters=Filters(), generation=0,
+                                                           location="")
+    assert "children: 0/3 finished, 3 live" in board  # what `ratchet status` says in WAITING ON
+    parent = env.get_template("run_body.html").render(**{**run_context(store, "k"), "linked": True},
+                                                      generation=0, location="")
+    assert "waiting for</span><b>its children" in parent and "0/3 finished, 3 live" in parent
+    assert all(f'href="/runs/k.review_clauses.{i}"' in parent for i in range(3))
+    child = env.get_template("run_body.html").render(**{**run_context(store, "k.review_clauses.1"), "linked": True},
+                                                     generation=0, location="")
+    assert 'spawned by</span><b><a href="/runs/k">k</a> in \'review_clauses\'' in child
+    report = env.get_template("report.html").render(**run_context(store, "k.review_clauses.1"))
+    assert "spawned by</span><b>k in" in report and 'href="/runs/' not in report  # the report loads nothing
