@@ -64,6 +64,7 @@ class RunSnapshot:
     error: str | None = None  # a damaged journal: what is wrong with it
     parent: str | None = None  # the run that spawned this one (fan-out)
     children: str | None = None  # a parent in its spawning state: "2/5 finished, 3 live"
+    children_escalated: tuple[str, ...] = ()  # its live children escalated now: "ID: reason"
 
     @property
     def ended(self) -> bool:
@@ -83,5 +84,5 @@ def snapshot_of(row: StatusRow, state: RunState | None) -> RunSnapshot:
         updated=parse_iso(row.updated) if row.updated else None, held=row.held, stalled=row.stalled,
         overdue_s=row.overdue_s, retry_attempt=row.retry_attempt, retry_attempts=row.retry_attempts,
         code_changed=tuple(row.code_changed), archived=row.archived, error=row.error,
-        parent=row.parent, children=row.children,
+        parent=row.parent, children=row.children, children_escalated=tuple(row.children_escalated),
     )

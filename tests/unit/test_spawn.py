@@ -238,6 +238,8 @@ def test_an_escalated_child_is_shown_on_its_parents_row_and_the_parent_keeps_wai
     assert rows["p"].children_escalated == ["p.fan.1: timeout"]
     assert rows["p.fan.1"].parent == "p"
     assert status_rows(home, ["p"])[0].children_escalated == ["p.fan.1: timeout"]  # read from its journal
+    from engine import Ratchet
+    assert Ratchet(home=home.root, clock=clock).get("p").children_escalated == ("p.fan.1: timeout",)  # the API too
     assert runner.advance("p").state == "fan"  # an escalation is not an end
 
 
