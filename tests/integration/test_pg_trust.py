@@ -1,0 +1,72 @@
+"""Seals and signed decisions on the PostgreSQL store, as an operator runs them: two hosts
+(two homes) sharing one database, file journals imported into it, rows forged by SQL.
+
+Every command is the real console script on a fresh schema of the session's private
+server (tests/pg_cluster.py); time is the file clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RATCHET = str(Path(sys.executable).parent / "ratchet")
+SIMPLE = """
+name: simple
+version: 1
+initial: review
+states:
+  review: {timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+
+@pytest.fixture
+def base(tmp_path: Path, pg_url: str) -> dict[str, str]:
+    (tmp_path / "clock").write_text("2026-11-27T09:41:00Z")
+    (tmp_path / "simple.yaml").write_text(SIMPLE)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    return clean | {"RATCHET_CLOCK_FILE": str(tmp_path / "clock"), "RATCHET_STORE": pg_url}
+
+
+def ratchet(env: dict[str, str], home: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RATCHET, *args], env=env | {"RATCHET_HOME": str(home)} | extra, cwd=home.parent,
+                          capture_output=True, text=True, timeout=120)
+
+
+def ok(env: dict[str, str], home: Path, *args: str, **extra: str) -> str:
+    out = ratchet(env, home, *args, **extra)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out.stdout + out.stderr
+
+
+@pytest.mark.slow  # a dozen subprocesses
+def test_a_second_host_never_seals_with_a_key_of_its_own(base, tmp_path):
+    """Host A starts the run; host B (its own home on the same database) would seal the
+    approval with a new key of its own, and `verify` would then fail on both hosts. B
+    refuses to seal until it holds the store's key, then seals with it."""
+    a, b = tmp_path / "hostA", tmp_path / "hostB"
+    ok(base, a, "start", "simple.yaml", "--id", "m1")
+    assert "waits in 'review'" in ok(base, a, "supervise", "--once")
+    b.mkdir()
+    ok(base, b, "approve", "m1", "--by", "bob")
+    refused = ratchet(base, b, "supervise", "--once")
+    assert refused.returncode == 1, refused.stderr
+    assert "sealed with key" in refused.stderr and "copy" in refused.stderr, refused.stderr
+    assert not (b / "keys" / "home.key").exists()
+    assert json.loads(ok(base, a, "status", "m1", "--json"))[0]["state"] == "review"
+    (b / "keys").mkdir(mode=0o700)
+    for name in ("home.key", "home.pub"):
+        (b / "keys" / name).write_bytes((a / "keys" / name).read_bytes())
+    (b / "keys" / "home.key").chmod(0o600)
+    assert "applied" in ok(base, b, "supervise", "--once")
+    for home in (a, b):
+        assert "m1: ok (7 records; sealed through line 6)" in ok(base, home, "verify", "m1")
