@@ -70,3 +70,27 @@ def test_a_second_host_never_seals_with_a_key_of_its_own(base, tmp_path):
     assert "applied" in ok(base, b, "supervise", "--once")
     for home in (a, b):
         assert "m1: ok (7 records; sealed through line 6)" in ok(base, home, "verify", "m1")
+
+
+@pytest.mark.slow  # a few subprocesses
+def test_imported_file_journals_keep_their_seals_checked_on_the_database(base, tmp_path):
+    """README's move to PostgreSQL: `ratchet import ~/.ratchet/runs/*.jsonl` from the same home.
+    The run's latest seal comes along (the home's side file), so `verify` passes on the
+    database, and still sees a journal cut back before it."""
+    home = tmp_path / "home"
+    ok(base, home, "run", "simple.yaml", "--id", "imp1", RATCHET_STORE="file:")
+    ok(base, home, "approve", "imp1", "--by", "bob", RATCHET_STORE="file:")
+    ok(base, home, "supervise", "--once", RATCHET_STORE="file:")
+    ok(base, home, "run", "simple.yaml", "--id", "imp2", RATCHET_STORE="file:")
+    assert "imp1: ok (7 records; sealed through line 6)" in ok(base, home, "verify", RATCHET_STORE="file:")
+    ok(base, home, "import", str(home / "runs" / "imp1.jsonl"), str(home / "runs" / "imp2.jsonl"))
+    out = ok(base, home, "verify")
+    assert "imp1: ok (7 records; sealed through line 6)" in out and "imp2: ok (3 records; sealed through line 2)" in out
+    ok(base, home, "run", "simple.yaml", "--id", "imp4", RATCHET_STORE="file:")
+    ok(base, home, "approve", "imp4", "--by", "bob", RATCHET_STORE="file:")
+    ok(base, home, "supervise", "--once", RATCHET_STORE="file:")
+    cut = home / "runs" / "imp4.jsonl"  # cut back before its last seal (the chain holds); seals/ keeps it
+    cut.write_bytes(b"".join(cut.read_bytes().splitlines(keepends=True)[:3]))
+    ok(base, home, "import", str(cut))
+    out = ratchet(base, home, "verify", "imp4")
+    assert out.returncode == 1 and "lines were cut off its end" in out.stdout, out.stdout
