@@ -279,3 +279,55 @@ def test_a_broken_people_file_refuses_every_file_until_it_is_fixed(env):
     assert b"people.yaml:7" in env.cli("status").stderr
     people.write_text(good)
     assert trust.outcome(trust.drop(trust.signed("r1", "alice", trigger="approve"))) == ("done", "")
+
+
+# --- the engine's own cancels ------------------------------------------------------------------
+
+ANY_PARENT = """
+name: any_parent
+version: 1
+initial: fan
+states:
+  fan:
+    spawn: {machine: guarded_child, for_each: items, join: any}
+    timeout: 1d
+  done: {final: true}
+  failed_join: {final: true, outcome: failed}
+transitions:
+  - {trigger: joined, source: fan, dest: done}
+  - {trigger: failed, source: fan, dest: failed_join}
+"""
+GUARDED_CHILD = """
+name: guarded_child
+version: 1
+initial: review
+operators: [ops]
+states:
+  review: {approvers: [bob], timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+
+def test_with_people_the_engine_still_cancels_a_child_its_parent_no_longer_wants(env, machine_dir, unix_users):
+    """A join `any` met, the other child is unwanted: the supervisor's own cancel (by 'ratchet',
+    written as the supervisor's Unix user) is proven and allowed though 'ratchet' is neither in
+    people.yaml nor among the child's operators; the same cancel written by anyone else is refused."""
+    (machine_dir / "any_parent.yaml").write_text(ANY_PARENT)
+    (machine_dir / "guarded_child.yaml").write_text(GUARDED_CHILD)
+    trust = Trust(env)
+    open_inbox_to_everyone(env)
+    Runner(env.home, clock=env.clock, machines_dir=env.dir).start(machine_dir / "any_parent.yaml",
+                                                                   {"items": [1, 2, 3]}, run_id="p", by="alice")
+    env.supervise()
+    for child in ("p.fan.0", "p.fan.1", "p.fan.2"):
+        env.wait_status(child, "waiting", "review")
+    forged = {"run": "p.fan.2", "cancel": True, "by": "ratchet", "reason": "mallory posing as the engine"}
+    assert_refused(trust, "p.fan.2", trust.drop(forged, as_user=unix_users["mallory"]), "not verified")
+    assert trust.outcome(trust.drop(trust.signed("p.fan.0", "bob", trigger="approve"))) == ("done", "")
+    env.wait_status("p", "finished", "done")
+    for child in ("p.fan.1", "p.fan.2"):
+        env.wait_status(child, "cancelled")
+        cancelled = next(r for r in env.records(child) if r["type"] == "cancelled")
+        assert (cancelled["by"], cancelled["verified"], cancelled["via"]) == ("ratchet", True, "engine")
