@@ -94,3 +94,59 @@ def test_imported_file_journals_keep_their_seals_checked_on_the_database(base, t
     ok(base, home, "import", str(cut))
     out = ratchet(base, home, "verify", "imp4")
     assert out.returncode == 1 and "lines were cut off its end" in out.stdout, out.stdout
+
+
+@pytest.mark.slow  # a dozen subprocesses
+def test_on_the_database_a_signed_vote_counts_once_and_a_decision_forged_in_the_rows_is_caught(base, tmp_path):
+    """people.yaml with bob's key; a quorum of two on PostgreSQL: bob's signed vote counts, the
+    same file again is refused as replayed, carol's vote meets the quorum. Then a forger with
+    SQL access makes carol's approval mallory's, re-chains every line and re-points the seal
+    heads: `verify`, `verify --key` and the report all name the seal."""
+    import hashlib
+
+    import psycopg
+
+    home = tmp_path / "home"
+    (tmp_path / "vote.yaml").write_text(
+        "name: vote\nversion: 1\ninitial: review\nstates:\n"
+        "  review: {approvers: [bob, carol], quorum: {approve: 2}, timeout: 1d}\n  done: {final: true}\n"
+        "transitions:\n  - {trigger: approve, source: review, dest: done}\n")
+    ok(base, home, "start", "vote.yaml", "--id", "v1")
+    ok(base, home, "supervise", "--once")
+    for name in ("bob", "carol"):
+        ok(base, home, "keys", "new", name, "--out", str(tmp_path / f"{name}.key"))
+    (home / "people.yaml").write_text("bob: {public_key: keys/bob.pub}\ncarol: {public_key: keys/carol.pub}\n")
+    dropped = Path(ok(base, home, "approve", "v1", "--by", "bob", "--key", str(tmp_path / "bob.key")).strip())
+    copy = dropped.read_bytes()
+    ok(base, home, "supervise", "--once")
+    (home / "inbox" / "copy.json").write_bytes(copy)
+    assert "replayed: this signature was already used" in ok(base, home, "supervise", "--once")
+    ok(base, home, "approve", "v1", "--by", "carol", "--key", str(tmp_path / "carol.key"))
+    ok(base, home, "supervise", "--once")
+    records = [json.loads(line) for line in ok(base, home, "tail", "v1", "--json").splitlines()]
+    decided = [(r["type"], r["by"], r.get("via")) for r in records if r["type"].startswith("trigger_")]
+    assert decided == [("trigger_voted", "bob", "signature"), ("trigger_refused", "bob", "signature"),
+                       ("trigger_received", "carol", "signature")]
+    n = len(records)
+    assert f"v1: ok ({n} records; sealed through line {n - 1})" in ok(base, home, "verify")
+    ok(base, home, "keys", "export", "-o", str(tmp_path / "auditor.pub"))
+
+    lines = []
+    for record in records:
+        if record["type"] == "trigger_received":
+            record["by"] = "mallory"
+        if lines:
+            record["prev"] = hashlib.sha256(lines[-1]).hexdigest()
+            if record["type"] == "sealed" and record["seq"] > 1:
+                record["head"] = record["prev"]
+        lines.append(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode())
+    with psycopg.connect(base["RATCHET_STORE"], autocommit=True) as conn, conn.transaction():
+        for seq, line in enumerate(lines, 1):
+            conn.execute("UPDATE ratchet_records SET line = %s WHERE run_id = 'v1' AND seq = %s", [line, seq])
+        conn.execute("UPDATE ratchet_runs SET head = %s WHERE run_id = 'v1'", [hashlib.sha256(lines[-1]).hexdigest()])
+    assert '"by":"mallory"' in ok(base, home, "tail", "v1", "--json")
+    for extra in ((), ("--key", str(tmp_path / "auditor.pub"))):
+        out = ratchet(base, home, "verify", "v1", *extra)
+        assert out.returncode == 1 and f":{n}: seal signature does not verify" in out.stdout, out.stdout
+    page = ok(base, home, "report", "v1", "-o", "-")
+    assert "SEAL BROKEN" in page and f"line {n}: seal signature does not verify" in page
