@@ -331,3 +331,37 @@ def test_with_people_the_engine_still_cancels_a_child_its_parent_no_longer_wants
         env.wait_status(child, "cancelled")
         cancelled = next(r for r in env.records(child) if r["type"] == "cancelled")
         assert (cancelled["by"], cancelled["verified"], cancelled["via"]) == ("ratchet", True, "engine")
+
+
+def test_a_quorum_is_met_on_the_mail_lane_while_the_only_worker_is_busy(env, four_eyes):
+    """Both signed approvals are proven, counted and journaled by the lane (no worker free),
+    each vote sealed as the run rests; the step behind the quorum waits for the pool."""
+    trust = Trust(env)
+    start_four_eyes(env, four_eyes, "r1", by="alice")
+    sup = env.supervise("--workers", "1")
+    env.wait_status("r1", "waiting", "review")
+    gate = env.dir / "gate"
+    env.start("busy", gate=str(gate))
+    wait_for(env.started_marker("busy").exists, what="the only worker to be busy")
+
+    bob = trust.signed("r1", "bob", trigger="approve")
+    assert trust.outcome(trust.drop(bob)) == ("done", "")
+    assert_refused(trust, "r1", trust.drop(bob), "replayed")
+    assert trust.outcome(trust.drop(trust.signed("r1", "carol", trigger="approve"))) == ("done", "")
+    wait_for(lambda: any(r["type"] == "transition" and r["dest"] == "charge" for r in env.records("r1")),
+             what="the quorum's transition, journaled by the lane")
+    assert not gate.exists() and ran(env, "charge") == []  # the worker still holds 'busy': nothing ran
+    kinds = [r["type"] for r in env.all_records("r1")]
+    voted, refused = kinds.index("trigger_voted"), kinds.index("trigger_refused")
+    assert kinds[voted + 1] == "sealed" and kinds[refused + 1] == "sealed"  # at rest after each: sealed
+    decided = [(r["type"], r["by"], r.get("via")) for r in env.records("r1") if r["type"].startswith("trigger_")]
+    assert decided == [("trigger_voted", "bob", "signature"), ("trigger_refused", "bob", "signature"),
+                       ("trigger_received", "carol", "signature")]
+
+    gate.touch()
+    env.wait_status("r1", "finished", "done")
+    assert len(ran(env, "charge")) == 1
+    assert env.all_records("r1")[-1]["type"] == "sealed"
+    assert env.cli("verify", "r1").returncode == 0
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(15) == 0
