@@ -124,6 +124,19 @@ def at_rest(rs: RunState) -> bool:
     return rs.status in _AT_REST or (rs.ended and rs.todo is None)
 
 
+def side_behind(home: Home, rs: RunState) -> bool:
+    """Does an ended run lack the side file of its last seal (a kill between the journal and it)?
+    Nothing opens an ended run again, so the supervisor asks this at start-up and advances
+    the run, whose session publishes the seal (`repair_side`)."""
+    if not (rs.ended and rs.todo is None and rs.seal is not None):
+        return False
+    try:
+        kept = fetch_seal(home.store, rs.run_id)
+    except ValueError:
+        return False  # damaged: `verify` says so; not repaired behind its back
+    return kept is None or kept.seq < rs.seal.seq
+
+
 class Sealer:
     """Seals the batches of one Runner (one process); `enabled=False` only for benchmarks."""
 
