@@ -126,7 +126,8 @@ class TriggerReceived(Record, tag="trigger_received", kw_only=True):
     comment: str | None = None
     data: dict[str, Any] = {}
     # Who decided, as proven (README "Who decided"): `verified` False in an open home (no
-    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519);
+    # people.yaml); True with `via` "unix_user" (the file's owner) or "signature" (Ed25519),
+    # or "engine" (by "ratchet": the supervisor's own cancel of a child no longer wanted);
     # `signature` is the message's signature (base64), so the same one is never used twice.
     verified: bool | None = None
     via: str | None = None

@@ -137,7 +137,7 @@ class SealCheck:
 
 
 def check(records: Sequence[Record], run_id: str, public: Ed25519PublicKey | None,
-          side: Sealed | None) -> SealCheck:
+          side: Sealed | None, *, detached: bool = False) -> SealCheck:
     """Check the seals of a journal whose chain is already verified (journal.verify).
 
     `public`: the key its seals must be made by (None: no key known, so any seal fails);
@@ -145,6 +145,8 @@ def check(records: Sequence[Record], run_id: str, public: Ed25519PublicKey | Non
     the records were read: it is never ahead of the journal), None if there is none.
     Every seal must cover the line before it, be made by `public` and verify; the side
     file's seal must verify and be in the journal, or lines were cut off its end.
+    `detached`: a journal file away from its home (`ratchet export`): it has no side file,
+    so its absence says nothing (and a cut end cannot be seen).
     """
     want = key_id(public) if public is not None else None
     seals, through, last_seal_line = 0, 0, 0
@@ -161,7 +163,7 @@ def check(records: Sequence[Record], run_id: str, public: Ed25519PublicKey | Non
         line, problem = _check_side(side, by_seq, run_id, public, want, len(records))
         if problem:
             return SealCheck(False, seals, through, len(records), line, problem)
-    elif seals:
+    elif seals and not detached:
         return SealCheck(False, seals, through, len(records), last_seal_line,
                          f"the journal is sealed but the home keeps no seal of it ({KIND}/{_name(run_id)} is "
                          "missing): it was removed, so lines cut off the end could not be seen")

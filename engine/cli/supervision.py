@@ -91,6 +91,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     if ctx.find_root().obj.get("debug"):
         logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
     supervised = Home(home)
+    from engine.run.sealing import home_key
+
+    home_key(supervised)  # a missing or foreign sealing key stops it here, not in every worker
     where = supervised.store.location
     store = f"; journals in {where}" if where.startswith("postgresql:") else ""
     logging.getLogger("ratchet.supervisor").info("home %s%s", home.absolute(), store)

@@ -12,6 +12,7 @@ store also does it on first use).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ import click
 from engine.cli.app import UserError, existing_home, home_of, main
 
 if TYPE_CHECKING:
-    from journal import Store
+    from journal import Record, Store
 
 
 @main.command()
@@ -105,6 +106,7 @@ def _import_one(store: Store, path: Path) -> str:
     with store.writer(run_id, create=True) as writer:
         if writer.last_seq:
             if writer.cursor.head == result.last_hash and writer.last_seq == result.records:
+                _bring_seal(store, run_id, path, records)  # an import made before seals came along
                 return f"run '{run_id}' is already in {store.location} with this journal; skipped"
             raise UserError(f"{path}: run '{run_id}' is already in {store.location} with another journal "
                             f"({writer.last_seq} records); nothing imported")
@@ -112,8 +114,32 @@ def _import_one(store: Store, path: Path) -> str:
         if writer.cursor.head != line_hash(lines[-1]):  # the copy's chain must end where the file's does
             raise UserError(f"{path}: the imported journal of run '{run_id}' does not end where the file does; "
                             "run 'ratchet verify'")
+    _bring_seal(store, run_id, path, records)
     torn = f" (a torn last line of {result.torn_bytes} bytes left out)" if result.torn_bytes else ""
     return f"imported run '{run_id}' ({result.records} records) into {store.location}{torn}"
+
+
+def _bring_seal(store: Store, run_id: str, path: Path, records: Sequence[Record]) -> None:
+    """Keep the run's latest seal in the store too (`verify` asks for it): the copy its old home
+    kept (HOME/seals/ID.json beside HOME/runs/ID.jsonl: so a journal cut back before it still
+    shows), else the journal's last seal. Never replaces one the store has."""
+    import msgspec
+
+    from journal import Sealed
+    from journal.seal import fetch_seal, publish_seal
+
+    try:
+        if fetch_seal(store, run_id) is not None:
+            return
+    except ValueError:
+        return  # damaged: `verify` says so; not the import's to paper over
+    kept = path.parent.parent / "seals" / f"{run_id}.json"
+    try:
+        seal: Sealed | None = msgspec.json.decode(kept.read_bytes(), type=Sealed)
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        seal = next((r for r in reversed(records) if isinstance(r, Sealed)), None)
+    if seal is not None:
+        publish_seal(store, run_id, seal)
 
 
 @main.group()

@@ -27,7 +27,7 @@ from engine.run.clock import parse_iso
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
-from engine.trust.sender import SIGNATURE, Sender
+from engine.trust.sender import BY_ENGINE, ENGINE, SIGNATURE, Sender
 
 
 class Asking(Protocol):
@@ -66,13 +66,17 @@ def proof_refusal(rs: RunState, request: Asking, sender: Sender | None, now: dat
     return None
 
 
-def permission_refusal(rs: RunState, machine: RunnableMachine, request: Asking) -> str | None:
-    """Why `request.by` may not do what `request` asks (None: they may)."""
+def permission_refusal(rs: RunState, machine: RunnableMachine, request: Asking,
+                       sender: Sender | None = None) -> str | None:
+    """Why `request.by` may not do what `request` asks (None: they may). `sender`: as proven
+    (the engine's own cancel of a child its parent no longer wants needs no operator)."""
     by = request.by
     if request.cancel or request.upgrade is not None:
         operators = rs.definition.get("operators")
         what = "cancel" if request.cancel else "upgrade"
-        if operators is not None and by not in operators:
+        engine_cancel = (request.cancel and by == ENGINE and rs.parent is not None
+                         and (sender is None or sender.via in (None, BY_ENGINE)))
+        if operators is not None and by not in operators and not engine_cancel:
             return (f"'{by}' is not an operator of machine '{rs.machine}' and may not {what} it "
                     f"(operators: {', '.join(operators)})")
         return None

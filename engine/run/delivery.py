@@ -70,7 +70,7 @@ def check(rs: RunState, machine: RunnableMachine, request: Request, answers: int
         return unproven, None
     if request.upgrade is None:
         why = refusal(rs, machine, request, answers)
-        return why or authority.permission_refusal(rs, machine, request), None
+        return why or authority.permission_refusal(rs, machine, request, sender), None
     new = upgrade.load_upgrade(request.upgrade)
     if isinstance(new, str):
         return new, None

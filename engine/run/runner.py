@@ -23,6 +23,7 @@ a message from outside applies is engine.run.delivery's to say. Durability rules
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from collections.abc import Callable, Iterator
@@ -318,7 +319,10 @@ class Runner:
                 listed = [child for record in self.home.store.read(rs.run_id).records
                           if isinstance(record, Spawned) for child in record.children if child.run_id in wanted]
         try:
-            fanout.create(self.home.store, rs, listed or [], self.machines_dir, self._make_child)
+            # A child is started on behalf of its parent's starter: a `not_starter` wait in it
+            # must refuse that person too (four eyes across a fan-out).
+            fanout.create(self.home.store, rs, listed or [], self.machines_dir,
+                          functools.partial(self._make_child, by=rs.by))
         except (DefinitionError, RunExistsError, InvalidRunIdError) as exc:
             record = escalation(rs, SPAWN_FAILED, f"creating the children of '{rs.state}' failed: {exc}; "
                                                   "fix it, then resolve with retry")
@@ -330,10 +334,11 @@ class Runner:
             return False
         return True
 
-    def _make_child(self, machine: Path, input: dict[str, Any], run_id: str, parent: str, state: str) -> None:
+    def _make_child(self, machine: Path, input: dict[str, Any], run_id: str, parent: str, state: str, *,
+                    by: str | None = None) -> None:
         shown, self.on_record = self.on_record, None  # a child's records are its own journal's story
         try:
-            self._create(machine, input, run_id, None, drive=False, parent=parent, parent_state=state)
+            self._create(machine, input, run_id, by, drive=False, parent=parent, parent_state=state)
         except JournalLockedError:
             return  # another process holds it: it exists, and is being created or driven
         finally:

@@ -24,13 +24,21 @@ import logging
 import os
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from engine.home import Home
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
 from journal import KeyFileError, Record, Sealed, Writer
-from journal.keys import key_id, load_or_create_private_key, load_private_key, load_public_key, write_public_key
+from journal.keys import (
+    key_id,
+    load_or_create_private_key,
+    load_private_key,
+    load_public_key,
+    public_pem,
+    write_public_key,
+)
 from journal.seal import fetch_seal, publish_seal, seal_after
 
 log = logging.getLogger(__name__)
@@ -45,10 +53,50 @@ def key_paths(home: Home) -> tuple[Path, Path]:
 
 
 def home_key(home: Home) -> Ed25519PrivateKey:
-    """The home's sealing key, created (with its public half) on first use."""
+    """The home's sealing key, created (with its public half) on first use.
+
+    A store shared by several homes (PostgreSQL: one home per host) keeps the public half of
+    the key its journals are sealed with (`keys/home.pub` among its side files, published
+    by the first home to seal): a home holding another key, or none, raises KeyFileError
+    rather than seal with a key of its own, which `verify` would call unknown everywhere."""
     private, public = key_paths(home)
+    shared = _shared_key(home)
+    if shared is not None and not os.path.lexists(private):
+        raise KeyFileError(f"{private}: missing, and the journals in {home.store.location} are sealed with key "
+                           f"{key_id(shared)}; hint: copy keys/home.key and keys/home.pub from a home that uses "
+                           f"this store into {private.parent} (mode 0600)")
     key = load_or_create_private_key(private)
+    if shared is not None and key_id(shared) != key_id(key):
+        raise KeyFileError(f"{private}: key {key_id(key)}, but the journals in {home.store.location} are sealed "
+                           f"with key {key_id(shared)}; hint: copy keys/home.key and keys/home.pub from a home "
+                           f"that uses this store into {private.parent} (mode 0600)")
     write_public_key(public, key)
+    if shared is None and _shares_store(home):
+        home.store.publish(*_SHARED_KEY, public_pem(key))
+    return key
+
+
+_SHARED_KEY = ("keys", "home.pub")  # the store's side file naming the key its journals are sealed with
+
+
+def _shares_store(home: Home) -> bool:
+    """Does the store live outside this home (so other homes may use it too)? The file store's
+    side file would be keys/home.pub itself."""
+    return home.store.locate(*_SHARED_KEY) != str(key_paths(home)[1])
+
+
+def _shared_key(home: Home) -> Ed25519PublicKey | None:
+    if not _shares_store(home):
+        return None
+    data = home.store.fetch(*_SHARED_KEY)
+    if data is None:
+        return None
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise KeyFileError(f"{home.store.locate(*_SHARED_KEY)}: not a PEM public key") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{home.store.locate(*_SHARED_KEY)}: not an Ed25519 public key")
     return key
 
 
@@ -74,6 +122,19 @@ def at_rest(rs: RunState) -> bool:
     """Does the engine leave the run alone now, until something from outside (or a retry's
     time) comes? Then its journal is sealed."""
     return rs.status in _AT_REST or (rs.ended and rs.todo is None)
+
+
+def side_behind(home: Home, rs: RunState) -> bool:
+    """Does an ended run lack the side file of its last seal (a kill between the journal and it)?
+    Nothing opens an ended run again, so the supervisor asks this at start-up and advances
+    the run, whose session publishes the seal (`repair_side`)."""
+    if not (rs.ended and rs.todo is None and rs.seal is not None):
+        return False
+    try:
+        kept = fetch_seal(home.store, rs.run_id)
+    except ValueError:
+        return False  # damaged: `verify` says so; not repaired behind its back
+    return kept is None or kept.seq < rs.seal.seq
 
 
 class Sealer:

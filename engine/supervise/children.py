@@ -24,6 +24,7 @@ from engine.run.replay import RunState
 from engine.run.status import RunStatus
 from engine.supervise.message import Message, write_message
 from engine.supervise.runs import RunTable
+from engine.trust.sender import ENGINE
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -126,7 +127,7 @@ class Family:
                 continue
             self._cancelled.add(child)
             try:
-                write_message(self.home, Message(run=child, cancel=True, by="ratchet",
+                write_message(self.home, Message(run=child, cancel=True, by=ENGINE,
                                                  reason=f"its parent {parent_id} {why}"))
             except OSError as exc:
                 self._cancelled.discard(child)

@@ -46,7 +46,10 @@ from journal import Escalated, Record, RetryScheduled, StepAbandoned, StepFailed
 STEP_BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, 3600)  # actions: from a local call to an hour
 FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1)  # 130 µs is typical here
 # A refusal by the run, named by the words of its reason (engine.run.delivery), first match wins.
-REFUSALS = (("stale:", "stale"), ("not an approver", "not an approver"), ("not waiting", "not waiting"),
+REFUSALS = (("not verified:", "not verified"), ("replayed:", "replayed"), ("already approved", "same approver twice"),
+            ("not_starter", "starter"), ("not a resolver", "not a resolver"), ("not an operator", "not an operator"),
+            ("a skip cannot fire", "quorum"),  # who decided (engine.trust, engine.run.authority)
+            ("stale:", "stale"), ("not an approver", "not an approver"), ("not waiting", "not waiting"),
             ("not escalated", "not escalated"), ("has ended", "run ended"), ("is not a trigger", "wrong trigger"),
             ("has no transition", "wrong trigger"), ("conditions not met", "conditions not met"),
             ("condition of", "condition failed"), ("engine error", "engine error"))

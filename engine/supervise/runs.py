@@ -60,6 +60,10 @@ class RunTable:
     def __len__(self) -> int:
         return len(self._runs)
 
+    def ids(self) -> list[str]:
+        """Every run in the table."""
+        return list(self._runs)
+
     def counts(self) -> dict[str, int]:
         """How many runs have each status ("damaged" for a broken journal)."""
         return dict(Counter(tracked.status for tracked in self._runs.values()))

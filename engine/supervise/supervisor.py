@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from engine.home import Home
 from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
+from engine.run.sealing import side_behind
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
@@ -109,6 +110,7 @@ class Supervisor:
         if watcher:
             watcher.start()
         self.runs.scan()
+        self._repair_seals()
         self.mailroom.adopt()
         self.mailroom.scan()
         self.pool.start()
@@ -245,6 +247,15 @@ class Supervisor:
         if ticket is None or ticket.get("seq") != seq or not ticket.get("notified"):
             log.info("run %s: escalation ticket missing or not notified; repairing it", run_id)
             self._ready[run_id] = None
+
+    def _repair_seals(self) -> None:
+        """At start-up: an ended run killed between its last seal and the seal's side file is
+        advanced once, which publishes it (engine.run.sealing.side_behind)."""
+        for run_id in self.runs.ids():
+            tracked = self.runs[run_id]
+            if not tracked.broken and side_behind(self.home, tracked.state):
+                log.info("run %s: its latest seal is not kept outside its journal; repairing it", run_id)
+                self._ready[run_id] = None
 
     def _refresh_busy(self) -> None:
         # Step timeouts are judged on the journal's step_started: keep busy runs current.

@@ -12,11 +12,14 @@ With a people file (engine.trust.people), a file's sender is proven one of two w
 
 What depends on the run (the wait a signature answers, its expiry on the engine's clock,
 a signature used before) is checked under the run's lock (engine.run.authority). Without
-a people file the home is open: the sender is taken at its word, `verified: false`.
+a people file the home is open: the sender is taken at its word, `verified: false`. The
+engine's own messages (`by: ratchet`, not a person of people.yaml) are proven `via: engine`
+by their owner: the supervisor's own Unix user.
 """
 
 from __future__ import annotations
 
+import os
 import pwd
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +27,9 @@ from typing import Any
 from engine.trust.envelope import signature_holds
 from engine.trust.people import People
 
-UNIX_USER, SIGNATURE = "unix_user", "signature"  # the `via` of a verified decision
+UNIX_USER, SIGNATURE, BY_ENGINE = "unix_user", "signature", "engine"  # the `via` of a verified decision
+ENGINE = "ratchet"  # who the engine's own messages are from (the cancel of a child its parent no longer wants);
+# proven `via` BY_ENGINE when the file is owned by the supervisor's own Unix user, who can write journals anyway
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,8 @@ def prove(people: People | None, message: dict[str, Any], facts: FileFacts) -> S
     if people is None:
         return Sender(by)
     person = people.persons.get(by)
+    if by == ENGINE and person is None and "signature" not in message:
+        return _engine(facts)
     if person is None:
         return Sender(by, problem=f"not verified: '{by}' is not in {people.path.name}; hint: add "
                                   f"'{by}: {{unix_user: USER}}' or a public_key there, or send as someone listed")
@@ -93,6 +100,15 @@ def prove(people: People | None, message: dict[str, Any], facts: FileFacts) -> S
         return Sender(by, problem=f"not verified: the file is writable by others (mode {facts.mode & 0o777:o}), "
                                   "so its owner may not have written what it says; hint: write it with mode 644")
     return Sender(by, True, UNIX_USER)
+
+
+def _engine(facts: FileFacts) -> Sender:
+    """A message in the engine's name: proven only if the supervisor's own Unix user wrote it."""
+    if facts.uid != os.geteuid() or facts.nlink != 1 or facts.mode & 0o022:
+        return Sender(ENGINE, problem=f"not verified: only the supervisor's own Unix user ({user_name(os.geteuid())}) "
+                                      f"writes as '{ENGINE}', and this file is owned by {user_name(facts.uid)} "
+                                      f"(or linked or writable by others); hint: send as someone in people.yaml")
+    return Sender(ENGINE, True, BY_ENGINE)
 
 
 def user_name(uid: int) -> str:

@@ -27,7 +27,7 @@ VALUE_WIDTH = 300  # a data value longer than this is cut (the full journal has 
 TONES = {
     "step_failed": "retry", "retry_scheduled": "retry", "step_abandoned": "retry",
     "timeout_fired": "timeout", "escalated": "escalation", "trigger_refused": "refused",
-    "resolved": "resolution", "trigger_received": "person", "cancelled": "cancel",
+    "resolved": "resolution", "trigger_received": "person", "trigger_voted": "person", "cancelled": "cancel",
     "run_finished": "end", "upgraded": "person",
 }
 
@@ -58,6 +58,7 @@ class Entry:
     tone: str
     changes: list[Change] = field(default_factory=list)
     gap: str | None = None  # the idle time before this record, in words
+    proof: str = ""  # how `who` was proven (a decision's `via`, or "unverified"); "" when the record does not say
 
 
 @dataclass
@@ -99,7 +100,7 @@ def tell(run_id: str, records: list[AnyRecord], *, now: datetime | None = None) 
             seq=record.seq, ts=record.ts, kind=kind,
             state=str(getattr(record, "state", "") or ""),
             who=str(getattr(record, "by", "") or ""),
-            detail=_detail(kind, record), tone=TONES.get(kind, ""),
+            detail=_detail(kind, record), tone=TONES.get(kind, ""), proof=_proof(record),
             changes=_changes(before, run.data) if problem is None else [], gap=gap))
         previous = moment or previous
     trailing = None
@@ -185,6 +186,12 @@ def _detail(kind: str, r: Any) -> str:
     return describe(r) if describe else ""
 
 
+def _proof(r: Any) -> str:
+    """How a decision's sender was proven, as `ratchet tail` shows it (README "Who decided")."""
+    verified = getattr(r, "verified", None)  # None: a record that does not say (before people files)
+    return "" if verified is None else (getattr(r, "via", None) or "verified") if verified else "unverified"
+
+
 def _quote(text: str | None) -> str:
     return f" “{_text(text)}”" if text else ""
 
@@ -203,7 +210,9 @@ _DETAILS: dict[str, Any] = {
     "waiting": lambda r: f"for {'|'.join(r.triggers) or 'its children'}"
                          + (f" from {', '.join(r.approvers)}" if r.approvers else "")
                          + (f" until {when(r.deadline)}" if r.deadline else ", no deadline"),
-    "trigger_received": lambda r: f"{r.trigger}{_quote(r.comment)}",
+    "trigger_received": lambda r: f"{r.trigger}" + (f": quorum met ({', '.join(r.votes)})" if r.votes else "")
+                                  + _quote(r.comment),
+    "trigger_voted": lambda r: f"{r.trigger}: {r.count} of {r.needed}{_quote(r.comment)}",
     "trigger_refused": lambda r: f"{r.trigger} refused: {_text(r.reason)}",
     "timeout_fired": lambda r: f"deadline {when(r.deadline)} passed",
     "escalated": lambda r: f"{_text(r.reason)}" + (f": {_text(r.detail)}" if r.detail else ""),

@@ -61,3 +61,36 @@ def test_a_run_killed_after_any_append_ends_sealed_and_verified(tmp_path, n):
     assert out.returncode == 0 and out.stdout.startswith("r1: ok (") and "; sealed through line " in out.stdout
     kinds = [line.split('"type":"')[1].split('"')[0] for line in (home / "runs" / "r1.jsonl").read_text().splitlines()]
     assert kinds[-2:] == ["run_finished", "sealed"] and kinds.count("sealed") == 2
+
+
+TASKS = """
+name: tasks
+version: 1
+initial: a
+states:
+  a: {action: tasks_acts:work}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: a, dest: done}
+"""
+
+
+@pytest.mark.faults
+def test_a_run_killed_between_its_only_seal_at_the_end_and_the_side_file_is_repaired_by_the_next_supervisor(
+        tmp_path):
+    """A run that never rested until it ended has one seal, in its last batch: killed right
+    after it, the run is over and nothing opens it again; the next `supervise` repairs the
+    side file, so verify and archive do not fail on it forever."""
+    home = tmp_path / "home"
+    (tmp_path / "tasks.yaml").write_text(TASKS)
+    (tmp_path / "tasks_acts.py").write_text("def work(ctx):\n    return {'trigger': 'ok'}\n")
+    killed = ratchet(home, "run", str(tmp_path / "tasks.yaml"), "--id", "t1", crash_at="after_append:2")
+    assert killed.returncode == -signal.SIGKILL
+    kinds = [line.split('"type":"')[1].split('"')[0] for line in (home / "runs" / "t1.jsonl").read_text().splitlines()]
+    assert kinds[-2:] == ["run_finished", "sealed"] and kinds.count("sealed") == 1
+    assert "the home keeps no seal of it" in ratchet(home, "verify", "t1").stdout
+    done = ratchet(home, "supervise", "--once")
+    assert done.returncode == 0, done.stderr
+    out = ratchet(home, "verify", "t1")
+    assert (out.returncode, out.stdout) == (0, "t1: ok (6 records; sealed through line 5)\n")
+    assert len((home / "runs" / "t1.jsonl").read_text().splitlines()) == 6  # nothing appended: only the side file

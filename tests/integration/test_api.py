@@ -215,3 +215,26 @@ def test_a_message_signed_through_the_api_is_journaled_as_verified(env, ratchet,
     ratchet.wait("s-1", after=sent, until="ended", timeout=30)
     received = [r for r in ratchet.history("s-1") if isinstance(r, TriggerReceived)]
     assert [(r.by, r.verified, r.via) for r in received] == [("alice", True, "signature")]
+
+
+def test_start_without_by_names_the_same_starter_as_the_cli_so_not_starter_holds(env, ratchet, machine_dir):
+    """A run the API starts for the person people.yaml gives this Unix user is theirs, as with
+    `ratchet start`: a not_starter wait refuses their approval (no starter: anyone's passes)."""
+    import pwd
+
+    from people_harness import FOUR_EYES
+
+    login = pwd.getpwuid(os.geteuid()).pw_name
+    (env.home.root / "people.yaml").write_text(f"alice: {{unix_user: {login}}}\nbob: {{unix_user: nobody}}\n")
+    (machine_dir / "four_eyes.yaml").write_text(FOUR_EYES)
+    ratchet.start(machine_dir / "four_eyes.yaml", id="api-4e")
+    assert env.cli("start", str(machine_dir / "four_eyes.yaml"), "--id", "cli-4e").returncode == 0
+    starters = [ratchet.history(run_id)[0].by for run_id in ("api-4e", "cli-4e")]
+    assert starters == ["alice", "alice"]
+    env.supervise()
+    ratchet.wait("api-4e", until="waiting", timeout=30)
+    sent = ratchet.approve("api-4e", by="alice")  # written by this Unix user: proven to be alice
+    run = ratchet.wait("api-4e", after=sent, timeout=30)
+    assert run.state == "review"
+    refused = [r for r in ratchet.history("api-4e") if isinstance(r, TriggerRefused)]
+    assert [(r.by, r.verified) for r in refused] == [("alice", True)] and "not_starter" in refused[0].reason

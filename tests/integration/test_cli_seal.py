@@ -216,6 +216,23 @@ def test_an_archived_journal_keeps_its_seals_checked(home, tmp_path):
     assert out.returncode == 1 and "lines were cut off its end" in out.stdout
 
 
+def test_an_exported_journal_verifies_with_the_exported_key_and_a_forged_one_does_not(home, tmp_path):
+    """`ratchet export ID > F; ratchet verify F --key PUB`: a file carries no home, so no side
+    file can be asked of it; its seals are checked with the auditor's key all the same."""
+    auditor = str(home.parent / "auditor.pub")
+    exported = tmp_path / "ID.jsonl"
+    exported.write_bytes(subprocess.run([RATCHET, "export", "ID"], env={**os.environ, "RATCHET_HOME": str(home)},
+                                        cwd=ROOT, capture_output=True, timeout=60, check=True).stdout)
+    n = len(records(home))
+    out = ratchet(home, "verify", str(exported), "--key", auditor)
+    assert (out.returncode, out.stdout) == (0, f"{exported}: ok ({n} records; sealed through line {n - 1})\n")
+    line = edit_decision(home, fix_heads=True)  # alice's approval made bob's, chain and seal heads recomputed
+    assert line < seal_lines(home)[-1]
+    exported.write_bytes(journal(home).read_bytes())
+    out = ratchet(home, "verify", str(exported), "--key", auditor)
+    assert out.returncode == 1 and out.stdout.startswith(f"{exported}:{n}: seal signature does not verify"), out.stdout
+
+
 # --- keys export and the auditor's recipe --------------------------------------------------------
 
 

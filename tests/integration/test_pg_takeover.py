@@ -56,6 +56,15 @@ class Host:
         return subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", *args],
                               env=self.env, cwd=self.cwd, capture_output=True, timeout=60)
 
+    def share_key(self, other: Host) -> None:
+        """Hold `other`'s sealing key: every home on one store seals with the same key (README
+        "Sealed journals"); a home with another key refuses to supervise."""
+        keys = Path(self.env["RATCHET_HOME"]) / "keys"
+        keys.mkdir(parents=True, mode=0o700, exist_ok=True)
+        for name in ("home.key", "home.pub"):
+            (keys / name).write_bytes((Path(other.env["RATCHET_HOME"]) / "keys" / name).read_bytes())
+        (keys / "home.key").chmod(0o600)
+
     def supervise(self) -> None:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
@@ -96,6 +105,7 @@ def test_a_host_dies_mid_step_and_the_other_takes_its_runs_over(tmp_path: Path, 
         a_workers = {int(m.read_text()) for m in markers}
         assert all(store.held(run_id) for run_id in ids)
         heads = {run_id: store.read(run_id).cursor for run_id in ids}
+        b.share_key(a)
         b.supervise()  # B runs meanwhile: every run is A's, so B only looks
         wait_for(lambda: b"supervising 3 runs" in b.log.read_bytes(), timeout=30, what="host B up")
         assert {run_id: store.read(run_id).cursor for run_id in ids} == heads

@@ -279,3 +279,89 @@ def test_a_broken_people_file_refuses_every_file_until_it_is_fixed(env):
     assert b"people.yaml:7" in env.cli("status").stderr
     people.write_text(good)
     assert trust.outcome(trust.drop(trust.signed("r1", "alice", trigger="approve"))) == ("done", "")
+
+
+# --- the engine's own cancels ------------------------------------------------------------------
+
+ANY_PARENT = """
+name: any_parent
+version: 1
+initial: fan
+states:
+  fan:
+    spawn: {machine: guarded_child, for_each: items, join: any}
+    timeout: 1d
+  done: {final: true}
+  failed_join: {final: true, outcome: failed}
+transitions:
+  - {trigger: joined, source: fan, dest: done}
+  - {trigger: failed, source: fan, dest: failed_join}
+"""
+GUARDED_CHILD = """
+name: guarded_child
+version: 1
+initial: review
+operators: [ops]
+states:
+  review: {approvers: [bob], timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+
+def test_with_people_the_engine_still_cancels_a_child_its_parent_no_longer_wants(env, machine_dir, unix_users):
+    """A join `any` met, the other child is unwanted: the supervisor's own cancel (by 'ratchet',
+    written as the supervisor's Unix user) is proven and allowed though 'ratchet' is neither in
+    people.yaml nor among the child's operators; the same cancel written by anyone else is refused."""
+    (machine_dir / "any_parent.yaml").write_text(ANY_PARENT)
+    (machine_dir / "guarded_child.yaml").write_text(GUARDED_CHILD)
+    trust = Trust(env)
+    open_inbox_to_everyone(env)
+    Runner(env.home, clock=env.clock, machines_dir=env.dir).start(machine_dir / "any_parent.yaml",
+                                                                   {"items": [1, 2, 3]}, run_id="p", by="alice")
+    env.supervise()
+    for child in ("p.fan.0", "p.fan.1", "p.fan.2"):
+        env.wait_status(child, "waiting", "review")
+    forged = {"run": "p.fan.2", "cancel": True, "by": "ratchet", "reason": "mallory posing as the engine"}
+    assert_refused(trust, "p.fan.2", trust.drop(forged, as_user=unix_users["mallory"]), "not verified")
+    assert trust.outcome(trust.drop(trust.signed("p.fan.0", "bob", trigger="approve"))) == ("done", "")
+    env.wait_status("p", "finished", "done")
+    for child in ("p.fan.1", "p.fan.2"):
+        env.wait_status(child, "cancelled")
+        cancelled = next(r for r in env.records(child) if r["type"] == "cancelled")
+        assert (cancelled["by"], cancelled["verified"], cancelled["via"]) == ("ratchet", True, "engine")
+
+
+def test_a_quorum_is_met_on_the_mail_lane_while_the_only_worker_is_busy(env, four_eyes):
+    """Both signed approvals are proven, counted and journaled by the lane (no worker free),
+    each vote sealed as the run rests; the step behind the quorum waits for the pool."""
+    trust = Trust(env)
+    start_four_eyes(env, four_eyes, "r1", by="alice")
+    sup = env.supervise("--workers", "1")
+    env.wait_status("r1", "waiting", "review")
+    gate = env.dir / "gate"
+    env.start("busy", gate=str(gate))
+    wait_for(env.started_marker("busy").exists, what="the only worker to be busy")
+
+    bob = trust.signed("r1", "bob", trigger="approve")
+    assert trust.outcome(trust.drop(bob)) == ("done", "")
+    assert_refused(trust, "r1", trust.drop(bob), "replayed")
+    assert trust.outcome(trust.drop(trust.signed("r1", "carol", trigger="approve"))) == ("done", "")
+    wait_for(lambda: any(r["type"] == "transition" and r["dest"] == "charge" for r in env.records("r1")),
+             what="the quorum's transition, journaled by the lane")
+    assert not gate.exists() and ran(env, "charge") == []  # the worker still holds 'busy': nothing ran
+    kinds = [r["type"] for r in env.all_records("r1")]
+    voted, refused = kinds.index("trigger_voted"), kinds.index("trigger_refused")
+    assert kinds[voted + 1] == "sealed" and kinds[refused + 1] == "sealed"  # at rest after each: sealed
+    decided = [(r["type"], r["by"], r.get("via")) for r in env.records("r1") if r["type"].startswith("trigger_")]
+    assert decided == [("trigger_voted", "bob", "signature"), ("trigger_refused", "bob", "signature"),
+                       ("trigger_received", "carol", "signature")]
+
+    gate.touch()
+    env.wait_status("r1", "finished", "done")
+    assert len(ran(env, "charge")) == 1
+    assert env.all_records("r1")[-1]["type"] == "sealed"
+    assert env.cli("verify", "r1").returncode == 0
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(15) == 0

@@ -30,8 +30,8 @@ def test_the_page_tells_the_story_with_people_gaps_escalation_and_verification(r
     assert "waited 1 d 20 h for alice or bob" in text  # the second wait, until alice
     assert "escalated for 1 h, waiting for a person to resolve it" in text
     assert re.search(r"escalated\s+review\s+timeout", " ".join(text.split()))
-    assert re.search(r"resolved\s+carol\s+retry “alice is back”", " ".join(text.split()))
-    assert re.search(r"trigger_received\s+review\s+alice\s+approve", " ".join(text.split()))
+    assert re.search(r"resolved\s+carol \[unverified\]\s+retry “alice is back”", " ".join(text.split()))
+    assert re.search(r"trigger_received\s+review\s+alice \[unverified\]\s+approve", " ".join(text.split()))
     assert "approve “price ok for 40 seats”" in text
     assert "+ seats = 40" in text  # what alice's approval changed in the data
     assert "verified" in text and "hash chain of all 19 records" in text
@@ -89,7 +89,7 @@ def test_the_page_opens_in_chromium_with_no_request_but_itself(renewal: Cli, tmp
 
     assert open_offline(page, target) == [target.as_uri()]  # no font, script, image or stylesheet from anywhere
     timeline = page.locator("#timeline")
-    assert timeline.locator("tr.person td.who").inner_text() == "alice"
+    assert timeline.locator("tr.person td.who").inner_text() == "alice [unverified]"  # in-process, no people file
     escalation = timeline.locator("tr.escalation")
     assert escalation.count() == 1 and "timeout" in escalation.inner_text()
     assert "carol" in timeline.locator("tr.resolution").inner_text()

@@ -188,3 +188,37 @@ def test_the_dashboard_and_run_pages_show_a_parent_its_children_and_a_child_its_
     assert 'spawned by</span><b><a href="/runs/k">k</a> in \'review_clauses\'' in child
     report = env.get_template("report.html").render(**run_context(store, "k.review_clauses.1"))
     assert "spawned by</span><b>k in" in report and 'href="/runs/' not in report  # the report loads nothing
+
+
+def test_the_report_says_how_each_decision_was_proven_and_counts_quorum_votes(tmp_path: Path) -> None:
+    """As `ratchet tail` does: an approval proven by signature is not shown like a name taken at
+    its word (README "Who decided"); a vote toward a quorum says how far the count is."""
+    from engine.run.clock import iso
+    from engine.trust.sender import SIGNATURE, UNIX_USER, Sender
+    from engine.view.report import render_report
+
+    (tmp_path / "vote.yaml").write_text(
+        "name: vote\nversion: 1\ninitial: review\nstates:\n"
+        "  review: {approvers: [alice, bob, carol], quorum: {approve: 2}, timeout: 1d}\n  done: {final: true}\n"
+        "transitions:\n  - {trigger: approve, source: review, dest: done}\n")
+    clock = FakeClock("2026-03-02T09:00:00Z")
+    runner = Runner(Home(tmp_path / "home"), clock=clock)
+    rid = runner.start(tmp_path / "vote.yaml", {}, run_id="v1", by="dana")
+    runner.advance(rid)
+    signed = Sender("bob", True, SIGNATURE, signature="c2ln", answers=runner.read(rid).stands_at,
+                    expires=iso(clock.now() + timedelta(hours=1)))
+    assert runner.deliver(rid, Message(run=rid, trigger="approve", by="bob"), sender=signed).accepted
+    runner.deliver(rid, Message(run=rid, trigger="approve", by="mallory"), sender=Sender("mallory"))
+    assert runner.deliver(rid, Message(run=rid, trigger="approve", by="carol"),
+                          sender=Sender("carol", True, UNIX_USER)).accepted
+    story = tell(rid, runner.home.store.read(rid).records)
+    decided = [(e.kind, e.who, e.proof, e.detail) for e in story.entries if e.who and e.kind != "run_started"]
+    assert decided == [
+        ("trigger_voted", "bob", "signature", "approve: 1 of 2"),
+        ("trigger_refused", "mallory", "unverified", "approve refused: 'mallory' is not an approver of 'review' "
+                                                     "(approvers: alice, bob, carol)"),
+        ("trigger_received", "carol", "unix_user", "approve: quorum met (bob, carol)"),
+    ]
+    page = render_report(runner.home.store, rid)
+    assert '<td class="who">bob <span class="proof">[signature]</span></td>' in page
+    assert '<td class="who">mallory <span class="proof">[unverified]</span></td>' in page

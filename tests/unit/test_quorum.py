@@ -66,3 +66,31 @@ def test_votes_belong_to_one_wait_and_replay_rebuilds_them(runner, machine, cloc
     assert d.state.status == "waiting" and d.state.votes == {"approve": ["carol"]}  # bob's vote was for the old wait
     d = runner.deliver(rid, approve(rid, "bob"))
     assert d.state.status == "finished" and d.state.state == "done"
+
+
+def test_every_trust_refusal_has_its_own_metrics_reason(runner, machine, tmp_path, clock):
+    """`ratchet_inbox_files_total{result="refused", reason=...}`: an operator alerting on forged or
+    replayed files needs them named, not counted as "other" (engine.supervise.metrics)."""
+    from datetime import timedelta
+
+    from engine.run.clock import iso
+    from engine.supervise.metrics import _refusal_kind
+    from engine.trust.people import load_people
+    from engine.trust.sender import SIGNATURE, FileFacts, Sender, prove
+
+    rid = runner.start(machine, {}, run_id="r1", by="alice")
+    runner.advance(rid)
+    (tmp_path / "people.yaml").write_text("alice: {unix_user: nobody}\n")
+    stranger = prove(load_people(tmp_path), {"run": rid, "trigger": "approve", "by": "mallory"}, FileFacts(0, 1, 0o644))
+    stands_at = runner.read(rid).stands_at
+    signed = Sender("bob", True, SIGNATURE, signature="c2ln", answers=stands_at,
+                    expires=iso(clock.now() + timedelta(hours=1)))
+    assert runner.deliver(rid, approve(rid, "bob"), sender=signed).accepted
+    reasons = {
+        "not verified": runner.deliver(rid, approve(rid, "mallory"), sender=stranger).reason,
+        "replayed": runner.deliver(rid, approve(rid, "bob"), sender=signed).reason,
+        "same approver twice": runner.deliver(rid, approve(rid, "bob")).reason,
+        "starter": runner.deliver(rid, approve(rid, "alice")).reason,
+    }
+    assert {kind: _refusal_kind("refused by the run", reason) for kind, reason in reasons.items()} == {
+        kind: kind for kind in reasons}, reasons

@@ -312,3 +312,35 @@ def test_status_tree_json_lists_each_parent_followed_by_its_children(home: Home,
     assert result.exit_code == 0, result.output
     ids = [row["run_id"] for row in json.loads(result.stdout)]
     assert ids == ["p", *(f"p.fan.{i}" for i in range(12)), "p-2"]
+
+
+FOUR_EYES_CHILD = """
+name: signoff
+version: 1
+initial: review
+states:
+  review: {approvers: [alice, bob], not_starter: true, timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+
+def test_a_childs_starter_is_its_parents_so_not_starter_holds_across_a_fan_out(home: Home, runner: Runner,
+                                                                                  machines: Path):
+    """alice starts the parent; each child asks for a four-eyes sign-off: not hers."""
+    from engine.trust.sender import UNIX_USER, Sender
+
+    (machines / "signoff.yaml").write_text(FOUR_EYES_CHILD)
+    machine = parent_machine(machines, "{machine: signoff, for_each: items}")
+    runner.run("p", runner.launch(machine, {"items": [1]}, run_id="p", by="alice"))
+    child = "p.fan.0"
+    assert home.store.read(child).records[0].by == "alice"
+    runner.advance(child)
+    alice = Sender("alice", True, UNIX_USER)
+    refused = runner.deliver(child, Message(run=child, trigger="approve", by="alice"), sender=alice)
+    assert not refused.accepted and "started the run" in refused.reason and "not_starter" in refused.reason
+    assert runner.read(child).state == "review"
+    bob = Sender("bob", True, UNIX_USER)
+    assert runner.deliver(child, Message(run=child, trigger="approve", by="bob"), sender=bob).accepted
+    assert runner.read(child).state == "done"
