@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING
 from engine.home import Home
 from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
+from engine.run.replay import RunState
+from engine.run.status import RunStatus
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
@@ -285,6 +287,10 @@ class Supervisor:
             tracked = self.runs.get(run_id)
             if tracked is not None and tracked.state.ended:
                 continue  # ended already (kept current by _refresh_busy): an owed on_cancel is running, never cut it
+            if tracked is not None and _resting(tracked.state):
+                # Its job journaled `waiting` (or `retrying`) and its result is on the way: nothing is left
+                # to cut off. Should it move on (a deadline passed), the next loop sees a step and kills.
+                continue
 
             result = self.pool.kill(worker, "a cancel is waiting for its run")
             self.timeouts.finished(run_id)
@@ -367,3 +373,9 @@ class Supervisor:
                 else:
                     self._consider(run_id)
 
+
+
+def _resting(state: RunState) -> bool:
+    """Has the run come to rest, with no code of its own in flight? (Not `escalated`: its
+    worker may be calling on_escalate, which a cancel cuts off.)"""
+    return state.in_flight is None and state.status in (RunStatus.WAITING, RunStatus.RETRYING)
