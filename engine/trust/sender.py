@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import pwd
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.trust.envelope import signature_holds
-from engine.trust.people import People
+
+if TYPE_CHECKING:  # people.yaml's models (pydantic): a worker continuing a run needs none of them
+    from engine.trust.people import People
 
 UNIX_USER, SIGNATURE = "unix_user", "signature"  # the `via` of a verified decision
 
