@@ -22,7 +22,6 @@ import logging
 from engine.home import Home
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
-from engine.supervise.message import Message, write_message
 from engine.supervise.runs import RunTable
 
 log = logging.getLogger("ratchet.supervisor")
@@ -125,6 +124,8 @@ class Family:
                     self._cancelled.add(child)  # ended (or damaged): nothing to cancel
                 continue
             self._cancelled.add(child)
+            from engine.supervise.message import Message, write_message  # pydantic: only when a child is cancelled
+
             try:
                 write_message(self.home, Message(run=child, cancel=True, by="ratchet",
                                                  reason=f"its parent {parent_id} {why}"))

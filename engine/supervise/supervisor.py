@@ -121,6 +121,8 @@ class Supervisor:
         counts = self.runs.counts()
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
+        if not once:
+            self.mailroom.warm_up()  # what reading a file needs loads while the first jobs run
         next_rescan = time.monotonic() + self.pacing.rescan
         next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:

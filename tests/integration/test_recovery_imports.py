@@ -69,3 +69,18 @@ def test_starting_a_run_still_validates_its_definition_with_pydantic(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home"), str(tmp_path / "bad.yaml")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
     assert "attempts" in out.stdout and out.stdout.rstrip().endswith("True"), out.stdout
+
+
+def test_supervise_recovers_a_crashed_run_with_no_process_importing_the_validation_stack(tmp_path):
+    home = _crashed(tmp_path)
+    # -X importtime is passed on to the forkserver (multiprocessing keeps interpreter flags),
+    # so stderr lists the imports of the supervisor and of the process its workers fork from.
+    env = {**os.environ, "RATCHET_HOME": str(home)}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-c", "from engine.cli import main; main()",
+                           "supervise", "--once"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "run crashed waits in 'review'" in done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "engine.run.runner" in imported and "engine.supervise.worker" in imported  # both processes were seen
+    assert imported & {"pydantic", "engine.definition.loader", "engine.definition.spec", "engine.trust.people",
+                       "engine.supervise.message", "transitions", "yaml"} == set()
