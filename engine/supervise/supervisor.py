@@ -58,6 +58,7 @@ log = logging.getLogger("ratchet.supervisor")
 
 MOVING = "running"  # the only status that needs a worker without a deadline or a message
 LOCKED_BACKOFF = 0.5  # another process advances the run: look again soon
+WARM_UP = 2.0  # seconds after start-up by which the inbox's models are imported, busy or not
 # While the journals' watch is alive (and has not overflowed), a full rescan of runs/ is
 # only a safety net: it costs a stat per journal, so idle CPU would grow with the runs.
 JOURNAL_RESCAN = 300.0
@@ -121,8 +122,9 @@ class Supervisor:
         counts = self.runs.counts()
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
-        if not once:
-            self.mailroom.warm_up()  # what reading a file needs loads while the first jobs run
+        # What reading an inbox file needs (pydantic models) is imported in a thread once the first
+        # jobs are done, or after WARM_UP s: never on two busy cores with the steps of a recovery.
+        cold, warm_by = not once, time.monotonic() + WARM_UP
         next_rescan = time.monotonic() + self.pacing.rescan
         next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:
@@ -155,6 +157,9 @@ class Supervisor:
                 self._consider_changed()
                 self._dispatch_mail()
                 self._dispatch()
+                if cold and (not self.pool.busy() or time.monotonic() >= warm_by):
+                    cold = False
+                    self.mailroom.warm_up()
                 if once and not self._pending_now():
                     break
                 self._sleep(next_rescan, once)
