@@ -9,6 +9,7 @@ Exit codes (for every command):
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -49,6 +50,20 @@ COMMAND_ORDER = ("validate", "graph", "start", "run", "supervise", "status", "ta
                  "send", "approve", "reject", "resolve", "cancel", "upgrade", "verify",
                  "archive", "keys", "export", "import", "db",
                  "report", "ui")  # a run's life, for --help
+# The module that registers each command: `ratchet X` imports X's module only, so that
+# `ratchet supervise` (and each worker, which re-imports the console script) never loads
+# the validation stack other commands need (tests/unit/test_cli_lazy.py keeps this whole).
+COMMAND_MODULES = {"validate": "definitions", "graph": "definitions", "start": "runs", "run": "runs",
+                   "supervise": "supervision", "status": "supervision", "tail": "audit", "verify": "audit",
+                   "send": "inbox", "approve": "inbox", "reject": "inbox", "resolve": "inbox", "cancel": "inbox",
+                   "upgrade": "inbox", "archive": "archive", "keys": "keys", "export": "transfer",
+                   "import": "transfer", "db": "transfer", "report": "report", "ui": "ui"}
+
+
+def load_commands(*names: str) -> None:
+    """Import the modules that register `names` (every command when none is named)."""
+    for module in dict.fromkeys(COMMAND_MODULES[n] for n in (names or COMMAND_MODULES) if n in COMMAND_MODULES):
+        importlib.import_module(f"engine.cli.{module}")
 
 
 class RatchetGroup(click.Group):
@@ -76,7 +91,13 @@ class RatchetGroup(click.Group):
         except click.UsageError as exc:
             raise _one_line_usage(exc) from exc
 
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            load_commands(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        load_commands()
         rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
         return sorted(self.commands, key=lambda name: (rank.get(name, len(rank)), name))
 

@@ -14,7 +14,6 @@ import ast
 import difflib
 import importlib
 import importlib.util
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from engine.definition.checks import Loc
+from engine.definition.machine import put_first_on_path
 from engine.definition.spec import MachineSpec, RetryPolicy, StateSpec, TransitionSpec
 from engine.errors import NotAMachineError
 from engine.problem import Problem, Severity
@@ -225,14 +225,3 @@ def _line_in(path: Path, exc: BaseException) -> int | None:
     lines = [frame.lineno for frame in traceback.extract_tb(exc.__traceback__)
              if Path(frame.filename).resolve() == Path(target)]
     return lines[-1] if lines else None
-
-
-def put_first_on_path(folder: Path | None) -> None:
-    # Kept on sys.path (not removed after the import): an action may import its
-    # neighbours lazily, at call time.
-    if folder is None:
-        return
-    entry = str(Path(folder).resolve())
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
-        importlib.invalidate_caches()

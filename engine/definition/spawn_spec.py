@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-JOINED, FAILED = "joined", "failed"  # the triggers a join fires: it holds / it can no longer hold
+from engine.definition.reserved import FAILED as FAILED  # the join's triggers (also imported from here)
+from engine.definition.reserved import JOINED as JOINED
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _MACHINE_REF = re.compile(r"^[A-Za-z0-9_./-]+$")
 

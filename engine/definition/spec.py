@@ -16,15 +16,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from engine.definition.durations import parse_duration
+from engine.definition.machine import IMPORT_PATH
+from engine.definition.reserved import ERROR as ERROR  # also imported from here
+from engine.definition.reserved import OK as OK
+from engine.definition.reserved import TIMEOUT as TIMEOUT
 from engine.definition.spawn_spec import SpawnSpec
 from journal import hash_definition
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-IMPORT_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 CLASS_NAME = re.compile(r"^[A-Za-z_]\w*$")
 
-# Triggers the engine fires by itself (README, "Defining machines": reserved triggers).
-OK, TIMEOUT, ERROR = "ok", "timeout", "error"
 
 # Optional fields of machines and states added after definitions were first pinned: the
 # canonical form omits them while unset (MachineSpec.canonical).

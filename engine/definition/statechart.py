@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transitions import Machine as _TransitionsMachine
 
-from engine.definition.spec import MachineSpec
+if TYPE_CHECKING:
+    from engine.definition.pinned import PinnedSpec
+    from engine.definition.spec import MachineSpec
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -31,7 +33,7 @@ class _Probe:
 class Statechart:
     """Answers `next_state` with `transitions`; predicates come from `resolve(import_path)`."""
 
-    def __init__(self, spec: MachineSpec, resolve: Callable[[str], Predicate]) -> None:
+    def __init__(self, spec: MachineSpec | PinnedSpec, resolve: Callable[[str], Predicate]) -> None:
         self._machine = _TransitionsMachine(
             model=None,
             states=list(spec.states),

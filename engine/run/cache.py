@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.definition.loader import Machine, machine_from_definition
+from engine.definition.machine import Machine, machine_from_pinned
 from engine.run.replay import RunState, fold
 from journal import Cursor, JournalError, Store, Writer
 
@@ -60,7 +60,7 @@ class RunCache:
         key = (rs.definition_hash, rs.source)
         if key not in self._machines:
             base_dir = Path(rs.source).parent if rs.source else None
-            self._machines[key] = machine_from_definition(rs.definition, base_dir, check_imports=False)
+            self._machines[key] = machine_from_pinned(rs.definition, base_dir)
         return self._machines[key]
 
     def pin(self, machine: Machine, source: str | None) -> Machine:

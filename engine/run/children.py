@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from engine.definition.loader import Machine, find_child_machine
+from engine.definition.machine import Machine
 from engine.faults import crash_point
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
@@ -32,6 +32,8 @@ Create = Callable[[Path, dict[str, Any], str, str, str], None]
 
 def child_machine(parent: RunState, ref: str, machines_dir: Path) -> Path:
     """The machine file a spawn names, found beside the parent's machine file."""
+    from engine.definition.loader import find_child_machine  # validating: only when children are made
+
     base = Path(parent.source).parent if parent.source else machines_dir
     return find_child_machine(ref, base)
 

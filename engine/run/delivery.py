@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from engine.definition.loader import Machine
+from engine.definition.machine import Machine
 from engine.errors import ConditionError
 from engine.run import authority, upgrade
 from engine.run.machine import RunnableMachine

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from engine.definition.spec import StateSpec
+from engine.definition.pinned import PinnedState
 
 
 class RunnableMachine(Protocol):
     @property
     def name(self) -> str: ...
 
-    def state(self, name: str) -> StateSpec:
+    def state(self, name: str) -> PinnedState:
         """The state's fields; KeyError naming the machine if it has no such state."""
         ...
 

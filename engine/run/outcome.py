@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from engine.definition.spec import OK
+from engine.definition.reserved import OK
 from engine.errors import ImportPathError
 from engine.faults import crash_point
 from engine.run.clock import Clock, iso

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from engine.definition.spawn_spec import FAILED, JOINED
-from engine.definition.spec import ERROR, TIMEOUT, RetryPolicy
+from engine.definition.pinned import PinnedRetry
+from engine.definition.reserved import ERROR, FAILED, JOINED, TIMEOUT
 from engine.errors import ConditionError, ImportPathError
 from engine.run.clock import iso, parse_iso
 from engine.run.compensation import ABANDONED
@@ -127,7 +127,7 @@ def plan(rs: RunState, machine: RunnableMachine, now: datetime, *, abandoned: st
     raise ValueError(f"run {rs.run_id}: unknown todo {rs.todo!r}")  # a bug in replay, not data
 
 
-def retry_delay(policy: RetryPolicy, attempt: int, rng: Uniform) -> float:
+def retry_delay(policy: PinnedRetry, attempt: int, rng: Uniform) -> float:
     """Seconds before the attempt after `attempt`: exponential, capped, jittered in [d/2, d]."""
     delay = min(policy.max_backoff, policy.backoff * policy.factor ** (attempt - 1))
     return rng.uniform(delay / 2, delay) if policy.jitter else delay

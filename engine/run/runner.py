@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.definition.loader import Machine, load_machine
+from engine.definition.machine import Machine
 from engine.errors import DefinitionError, ReplayError, RunExistsError, UnknownRunError
 from engine.faults import crash_point
 from engine.home import Home
@@ -125,6 +125,8 @@ class Runner:
     def _create(self, machine_ref: str | Path, input: dict[str, Any] | None, run_id: str | None,
                 by: str | None, *, drive: bool, parent: str | None = None,
                 parent_state: str | None = None) -> tuple[str, RunState | None]:
+        from engine.definition.loader import load_machine  # validating a new run's definition: pydantic
+
         machine = load_machine(machine_ref, self.machines_dir)
         run_id = check_run_id(run_id) if run_id else new_run_id(self.clock.now())
         with self._writer(run_id, create=True) as writer:
@@ -136,7 +138,7 @@ class Runner:
                     raise RunExistsError(run_id, first.machine, machine.name)
                 return run_id, None
             source = machine.resolved_source
-            record = RunStarted(run_id=run_id, machine=machine.name, version=machine.spec.version,
+            record = RunStarted(run_id=run_id, machine=machine.name, version=machine.version,
                                 definition=machine.pinned, definition_hash=machine.hash,
                                 input=dict(input or {}), source=source, by=by, ts=iso(self.clock.now()),
                                 code=machine.code, parent=parent, parent_state=parent_state)

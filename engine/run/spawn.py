@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.definition.spawn_spec import FAILED, JOINED, SpawnSpec
+from engine.definition.pinned import PinnedSpawn
+from engine.definition.reserved import FAILED, JOINED
 from engine.run.machine import RunnableMachine
 from engine.run.replay import RunState
 from journal import InvalidRunIdError, check_run_id
@@ -47,7 +48,7 @@ class Fail:
 Decision = Fire | Fail | Spawned | None
 
 
-def spawn_of(machine: RunnableMachine, state: str) -> SpawnSpec | None:
+def spawn_of(machine: RunnableMachine, state: str) -> PinnedSpawn | None:
     return machine.state(state).spawn
 
 
@@ -93,7 +94,7 @@ def decide(rs: RunState, machine: RunnableMachine) -> Decision:
     return Spawned(state=rs.state, children=start, total=total)
 
 
-def planned(rs: RunState, spec: SpawnSpec, visit: int) -> list[ChildRun] | str:
+def planned(rs: RunState, spec: PinnedSpawn, visit: int) -> list[ChildRun] | str:
     """Every child the spawn makes, in order; or why it cannot (a one-line reason)."""
     entries: list[tuple[str, str, dict[str, Any]]]
     if spec.branches is not None:

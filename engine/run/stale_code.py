@@ -10,7 +10,7 @@ here whenever a session leaves a run waiting, and escalates it at once instead.
 
 from __future__ import annotations
 
-from engine.definition.loader import Machine
+from engine.definition.machine import Machine
 from engine.errors import ImportPathError
 from engine.run.plan import CODE_CHANGED, FIX_CODE, escalation
 from engine.run.replay import RunState
@@ -21,7 +21,7 @@ from journal import Escalated
 def broken_conditions(machine: Machine, state: str) -> list[ImportPathError]:
     """The conditions of the transitions leaving `state` whose code does not resolve now."""
     final = machine.state(state).final
-    paths = [path for t in machine.spec.transitions
+    paths = [path for t in machine.runtime.transitions
              if state in t.source or (t.source == ["*"] and not final)
              for path in (*t.conditions, *t.unless)]
     broken = []

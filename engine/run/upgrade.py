@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine.definition.loader import Machine, machine_from_definition
+from engine.definition.machine import Machine
 from engine.errors import DefinitionError
 from engine.run.clock import iso, parse_iso
 from engine.run.replay import RunState
@@ -44,6 +44,8 @@ class UpgradeRequest(Protocol):
 def load_upgrade(request: UpgradeRequest) -> Machine | str:
     """The machine an upgrade message carries, validated here (its code resolved beside
     `source`); or why it cannot be used."""
+    from engine.definition.loader import machine_from_definition  # a new definition is validated: pydantic
+
     base_dir = Path(request.source).parent if request.source else None
     try:
         machine = machine_from_definition(request.definition, base_dir)
@@ -59,7 +61,7 @@ def load_upgrade(request: UpgradeRequest) -> Machine | str:
 def upgraded(rs: RunState, new: Machine, request: UpgradeRequest, by: str, comment: str | None,
              source_file: str | None) -> Upgraded:
     """The `upgraded` record moving the run to `new` (once `incompatibilities` found none)."""
-    return Upgraded(by=by, version=new.spec.version, definition=new.pinned, definition_hash=new.hash,
+    return Upgraded(by=by, version=new.runtime.version, definition=new.pinned, definition_hash=new.hash,
                     from_hash=rs.definition_hash, source=request.source, source_file=source_file,
                     comment=comment, code=new.code)
 
@@ -73,16 +75,16 @@ def incompatibilities(rs: RunState, new: Machine, now: datetime) -> list[str]:
                        "a run moves only to another version of its own machine")
     if new.hash == rs.definition_hash:
         reasons.append(f"the run follows this very definition already ({new.hash[:19]}…)")
-    elif new.spec.version == rs.version:
+    elif new.runtime.version == rs.version:
         reasons.append(f"the run follows version {rs.version} already, with another definition; "
                        "give the new definition a new version")
     if rs.ended:
         reasons.append(f"the run has ended ({rs.status} in '{rs.state}'); only a live run can move")
         return reasons
     state, old_kind = rs.state, _kind(rs.definition["states"].get(rs.state, {}))
-    spec = new.spec.states.get(state)
+    spec = new.runtime.states.get(state)
     if spec is None:
-        close = difflib.get_close_matches(state, list(new.spec.states), n=1)
+        close = difflib.get_close_matches(state, list(new.runtime.states), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         reasons.append(f"state '{state}', where the run is, is not in {new_v}{hint}")
     elif spec.kind != old_kind:
@@ -109,9 +111,9 @@ def incompatibilities(rs: RunState, new: Machine, now: datetime) -> list[str]:
 
 def _labels(rs: RunState, new: Machine) -> tuple[str, str]:
     """How reasons name the run's definition and the new one: by version, unless equal."""
-    if new.spec.version == rs.version:
+    if new.runtime.version == rs.version:
         return "the run's definition", "the new definition"
-    return f"v{rs.version}", f"v{new.spec.version}"
+    return f"v{rs.version}", f"v{new.runtime.version}"
 
 
 def _wait_reasons(rs: RunState, new: Machine, now: datetime) -> list[str]:

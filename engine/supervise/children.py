@@ -22,7 +22,6 @@ import logging
 from engine.home import Home
 from engine.run.replay import RunState
 from engine.run.status import RunStatus
-from engine.supervise.message import Message, write_message
 from engine.supervise.runs import RunTable
 from engine.trust.sender import ENGINE
 
@@ -126,6 +125,8 @@ class Family:
                     self._cancelled.add(child)  # ended (or damaged): nothing to cancel
                 continue
             self._cancelled.add(child)
+            from engine.supervise.message import Message, write_message  # pydantic: only when a child is cancelled
+
             try:
                 write_message(self.home, Message(run=child, cancel=True, by=ENGINE,
                                                  reason=f"its parent {parent_id} {why}"))

@@ -29,11 +29,19 @@ import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import EngineError, InvalidMessageError, UnsafeInboxError
 from engine.supervise.folders import InboxFolders, InboxHome, move_into, open_dir
-from engine.supervise.message import MAX_BYTES, SUFFIXES, Message, parse_message_object
 from engine.trust.sender import FileFacts
+
+if TYPE_CHECKING:
+    from engine.supervise.message import Message
+
+# What the inbox reads at all, before parsing (engine.supervise.message re-exports both). The
+# message models (pydantic) are imported with the first file read, not at the supervisor's start.
+MAX_BYTES = 64 * 1024
+SUFFIXES = (".json", ".yaml", ".yml")
 
 SPECIAL_DIRS = {"done", "rejected"}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,199}$")
@@ -266,6 +274,8 @@ def read_claimed(item: Claimed, *, max_bytes: int = MAX_BYTES) -> tuple[Message,
         os.close(fd)
     if len(data) > max_bytes:  # grew after fstat
         raise InvalidMessageError("file too large", f"more than {max_bytes} bytes")
+    from engine.supervise.message import parse_message_object
+
     message, raw = parse_message_object(data, Path(item.name).suffix)
     return message, raw, facts
 

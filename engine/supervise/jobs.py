@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from engine.supervise.message import Message
 from engine.trust.sender import Sender
+
+if TYPE_CHECKING:  # a message's model (pydantic) is loaded by unpickling a delivery, not by every worker
+    from engine.supervise.message import Message
 
 Outcome = Literal["ok", "locked", "error", "died", "killed"]
 

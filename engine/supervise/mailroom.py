@@ -26,7 +26,10 @@ lock and journals the refusal like any other.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -36,13 +39,13 @@ from engine.home import Home
 from engine.supervise import inbox
 from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
-from engine.supervise.message import Message
 from engine.supervise.runs import RunTable
-from engine.trust.people import PeopleBook, PeopleFileError
 from engine.trust.sender import FileFacts, Sender, prove
 
-if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
-    from engine.supervise.metrics import Metrics
+if TYPE_CHECKING:
+    from engine.supervise.message import Message
+    from engine.supervise.metrics import Metrics  # only with --metrics-port (prometheus-client is an extra)
+    from engine.trust.people import PeopleBook
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -72,7 +75,19 @@ class Mailroom:
         self._sent: set[str] = set()  # claimed keys handed to a worker at least once: never unclaimed
         self._incomplete: set[str] = set()  # names in the inbox still being written
         self.observer: Metrics | None = None  # counts the files filed (the supervisor's metrics)
-        self.people = PeopleBook(home.root)
+        self._people: PeopleBook | None = None  # people.yaml, read with the first file (pydantic: not at start)
+
+    def warm_up(self) -> None:
+        """Import what reading a file needs (the message and people.yaml models: pydantic,
+        ~100 ms) in a thread, after the start-up it would delay: the first file read after
+        a start then finds it loaded."""
+
+        def load() -> None:
+            with contextlib.suppress(Exception):  # a failed import fails again, said, at the first file
+                importlib.import_module("engine.supervise.message")
+                importlib.import_module("engine.trust.people")
+
+        threading.Thread(target=load, name="warm-up", daemon=True).start()
 
     def open(self, *, settle: float) -> None:
         """Take this process's claim box (UnsafeInboxError if an inbox folder is a symlink)."""
@@ -149,8 +164,12 @@ class Mailroom:
 
     def _sender(self, message: Message, raw: dict[str, object], facts: FileFacts) -> Sender:
         """Who sent the file: proven against people.yaml, or taken at its word in an open home."""
+        from engine.trust.people import PeopleBook, PeopleFileError
+
+        if self._people is None:
+            self._people = PeopleBook(self.home.root)
         try:
-            people = self.people.current()
+            people = self._people.current()
         except PeopleFileError as exc:  # fail closed: nobody can be verified until it is fixed
             log.error("%s", exc)
             first = str(exc).splitlines()[0]

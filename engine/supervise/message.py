@@ -25,13 +25,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.errors import InvalidMessageError  # also imported from here by supervisor.py
+from engine.supervise.inbox import MAX_BYTES as MAX_BYTES  # what the inbox reads at all (also imported from here)
+from engine.supervise.inbox import SUFFIXES as SUFFIXES
 from engine.trust.people import PERSON_PATTERN
 from journal import InvalidRunIdError, check_run_id
 from journal.durable import publish
 
-MAX_BYTES = 64 * 1024
 MAX_DEPTH = 32  # nesting of `data`; deeper is a hostile file, not a business message
-SUFFIXES = (".json", ".yaml", ".yml")
 TRIGGER_PATTERN = r"^[a-z][a-z0-9_]*$"
 SENDER_PATTERN = PERSON_PATTERN
 

@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING
 from engine.home import Home
 from engine.run import tickets
 from engine.run.clock import Clock, FileClock, clock_from_env
+from engine.run.replay import RunState
 from engine.run.sealing import side_behind
+from engine.run.status import RunStatus
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
@@ -57,6 +59,7 @@ log = logging.getLogger("ratchet.supervisor")
 
 MOVING = "running"  # the only status that needs a worker without a deadline or a message
 LOCKED_BACKOFF = 0.5  # another process advances the run: look again soon
+WARM_UP = 2.0  # seconds after start-up by which the inbox's models are imported, busy or not
 # While the journals' watch is alive (and has not overflowed), a full rescan of runs/ is
 # only a safety net: it costs a stat per journal, so idle CPU would grow with the runs.
 JOURNAL_RESCAN = 300.0
@@ -121,6 +124,9 @@ class Supervisor:
         counts = self.runs.counts()
         log.info("supervising %d runs (%s) with %d workers", len(self.runs),
                  ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none", self.pool.size)
+        # What reading an inbox file needs (pydantic models) is imported in a thread once the first
+        # jobs are done, or after WARM_UP s: never on two busy cores with the steps of a recovery.
+        cold, warm_by = not once, time.monotonic() + WARM_UP
         next_rescan = time.monotonic() + self.pacing.rescan
         next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:
@@ -153,6 +159,9 @@ class Supervisor:
                 self._consider_changed()
                 self._dispatch_mail()
                 self._dispatch()
+                if cold and (not self.pool.busy() or time.monotonic() >= warm_by):
+                    cold = False
+                    self.mailroom.warm_up()
                 if once and not self._pending_now():
                     break
                 self._sleep(next_rescan, once)
@@ -296,6 +305,10 @@ class Supervisor:
             tracked = self.runs.get(run_id)
             if tracked is not None and tracked.state.ended:
                 continue  # ended already (kept current by _refresh_busy): an owed on_cancel is running, never cut it
+            if tracked is not None and _resting(tracked.state):
+                # Its job journaled `waiting` (or `retrying`) and its result is on the way: nothing is left
+                # to cut off. Should it move on (a deadline passed), the next loop sees a step and kills.
+                continue
 
             result = self.pool.kill(worker, "a cancel is waiting for its run")
             self.timeouts.finished(run_id)
@@ -378,3 +391,9 @@ class Supervisor:
                 else:
                     self._consider(run_id)
 
+
+
+def _resting(state: RunState) -> bool:
+    """Has the run come to rest, with no code of its own in flight? (Not `escalated`: its
+    worker may be calling on_escalate, which a cancel cuts off.)"""
+    return state.in_flight is None and state.status in (RunStatus.WAITING, RunStatus.RETRYING)

@@ -22,10 +22,12 @@ from __future__ import annotations
 import os
 import pwd
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.trust.envelope import signature_holds
-from engine.trust.people import People
+
+if TYPE_CHECKING:  # people.yaml's models (pydantic): a worker continuing a run needs none of them
+    from engine.trust.people import People
 
 UNIX_USER, SIGNATURE, BY_ENGINE = "unix_user", "signature", "engine"  # the `via` of a verified decision
 ENGINE = "ratchet"  # who the engine's own messages are from (the cancel of a child its parent no longer wants);

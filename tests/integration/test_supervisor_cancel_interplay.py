@@ -173,3 +173,58 @@ def test_ratchet_run_stopped_twice_during_an_owed_on_cancel_says_so_and_exits_13
     assert env.records("r1")[-1]["type"] == "compensation_started"  # cut off again: still owed
     assert run.returncode == 130, (run.returncode, out, err)
     assert "stopped during its on_cancel" in out and "ratchet run" in err
+
+
+# A supervisor built from its parts, in a process of its own: its only worker holds an
+# advance of r1 and has not answered (SIGSTOP), while r1's journal already says `waiting`:
+# the instant between a worker's last record and its result, held open.
+HELD_ANSWER = '''
+import os, signal, sys
+from pathlib import Path
+from engine.home import Home
+from engine.supervise.message import Message, write_message
+from engine.supervise.supervisor import Supervisor
+
+home = Home(Path(sys.argv[1]))
+sup = Supervisor(home, workers=1, machines_dir=Path(sys.argv[2]))
+sup.mailroom.open(settle=0.0)
+sup.runs.scan()
+sup.pool.start()
+worker = sup.pool.workers[0]
+os.kill(worker.pid, signal.SIGSTOP)
+sup.pool.submit(sup.timeouts.advance_job("r1", sup.runs["r1"].state))
+write_message(home, Message(run="r1", cancel=True, by="ops"))
+sup.mailroom.scan()
+assert sup.mailroom.cancelling() == ["r1"], sup.mailroom.cancelling()
+sup._refresh_busy()
+sup._kill_cancelled()
+kept = sup.pool.holding("r1") is worker
+print("kept" if kept else "killed")
+if kept:
+    os.kill(worker.pid, signal.SIGCONT)
+    results = []
+    while not results:
+        sup._sleep(sup.pacing.tick, once=True)
+        results = sup.pool.collect()
+    print(results[0].outcome)
+sup._shutdown(None)
+'''
+
+
+def test_a_worker_whose_advance_ended_waiting_is_not_killed_for_a_cancel_before_it_answers(env, machine_dir):
+    # The cause of the flaky heartbeat test above: a cancel that comes just after a worker
+    # journaled `waiting`, before its result reached the supervisor, killed that worker
+    # ("a cancel is waiting for its run"), though it had nothing left to cut off.
+    _setup(env, machine_dir, "waits_cancel", WAITS.format(release="slow_release"))
+    env.start("r1", "waits_cancel")
+    env.once()
+    assert env.row("r1").status == "waiting"
+    out = subprocess.run([sys.executable, "-c", HELD_ANSWER, str(env.home.root), str(machine_dir)], cwd=env.dir,
+                         env=env.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["kept", "ok"], (out.stdout, out.stderr)
+    assert "killing worker" not in out.stderr, out.stderr
+    _open_gate(env)
+    env.once()  # the cancel, still queued, is delivered: on_cancel runs once
+    assert env.records("r1")[-1]["type"] == "compensation_finished"
+    assert len(_releases(env)) == 1, _releases(env)
