@@ -182,6 +182,8 @@ def test_the_dashboard_and_run_pages_show_a_parent_its_children_and_a_child_its_
     parent = env.get_template("run_body.html").render(**{**run_context(store, "k"), "linked": True},
                                                       generation=0, location="")
     assert "waiting for</span><b>its children" in parent and "0/3 finished, 3 live" in parent
+    seals = [e.detail for e in tell("k", store.read("k").records).entries if e.kind == "sealed"]
+    assert seals and all(re.fullmatch(r"through #\d+ \(key [0-9a-f]{16}\)", d) for d in seals), seals
     assert all(f'href="/runs/k.review_clauses.{i}"' in parent for i in range(3))
     child = env.get_template("run_body.html").render(**{**run_context(store, "k.review_clauses.1"), "linked": True},
                                                      generation=0, location="")
