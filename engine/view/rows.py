@@ -6,7 +6,8 @@ A row is built by `engine.supervise.status.status_rows` (exactly `ratchet status
 and built again only when it may have changed: its journal grew (`mark`, fed by the
 store's `changes`), it is new, or it holds facts that move without a journal record — a
 wait or retry past its deadline (how overdue), a run that should be moving (held or
-stalled), a journal being created or damaged. Every row is built again once a minute
+stalled), a journal being created or damaged; a parent, when a child's row is built again
+(its row shows the escalated ones). Every row is built again once a minute
 anyway, for what only the present tells and no record announces (`code_changed`: a
 module edited on disk).
 """
@@ -52,7 +53,11 @@ class RowCache:
                 self._full_at, self._rows = time.monotonic(), {}
             stale = [run_id for run_id in ids
                      if run_id in changed or run_id not in self._rows or _moves(self._rows[run_id], moment)]
-            for row in status_rows(self.home, stale, now=now):
+            built = status_rows(self.home, stale, now=now)
+            # A parent's row shows its escalated children, which no record of its own announces.
+            known = set(ids).difference(stale)
+            parents = sorted({row.parent for row in built if row.parent in known})
+            for row in [*built, *status_rows(self.home, parents, now=now)] if parents else built:
                 self._rows[row.run_id] = row
             self._rows = {run_id: self._rows[run_id] for run_id in ids}  # archived ones leave
             return list(self._rows.values())

@@ -226,5 +226,6 @@ _DETAILS: dict[str, Any] = {
                                        + (f"failed: {_text(r.error)}" if r.error is not None else "done"),
     "spawned": lambda r: f"started {', '.join(c.run_id for c in r.children)} ({len(r.children)} of {r.total})",
     "child_finished": lambda r: f"{r.child} {r.status}" + (f" → {r.outcome}" if r.outcome else ""),
+    "sealed": lambda r: f"through #{r.through} (key {r.key})",
     "upgraded": lambda r: f"to v{r.version} ({r.definition_hash[:19]}…){_quote(r.comment)}",
 }

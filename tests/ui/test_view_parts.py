@@ -182,6 +182,8 @@ def test_the_dashboard_and_run_pages_show_a_parent_its_children_and_a_child_its_
     parent = env.get_template("run_body.html").render(**{**run_context(store, "k"), "linked": True},
                                                       generation=0, location="")
     assert "waiting for</span><b>its children" in parent and "0/3 finished, 3 live" in parent
+    seals = [e.detail for e in tell("k", store.read("k").records).entries if e.kind == "sealed"]
+    assert seals and all(re.fullmatch(r"through #\d+ \(key [0-9a-f]{16}\)", d) for d in seals), seals
     assert all(f'href="/runs/k.review_clauses.{i}"' in parent for i in range(3))
     child = env.get_template("run_body.html").render(**{**run_context(store, "k.review_clauses.1"), "linked": True},
                                                      generation=0, location="")
@@ -222,3 +224,26 @@ def test_the_report_says_how_each_decision_was_proven_and_counts_quorum_votes(tm
     page = render_report(runner.home.store, rid)
     assert '<td class="who">bob <span class="proof">[signature]</span></td>' in page
     assert '<td class="who">mallory <span class="proof">[unverified]</span></td>' in page
+
+
+def test_the_row_cache_rebuilds_a_parents_row_when_a_child_escalates(tmp_path: Path) -> None:
+    """A parent's row carries its escalated children (ESCALATION: `child ID: reason`), but a
+    child's escalation adds no record to the parent's journal: only the child is marked."""
+    (tmp_path / "stuck.yaml").write_text(
+        "name: stuck\nversion: 1\ninitial: work\nstates:\n  work: {timeout: 1h}\n  done: {final: true}\n"
+        "transitions:\n  - {trigger: finish, source: work, dest: done}\n")
+    (tmp_path / "fan.yaml").write_text(
+        "name: fan\nversion: 1\ninitial: fan\nstates:\n  fan:\n    spawn: {machine: stuck, for_each: items}\n"
+        "    timeout: 1d\n  done: {final: true}\ntransitions:\n  - {trigger: joined, source: fan, dest: done}\n"
+        "  - {trigger: failed, source: fan, dest: done}\n")
+    clock = FakeClock("2026-03-02T09:00:00Z")
+    runner = Runner(Home(tmp_path / "home"), clock=clock, machines_dir=tmp_path)
+    runner.launch(tmp_path / "fan.yaml", {"items": [1]}, run_id="p")
+    runner.advance("p.fan.0")
+    cache = RowCache(runner.home)
+    assert {r.run_id: r.children_escalated for r in cache.rows(clock.now())} == {"p": [], "p.fan.0": []}
+    clock.advance(3601)
+    assert runner.advance("p.fan.0").status == "escalated"
+    cache.mark(["p.fan.0"])  # what the store's changes say: only the child's journal grew
+    rows = {r.run_id: r for r in cache.rows(clock.now())}
+    assert rows["p.fan.0"].status == "escalated" and rows["p"].children_escalated == ["p.fan.0: timeout"]
