@@ -41,6 +41,7 @@ def new(ctx: click.Context, name: str, out: Path | None) -> None:
     import re
 
     from engine.home import Home
+    from engine.run.sealing import key_paths
     from engine.trust.people import PERSON_PATTERN
     from journal.durable import publish
     from journal.keys import new_private_key, public_pem
@@ -50,6 +51,9 @@ def new(ctx: click.Context, name: str, out: Path | None) -> None:
                         "starting with a letter or digit (as in --by)")
     home = Home(existing_home(ctx))
     public = home.root / "keys" / f"{name}.pub"
+    if public in key_paths(home):
+        raise UserError(f"the name {name!r} is reserved: {public} is the home's sealing key (ratchet keys export); "
+                        "hint: choose another name")
     private = out if out is not None else Path(f"{name}.key")
     for path, whose in ((public, "public"), (private, "private")):
         if path.exists():

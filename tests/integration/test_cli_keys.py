@@ -51,6 +51,15 @@ def test_keys_new_refuses_a_name_that_cannot_be_a_sender(env, name):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_keys_new_refuses_home_whose_public_key_would_stand_in_for_the_homes_sealing_key(env, tmp_path):
+    """keys/home.pub is the home's sealing key: a person's key there (made before the home's
+    first run made its own) would leave every `verify` failing ('not the public half')."""
+    result = ratchet(env, "keys", "new", "home", "--out", str(tmp_path / "home.key"))
+    assert result.exit_code == 1 and "reserved" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (env.home.root / "keys" / "home.pub").exists() and not (tmp_path / "home.key").exists()
+
+
 def test_key_signs_for_the_wait_open_now_and_a_wrong_key_is_refused_before_writing(env, tmp_path, monkeypatch):
     monkeypatch.setenv("RATCHET_CLOCK_FILE", str(env.clock.path))  # the expiry counts on the engine's clock
     env.start("r1")
