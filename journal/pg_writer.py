@@ -78,6 +78,11 @@ class PgWriter:
         self.closed = False
 
     @property
+    def broken(self) -> str | None:
+        """Why the writer refuses appends (None while it may append)."""
+        return self._broken
+
+    @property
     def cursor(self) -> Cursor:
         return Cursor(self.last_seq, self.last_hash)
 
@@ -186,7 +191,10 @@ class LeaseKeeper:
                     return
             for writer in writers:
                 try:
-                    if not writer.renew() and not writer.closed:
-                        log.warning("run %s: lease lost (taken over); its writer refuses appends", writer.run_id)
+                    if not writer.renew():
+                        self.remove(writer)  # said once: a lost lease does not come back
+                        if not writer.closed:
+                            log.warning("run %s: lease lost (%s); its writer refuses appends", writer.run_id,
+                                        writer.broken)
                 except Exception:  # the thread must outlive one writer's trouble
                     log.exception("run %s: renewing the lease failed", writer.run_id)
