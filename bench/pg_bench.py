@@ -143,10 +143,10 @@ def server_bound(url: str, seconds: float) -> dict:
             "ms_per_commit": round(elapsed * 1000 / n, 3)}
 
 
-def in_process(url: str, folder: Path, runs: int, steps: int) -> dict:
+def in_process(url: str, folder: Path, runs: int, steps: int, tag: str = "") -> dict:
     store_url = fresh_schema(url, "bench_runner")
     machine = write_machine(folder, steps)
-    runner = Runner(Home(folder / "runner", store=store_url).ensure(), clock=FakeClock())
+    runner = Runner(Home(folder / f"runner{tag}", store=store_url).ensure(), clock=FakeClock())
     runner.launch(machine, {"i": -1}, run_id="warm-up")  # the schema, the pool, the imports
     # A backend reports its statistics up to 10 s late while it idles, at once when it ends:
     # the pool is closed before each count (and reopened by the first run).
@@ -172,10 +172,10 @@ def _ts(line: bytes) -> datetime:
     return datetime.fromisoformat(json.loads(line)["ts"])
 
 
-def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, workers: int) -> dict:
+def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, workers: int, tag: str = "") -> dict:
     store_url = fresh_schema(url, f"bench_sup{supervisors}")
     machine = write_machine(folder, steps)
-    starter = Runner(Home(folder / f"sup{supervisors}-start", store=store_url).ensure(), clock=FakeClock())
+    starter = Runner(Home(folder / f"sup{supervisors}{tag}-start", store=store_url).ensure(), clock=FakeClock())
     for i in range(runs):
         starter.start(machine, {"i": i}, run_id=f"run{i:06d}")
     xacts, appends, xids = counters(store_url)
@@ -183,10 +183,10 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
     procs = []
     with contextlib.ExitStack() as stack:
         for s in range(supervisors):
-            log = stack.enter_context(open(folder / f"sup{supervisors}-{s}.log", "wb"))
+            log = stack.enter_context(open(folder / f"sup{supervisors}{tag}-{s}.log", "wb"))
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--workers", str(workers),
-                 "--home", str(folder / f"sup{supervisors}-host{s}")], env=env, cwd=folder, stderr=log))
+                 "--home", str(folder / f"sup{supervisors}{tag}-host{s}")], env=env, cwd=folder, stderr=log))
         try:
             _wait_finished(store_url, runs, timeout=600)
         finally:
@@ -238,15 +238,14 @@ def spread(values: list[float]) -> dict:
 
 
 def one_round(url: str, folder: Path, args: argparse.Namespace, round_: int) -> dict:
-    part = folder / f"round{round_}"
-    part.mkdir()
+    part, tag = folder, f"-r{round_}"  # one machine folder: its actions' module is imported once
     measures: dict[str, Callable[[], dict]] = {
         "server_bound": lambda: server_bound(url, args.seconds),
         "bare_journal": lambda: bare_journal(url, args.runs, args.steps),
-        "ratchet_one_process": lambda: in_process(url, part, args.runs, args.steps),
+        "ratchet_one_process": lambda: in_process(url, part, args.runs, args.steps, tag),
         "dbos_on_postgresql": lambda: dbos_on_pg(url, args.runs, args.steps, round_),
-        "ratchet_1_supervisor": lambda: supervised(url, part, args.runs, args.steps, 1, args.workers),
-        "ratchet_2_supervisors": lambda: supervised(url, part, args.runs, args.steps, 2, args.workers)}
+        "ratchet_1_supervisor": lambda: supervised(url, part, args.runs, args.steps, 1, args.workers, tag),
+        "ratchet_2_supervisors": lambda: supervised(url, part, args.runs, args.steps, 2, args.workers, tag)}
     result = {}
     for name, measure in measures.items():
         result[name] = measure()
