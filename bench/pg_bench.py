@@ -19,6 +19,8 @@ within a round.
 4. DBOS (bench/peers.py dbos-pg, its own interpreter) on the same server, its system
    database a fresh database there, on the same N x K workload, with its write
    transactions per step counted the same way (`pip install -e '.[bench]'`).
+6. Ratchet's round trips to the server per step, counted (untimed) on 100 more runs in
+   one process: an `execute` outside a pipeline is one, a pipeline block is one.
 5. `ratchet supervise` processes (1, then 2, each with `--workers` workers, each its
    own home: two "hosts") draining N runs of K steps created beforehand; the time is
    from the first step's `step_started` to the last `run_finished` (journal timestamps),
@@ -168,6 +170,56 @@ def in_process(url: str, folder: Path, runs: int, steps: int, tag: str = "") -> 
             "transactions_per_step": round((xacts2 - xacts - 3) / total, 3)}  # 3: counters' own
 
 
+class RoundTrips:
+    """Counts this process's round trips to the server while active: each `execute` outside
+    a pipeline is one, a whole pipeline block is one (psycopg's own methods, wrapped)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[RoundTrips]:
+        execute, pipeline = psycopg.Connection.execute, psycopg.Connection.pipeline
+        depth: dict[int, int] = {}
+        counter = self
+
+        def counted_execute(conn, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not depth.get(id(conn)):
+                counter.count += 1
+            return execute(conn, *args, **kwargs)
+
+        @contextlib.contextmanager
+        def counted_pipeline(conn):  # type: ignore[no-untyped-def]
+            if not depth.get(id(conn)):
+                counter.count += 1
+            depth[id(conn)] = depth.get(id(conn), 0) + 1
+            try:
+                with pipeline(conn) as pipe:
+                    yield pipe
+            finally:
+                depth[id(conn)] -= 1
+
+        psycopg.Connection.execute, psycopg.Connection.pipeline = counted_execute, counted_pipeline  # type: ignore[method-assign,assignment]
+        try:
+            yield self
+        finally:
+            psycopg.Connection.execute, psycopg.Connection.pipeline = execute, pipeline  # type: ignore[method-assign]
+
+
+def round_trips(url: str, folder: Path, runs: int, steps: int) -> dict:
+    """Ratchet's round trips per step in one process (untimed: the count does not vary)."""
+    store_url = fresh_schema(url, "bench_round_trips")
+    machine = write_machine(folder, steps)
+    runner = Runner(Home(folder / "round-trips", store=store_url).ensure(), clock=FakeClock())
+    runner.launch(machine, {"i": -1}, run_id="warm-up")
+    with RoundTrips().counting() as trips:
+        for i in range(runs):
+            runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
+    runner.home.store.close()  # type: ignore[attr-defined]
+    return {"runs": runs, "round_trips_per_step": round(trips.count / (runs * steps), 3),
+            "round_trips_per_run": round(trips.count / runs, 2)}
+
+
 def _ts(line: bytes) -> datetime:
     return datetime.fromisoformat(json.loads(line)["ts"])
 
@@ -292,6 +344,7 @@ def main() -> None:
             settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                         for name in ("server_version", "fsync", "synchronous_commit", "wal_sync_method")}
         rounds = [one_round(url, folder, args, r) for r in range(args.rounds)]
+        trips = round_trips(url, folder, min(args.runs, 100), args.steps)
     summary = {}
     for what, (part, key) in FIGURES.items():
         values = [r[part][key] for r in rounds if key in r[part]]
@@ -299,7 +352,10 @@ def main() -> None:
             summary[what] = spread(values)
     targets = {"ratchet / dbos >= 5": summary.get("ratchet / dbos", {}).get("median", 0) >= 5,
                "ratchet / bare journal >= 0.7": summary["ratchet / bare journal"]["median"] >= 0.7}
+    print(f"ratchet one process, round trips/step (counted)     {trips['round_trips_per_step']:>10.2f}",
+          file=sys.stderr)
     print(json.dumps({"server": settings, "runs": args.runs, "steps": args.steps, "summary": summary,
+                      "ratchet_round_trips": trips,
                       "targets_met_by_the_median": targets, "rounds": rounds}, indent=2))
     for what, figure in summary.items():
         print(f"{what:<52} {figure['median']:>10,.2f}  ({figure['min']:,.2f}-{figure['max']:,.2f})", file=sys.stderr)
