@@ -19,12 +19,12 @@ within a round.
 4. DBOS (bench/peers.py dbos-pg, its own interpreter) on the same server, its system
    database a fresh database there, on the same N x K workload, with its write
    transactions per step counted the same way (`pip install -e '.[bench]'`).
-6. Ratchet's round trips to the server per step, counted (untimed) on 100 more runs in
-   one process: an `execute` outside a pipeline is one, a pipeline block is one.
 5. `ratchet supervise` processes (1, then 2, each with `--workers` workers, each its
    own home: two "hosts") draining N runs of K steps created beforehand; the time is
    from the first step's `step_started` to the last `run_finished` (journal timestamps),
    so start-up is not counted.
+6. Ratchet's round trips to the server per step, counted (untimed) on 100 more runs in
+   one process: an `execute` outside a pipeline is one, a pipeline block is one.
 
     python bench/pg_bench.py [--runs 300] [--steps 5] [--rounds 3] [--workers 2] [--url postgresql://...]
 
