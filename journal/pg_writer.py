@@ -56,8 +56,11 @@ SELECT owned.run_id, t.seq, t.line
 # transaction holds a server-wide lock through that commit's fsync, so concurrent appends
 # would commit one at a time (measured: 300 commits/s from 4 clients instead of 860-1,300).
 # Pipelined behind the append's explicit COMMIT (BEGIN, append, COMMIT, hint, one Sync):
-# one round trip for both, and the hint runs only if the append committed. A hint needs
-# no durability (`changes` is the truth): its commit does not wait for the disk.
+# one round trip for both; the hint runs only once the append's transaction committed (if
+# it inserted nothing, the run being taken, the hint is spurious: harmless). A hint needs no
+# durability (`changes` is the truth): its commit does not wait for the disk. A connection
+# lost mid-pipeline is reported as a failed append even if the commit went through: the
+# writer is then unusable, and the run is reopened from what the database holds.
 HINT = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
 
 RENEW = """
