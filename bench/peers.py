@@ -7,6 +7,7 @@ benchmark. The child prints exactly one JSON line on stdout:
     python bench/peers.py dbos      --runs 2000 --steps 5 --workdir DIR
     python bench/peers.py dbos-wal  --runs 2000 --steps 5 --workdir DIR
     python bench/peers.py langgraph --runs 2000 --steps 5 --workdir DIR
+    python bench/peers.py dbos-pg   --runs 300 --steps 5 --url postgresql://...   (bench/pg_bench.py)
     python bench/peers.py fsync     --workdir DIR [--seconds 2]
     python bench/peers.py all       --runs 2000 --steps 5 [--peer-runs N] [--fsyncs]
 
@@ -177,6 +178,59 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
         durability_note=_durability_note(pragmas),
         **pragmas,
     )
+
+
+def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
+    """The same N x K workload on DBOS with a PostgreSQL system database (its production
+    backend): `url` names the database, which DBOS creates if missing (bench/pg_bench.py
+    gives it a fresh one on the same server as Ratchet's store)."""
+    import sqlalchemy as sa
+    from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+    @DBOS.step()
+    def step(i: int) -> dict:
+        return {f"step_{i}": i}
+
+    @DBOS.workflow()
+    def chain(input: dict, k: int) -> dict:
+        data: dict = {}
+        for i in range(k):
+            data.update(step(i))
+        return data
+
+    t0 = time.perf_counter()
+    config: DBOSConfig = {"name": "ratchet-bench", "system_database_url": url, "log_level": "WARNING"}
+    dbos = DBOS(config=config)
+    DBOS.launch()
+    setup = time.perf_counter() - t0
+    try:
+        engine = dbos._sys_db.engine  # the engine DBOS itself writes with
+        with engine.connect() as conn:
+            settings = {name: conn.execute(sa.text(f"SHOW {name}")).scalar()
+                        for name in ("server_version", "fsync", "synchronous_commit")}
+        next_xid = sa.text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        with engine.connect() as conn:
+            xid = conn.execute(next_xid).scalar()
+        expected = {f"step_{i}": i for i in range(k_steps)}
+        t0 = time.perf_counter()
+        for j in range(n_runs):
+            with SetWorkflowID(_run_id(j)):
+                out = chain({"run": j}, k_steps)
+            if out != expected:
+                raise RuntimeError(f"dbos-pg: workflow {_run_id(j)} returned {out!r}")
+        seconds = time.perf_counter() - t0
+        with engine.connect() as conn:  # transaction ids handed out: DBOS's write transactions
+            xids = conn.execute(next_xid).scalar() - xid
+        with engine.connect() as conn:
+            recorded = conn.execute(sa.text("SELECT count(*) FROM dbos.operation_outputs")).scalar()
+    finally:
+        DBOS.destroy(destroy_registry=True)
+    from importlib.metadata import version
+
+    return _result("dbos-pg", n_runs, k_steps, seconds, setup_seconds=round(setup, 3), version=version("dbos"),
+                   step_records=recorded, verified=recorded == n_runs * k_steps, xids=xids,
+                   durable_commits=settings["fsync"] == "on" and settings["synchronous_commit"] == "on",
+                   **{f"pg_{k}": v for k, v in settings.items()})
 
 
 def run_langgraph(n_runs: int, k_steps: int, workdir: Path) -> dict:
@@ -388,12 +442,13 @@ def _summary(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=(*PEERS, "fsync", "all"))
+    parser.add_argument("what", choices=(*PEERS, "dbos-pg", "fsync", "all"))
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peer-runs", type=int, default=None,
                         help="(all) run the peers on fewer runs; steps/s is what compares")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--url", help="(dbos-pg) the PostgreSQL system database DBOS uses")
     parser.add_argument("--seconds", type=float, default=2.0, help="(fsync) probe length")
     parser.add_argument("--no-probe", action="store_true",
                         help="(dbos, langgraph) skip the disk probe around the workload")
@@ -401,6 +456,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="(all) also count each peer's fsyncs per step with strace")
     args = parser.parse_args(argv)
 
+    if args.what == "dbos-pg":
+        if not args.url:
+            parser.error("dbos-pg: --url is required; hint: postgresql://USER@HOST:PORT/DATABASE")
+        print(json.dumps(run_dbos_pg(args.runs, args.steps, args.url)), flush=True)
+        return 0
     if args.what != "all":
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{args.what}-"))
         if args.what == "fsync":

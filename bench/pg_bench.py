@@ -1,23 +1,36 @@
-"""PostgreSQL store benchmark: durable steps/s against the server's own commit bound.
+"""PostgreSQL store benchmark: durable steps/s against the server's bounds and DBOS on the same server.
+
+Every measure runs on one server (fsync on, synchronous_commit on), in `--rounds` rounds
+whose measures are interleaved (a slow moment of the machine hits them all); each figure
+is reported as the median of the rounds with its min and max, and each ratio is taken
+within a round.
 
 1. The server's bound: one client, `INSERT` of one ~300-byte row per transaction in
-   autocommit, for `--seconds` (what one commit costs this server: fsync on,
-   synchronous_commit on).
-2. Ratchet in one process: N runs x K task steps, one after another (the runner bench's
-   workload, bench/runner_bench.py), on the PostgreSQL store. Reported with the store's
-   commits per step: appends (each one transaction: one statement that checks the
-   owner and the chain, inserts the lines and notifies) and every other transaction the
-   database counted (reads, taking and releasing runs), from pg_stat_database.
-3. `ratchet supervise` processes (1, then 2, each with `--workers` workers, each its
+   autocommit, for `--seconds` (what one commit costs this server).
+2. The bare-journal floor: the same N runs x K steps as rows and nothing else, one client,
+   autocommit: one `INSERT` per run and one per step (a journal with no engine, no
+   ownership, no chain check: what any durable engine on this server must at least pay).
+3. Ratchet in one process: N runs x K task steps, one after another (the runner bench's
+   workload, bench/runner_bench.py), on the PostgreSQL store. With its commits per step:
+   appends (each one durable transaction: one statement that checks the owner and the
+   chain and inserts the lines), write transactions (transaction ids the server handed
+   out: every commit that had to reach the disk), and every transaction the database
+   counted, reads included (pg_stat_database; its counters may lag a little).
+4. DBOS (bench/peers.py dbos-pg, its own interpreter) on the same server, its system
+   database a fresh database there, on the same N x K workload, with its write
+   transactions per step counted the same way (`pip install -e '.[bench]'`).
+5. `ratchet supervise` processes (1, then 2, each with `--workers` workers, each its
    own home: two "hosts") draining N runs of K steps created beforehand; the time is
    from the first step's `step_started` to the last `run_finished` (journal timestamps),
    so start-up is not counted.
+6. Ratchet's round trips to the server per step, counted (untimed) on 100 more runs in
+   one process: an `execute` outside a pipeline is one, a pipeline block is one.
 
-    python bench/pg_bench.py [--runs 500] [--steps 5] [--workers 2] [--url postgresql://...]
+    python bench/pg_bench.py [--runs 300] [--steps 5] [--rounds 3] [--workers 2] [--url postgresql://...]
 
 Without --url it starts a private server like the tests do (tests/pg_cluster.py: initdb
-in a temporary folder, fsync on). Prints one JSON document. Not compared with DBOS on
-PostgreSQL yet (bench/peers.py runs DBOS on SQLite).
+in a temporary folder, fsync on). Prints one JSON document; the summary and the targets
+(>= 5x DBOS on PostgreSQL, >= 0.7 of the bare-journal floor) on stderr.
 """
 
 from __future__ import annotations
@@ -26,11 +39,13 @@ import argparse
 import contextlib
 import json
 import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -58,13 +73,60 @@ def fresh_schema(url: str, name: str) -> str:
     return f"{url}{sep}options=-csearch_path%3D{name}"
 
 
-def counters(url: str) -> tuple[int, int]:
-    """(transactions committed in this database, appends so far: the change sequence)."""
+def counters(url: str) -> tuple[int, int, int]:
+    """(transactions committed in this database, appends so far: the change sequence,
+    the next transaction id: write transactions of the whole server so far)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_clear_snapshot()")
         row = conn.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
         seq = conn.execute("SELECT last_value FROM ratchet_change").fetchone()
-    return int(row[0]) if row else 0, int(seq[0]) if seq else 0
+    return int(row[0]) if row else 0, int(seq[0]) if seq else 0, next_xid(url)
+
+
+def next_xid(url: str) -> int:
+    """The server's next transaction id (one is handed out to each transaction that writes)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+    return int(row[0]) if row else 0
+
+
+def bare_journal(url: str, runs: int, steps: int) -> dict:
+    """The floor: one INSERT per run and one per step, each its own autocommit transaction."""
+    schema = fresh_schema(url, "bench_bare")
+    line = (b'{"type":"step_succeeded","seq":3,"ts":"2026-11-30T12:00:00.000000Z","prev":"' + b"0" * 64 + b'"}'
+            + b"x" * 150)  # about the size of Ratchet's lines
+    with psycopg.connect(schema, autocommit=True) as conn:
+        conn.execute("CREATE TABLE runs (run_id text PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("CREATE TABLE records (run_id text NOT NULL, seq bigint NOT NULL, line bytea NOT NULL,"
+                     " PRIMARY KEY (run_id, seq))")
+        began = time.perf_counter()
+        for i in range(runs):
+            run_id = f"run{i:06d}"
+            conn.execute("INSERT INTO runs (run_id) VALUES (%s)", [run_id])
+            for seq in range(1, steps + 1):
+                conn.execute("INSERT INTO records (run_id, seq, line) VALUES (%s, %s, %s)", [run_id, seq, line])
+        elapsed = time.perf_counter() - began
+    return {"runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
+            "steps_per_s": round(runs * steps / elapsed, 1), "commits_per_step": round((steps + 1) / steps, 3)}
+
+
+def dbos_on_pg(url: str, runs: int, steps: int, round_: int) -> dict:
+    """DBOS on the same server, a fresh system database, in its own interpreter."""
+    name = f"bench_dbos_{round_}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    dbos_url = f"postgresql://{info['user']}@/{name}?host={info['host']}&port={info['port']}"
+    before = next_xid(url)
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "peers.py"), "dbos-pg", "--runs", str(runs),
+                           "--steps", str(steps), "--url", dbos_url], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    result: dict = json.loads(done.stdout.strip().splitlines()[-1])
+    if "xids" in result:
+        result["write_transactions_per_step"] = round(result.pop("xids") / (runs * steps), 3)
+    result["write_transactions_with_launch"] = next_xid(url) - before
+    return result
 
 
 def server_bound(url: str, seconds: float) -> dict:
@@ -83,44 +145,100 @@ def server_bound(url: str, seconds: float) -> dict:
             "ms_per_commit": round(elapsed * 1000 / n, 3)}
 
 
-def in_process(url: str, folder: Path, runs: int, steps: int) -> dict:
+def in_process(url: str, folder: Path, runs: int, steps: int, tag: str = "") -> dict:
     store_url = fresh_schema(url, "bench_runner")
     machine = write_machine(folder, steps)
-    runner = Runner(Home(folder / "runner", store=store_url).ensure(), clock=FakeClock())
+    runner = Runner(Home(folder / f"runner{tag}", store=store_url).ensure(), clock=FakeClock())
     runner.launch(machine, {"i": -1}, run_id="warm-up")  # the schema, the pool, the imports
-    xacts, appends = counters(store_url)
+    # A backend reports its statistics up to 10 s late while it idles, at once when it ends:
+    # the pool is closed before each count (and reopened by the first run).
+    runner.home.store.close()  # type: ignore[attr-defined]
+    xacts, appends, xids = counters(store_url)
     began = time.perf_counter()
     for i in range(runs):
         if runner.launch(machine, {"i": i}, run_id=f"run{i:06d}").status != "finished":
             raise RuntimeError(f"run{i:06d} did not finish")
     elapsed = time.perf_counter() - began
-    xacts2, appends2 = counters(store_url)
+    runner.home.store.close()  # type: ignore[attr-defined]
+    time.sleep(0.2)  # the closed sessions' last statistics land
+    xacts2, appends2, xids2 = counters(store_url)
     total = runs * steps
     return {"runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
             "durable_steps_per_s": round(total / elapsed, 1), "ms_per_step": round(elapsed * 1000 / total, 3),
             "appends_per_step": round((appends2 - appends) / total, 3),
-            "transactions_per_step": round((xacts2 - xacts - 1) / total, 3)}
+            "write_transactions_per_step": round((xids2 - xids) / total, 3),
+            "transactions_per_step": round((xacts2 - xacts - 3) / total, 3)}  # 3: counters' own
+
+
+class RoundTrips:
+    """Counts this process's round trips to the server while active: each `execute` outside
+    a pipeline is one, a whole pipeline block is one (psycopg's own methods, wrapped)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[RoundTrips]:
+        execute, pipeline = psycopg.Connection.execute, psycopg.Connection.pipeline
+        depth: dict[int, int] = {}
+        counter = self
+
+        def counted_execute(conn, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if not depth.get(id(conn)):
+                counter.count += 1
+            return execute(conn, *args, **kwargs)
+
+        @contextlib.contextmanager
+        def counted_pipeline(conn):  # type: ignore[no-untyped-def]
+            if not depth.get(id(conn)):
+                counter.count += 1
+            depth[id(conn)] = depth.get(id(conn), 0) + 1
+            try:
+                with pipeline(conn) as pipe:
+                    yield pipe
+            finally:
+                depth[id(conn)] -= 1
+
+        psycopg.Connection.execute, psycopg.Connection.pipeline = counted_execute, counted_pipeline  # type: ignore[method-assign,assignment]
+        try:
+            yield self
+        finally:
+            psycopg.Connection.execute, psycopg.Connection.pipeline = execute, pipeline  # type: ignore[method-assign]
+
+
+def round_trips(url: str, folder: Path, runs: int, steps: int) -> dict:
+    """Ratchet's round trips per step in one process (untimed: the count does not vary)."""
+    store_url = fresh_schema(url, "bench_round_trips")
+    machine = write_machine(folder, steps)
+    runner = Runner(Home(folder / "round-trips", store=store_url).ensure(), clock=FakeClock())
+    runner.launch(machine, {"i": -1}, run_id="warm-up")
+    with RoundTrips().counting() as trips:
+        for i in range(runs):
+            runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
+    runner.home.store.close()  # type: ignore[attr-defined]
+    return {"runs": runs, "round_trips_per_step": round(trips.count / (runs * steps), 3),
+            "round_trips_per_run": round(trips.count / runs, 2)}
 
 
 def _ts(line: bytes) -> datetime:
     return datetime.fromisoformat(json.loads(line)["ts"])
 
 
-def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, workers: int) -> dict:
+def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, workers: int, tag: str = "") -> dict:
     store_url = fresh_schema(url, f"bench_sup{supervisors}")
     machine = write_machine(folder, steps)
-    starter = Runner(Home(folder / f"sup{supervisors}-start", store=store_url).ensure(), clock=FakeClock())
+    starter = Runner(Home(folder / f"sup{supervisors}{tag}-start", store=store_url).ensure(), clock=FakeClock())
     for i in range(runs):
         starter.start(machine, {"i": i}, run_id=f"run{i:06d}")
-    xacts, appends = counters(store_url)
+    xacts, appends, xids = counters(store_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")} | {"RATCHET_STORE": store_url}
     procs = []
     with contextlib.ExitStack() as stack:
         for s in range(supervisors):
-            log = stack.enter_context(open(folder / f"sup{supervisors}-{s}.log", "wb"))
+            log = stack.enter_context(open(folder / f"sup{supervisors}{tag}-{s}.log", "wb"))
             procs.append(subprocess.Popen(
                 [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--workers", str(workers),
-                 "--home", str(folder / f"sup{supervisors}-host{s}")], env=env, cwd=folder, stderr=log))
+                 "--home", str(folder / f"sup{supervisors}{tag}-host{s}")], env=env, cwd=folder, stderr=log))
         try:
             _wait_finished(store_url, runs, timeout=600)
         finally:
@@ -128,7 +246,7 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
                 proc.terminate()
             for proc in procs:
                 proc.wait(30)
-    xacts2, appends2 = counters(store_url)
+    xacts2, appends2, xids2 = counters(store_url)
     with psycopg.connect(store_url, autocommit=True) as conn:
         first = [row[0] for row in conn.execute("SELECT line FROM ratchet_records WHERE seq = 2")]
         last = [row[0] for row in conn.execute(
@@ -138,11 +256,12 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
     return {"supervisors": supervisors, "workers_each": workers, "runs": runs, "steps_per_run": steps,
             "seconds": round(elapsed, 3), "durable_steps_per_s": round(total / elapsed, 1),
             "appends_per_step": round((appends2 - appends) / total, 3),
+            "write_transactions_per_step": round((xids2 - xids) / total, 3),
             "transactions_per_step": round((xacts2 - xacts) / total, 3)}
 
 
-FINISHED = ("SELECT count(*) FROM ratchet_records r JOIN ratchet_runs USING (run_id)"
-            " WHERE r.seq = ratchet_runs.last_seq AND position('\"run_finished\"'::bytea IN r.line) > 0")
+# Not "the last record": a sealed run ends with its seal, after run_finished.
+FINISHED = "SELECT count(DISTINCT run_id) FROM ratchet_records WHERE position('\"run_finished\"'::bytea IN line) > 0"
 
 
 def _wait_finished(url: str, runs: int, timeout: float) -> None:
@@ -165,30 +284,83 @@ def server(url: str | None) -> Iterator[str]:
         yield cluster.url()
 
 
+def spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "rounds": values}
+
+
+def one_round(url: str, folder: Path, args: argparse.Namespace, round_: int) -> dict:
+    part, tag = folder, f"-r{round_}"  # one machine folder: its actions' module is imported once
+    measures: dict[str, Callable[[], dict]] = {
+        "server_bound": lambda: server_bound(url, args.seconds),
+        "bare_journal": lambda: bare_journal(url, args.runs, args.steps),
+        "ratchet_one_process": lambda: in_process(url, part, args.runs, args.steps, tag),
+        "dbos_on_postgresql": lambda: dbos_on_pg(url, args.runs, args.steps, round_),
+        "ratchet_1_supervisor": lambda: supervised(url, part, args.runs, args.steps, 1, args.workers, tag),
+        "ratchet_2_supervisors": lambda: supervised(url, part, args.runs, args.steps, 2, args.workers, tag)}
+    result = {}
+    for name, measure in measures.items():
+        result[name] = measure()
+        print(f"round {round_ + 1}: {name}: {json.dumps(result[name])[:200]}", file=sys.stderr, flush=True)
+    one = result["ratchet_one_process"]
+    ratios = {"vs_bare_journal": one["durable_steps_per_s"] / result["bare_journal"]["steps_per_s"],
+              "appends_vs_server_bound": one["durable_steps_per_s"] * one["appends_per_step"]
+              / result["server_bound"]["commits_per_s"]}
+    dbos = result["dbos_on_postgresql"].get("steps_per_s")
+    if dbos:
+        ratios["vs_dbos"] = one["durable_steps_per_s"] / dbos
+    result["ratios"] = ratios
+    return result
+
+
+FIGURES = {  # (what, where in a round's result)
+    "server bound, commits/s": ("server_bound", "commits_per_s"),
+    "bare journal, steps/s": ("bare_journal", "steps_per_s"),
+    "ratchet one process, steps/s": ("ratchet_one_process", "durable_steps_per_s"),
+    "ratchet one process, write transactions/step": ("ratchet_one_process", "write_transactions_per_step"),
+    "ratchet one process, transactions/step (reads too)": ("ratchet_one_process", "transactions_per_step"),
+    "dbos on postgresql, steps/s": ("dbos_on_postgresql", "steps_per_s"),
+    "dbos on postgresql, write transactions/step": ("dbos_on_postgresql", "write_transactions_per_step"),
+    "ratchet 1 supervisor, steps/s": ("ratchet_1_supervisor", "durable_steps_per_s"),
+    "ratchet 2 supervisors, steps/s": ("ratchet_2_supervisors", "durable_steps_per_s"),
+    "ratchet / dbos": ("ratios", "vs_dbos"),
+    "ratchet / bare journal": ("ratios", "vs_bare_journal"),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0, help="length of the server-bound probe")
+    parser.add_argument("--seconds", type=float, default=2.0, help="length of the server-bound probe")
     parser.add_argument("--url", help="an existing server (default: a private one, started here)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the private server and the supervisors
     with server(args.url) as url, tempfile.TemporaryDirectory(prefix="ratchet-pg-bench-") as tmp:
         folder = Path(tmp)
         with psycopg.connect(url, autocommit=True) as conn:
             settings = {name: conn.execute(f"SHOW {name}").fetchone()[0]  # type: ignore[index]
                         for name in ("server_version", "fsync", "synchronous_commit", "wal_sync_method")}
-        result = {"server": settings, "server_bound": server_bound(url, args.seconds),
-                  "ratchet_one_process": in_process(url, folder, args.runs, args.steps)}
-        for supervisors in (1, 2):
-            result[f"ratchet_{supervisors}_supervisor{'s' if supervisors > 1 else ''}"] = supervised(
-                url, folder, args.runs, args.steps, supervisors, args.workers)
-        bound = result["server_bound"]["commits_per_s"]
-        one = result["ratchet_one_process"]
-        result["one_process_vs_bound"] = {
-            "steps_per_s_if_bound_by_appends": round(bound / one["appends_per_step"], 1),
-            "fraction_of_that": round(one["durable_steps_per_s"] * one["appends_per_step"] / bound, 3)}
-    print(json.dumps(result, indent=2))
+        rounds = [one_round(url, folder, args, r) for r in range(args.rounds)]
+        trips = round_trips(url, folder, min(args.runs, 100), args.steps)
+    summary = {}
+    for what, (part, key) in FIGURES.items():
+        values = [r[part][key] for r in rounds if key in r[part]]
+        if values:
+            summary[what] = spread(values)
+    targets = {"ratchet / dbos >= 5": summary.get("ratchet / dbos", {}).get("median", 0) >= 5,
+               "ratchet / bare journal >= 0.7": summary["ratchet / bare journal"]["median"] >= 0.7}
+    print(f"ratchet one process, round trips/step (counted)     {trips['round_trips_per_step']:>10.2f}",
+          file=sys.stderr)
+    print(json.dumps({"server": settings, "runs": args.runs, "steps": args.steps, "summary": summary,
+                      "ratchet_round_trips": trips,
+                      "targets_met_by_the_median": targets, "rounds": rounds}, indent=2))
+    for what, figure in summary.items():
+        print(f"{what:<52} {figure['median']:>10,.2f}  ({figure['min']:,.2f}-{figure['max']:,.2f})", file=sys.stderr)
+    for target, met in targets.items():
+        print(f"target {target}: {'met' if met else 'MISSED'}", file=sys.stderr)
 
 
 if __name__ == "__main__":

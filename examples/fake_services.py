@@ -22,6 +22,9 @@ call changed the outside world. So "called twice" (two lines) is told apart from
   A card named "declined" raises CardDeclined (not retryable), also without effect.
   With $RATCHET_SLOW_CHARGE_S=S, a charge that goes through takes S seconds before the
   card is charged (a slow bank), so a demo or a test can kill the process mid-charge.
+- With $RATCHET_SLOW_RECEIPT_S=S, `send_receipt` answers S seconds after the receipt was
+  sent (a slow mail API, after its effect): a step caught in flight that, run again with
+  its key, has no second effect (tests/integration/test_pg_hosts.py).
 
 Calls are serialised by an exclusive flock on the ledger, so concurrent workers (and
 restarted ones) see each other's calls.
@@ -41,6 +44,7 @@ LEDGER_ENV = "RATCHET_LEDGER"
 FLAKY_ENV = "RATCHET_FLAKY_FAILURES"
 FLAKY_REVIEW_ENV = "RATCHET_FLAKY_REVIEWS"
 SLOW_CHARGE_ENV = "RATCHET_SLOW_CHARGE_S"
+SLOW_RECEIPT_ENV = "RATCHET_SLOW_RECEIPT_S"
 
 
 class BillingUnavailable(Exception):
@@ -120,8 +124,10 @@ def create_account(run_id: str, key: str, *, customer: str) -> dict:
 
 
 def send_receipt(run_id: str, key: str, *, to: str, charge_id: str) -> dict:
-    """Send a payment receipt (idempotent per key, as billing APIs do)."""
-    return _idempotent("email.receipt", run_id, key, {"to": to, "charge_id": charge_id})
+    """Send a payment receipt (idempotent per key, as billing APIs do); slow as configured above."""
+    result = _idempotent("email.receipt", run_id, key, {"to": to, "charge_id": charge_id})
+    time.sleep(float(os.environ.get(SLOW_RECEIPT_ENV, "0")))  # outside the ledger's lock: others go on
+    return result
 
 
 def notify(run_id: str, key: str, *, to: str, message: str) -> dict:

@@ -367,12 +367,16 @@ class PgStore:
         return f"{self.location}/{check_run_id(kind)}/{check_run_id(name)}"
 
     def publish(self, kind: str, name: str, data: bytes, *, sync: bool = True) -> str:
-        """The row is the truth (committed, so durable whatever `sync` says); the home's
+        """The row is the truth (committed; durable at once unless `sync` is false); the home's
         `<kind>/<name>` gets a copy, for people who watch that folder on this host (another
         host that withdraws it removes only its own copy)."""
         where = self.locate(kind, name)
-        self._execute("INSERT INTO ratchet_side_files (kind, name, data) VALUES (%s, %s, %s)"
-                      " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data])
+        # sync=False (a seal's copy): committed without waiting for the disk, as the file store
+        # skips its fsync; a server crash may keep the previous row, never a torn one.
+        self._execute("INSERT INTO ratchet_side_files (kind, name, data)"
+                      " SELECT %s, %s, %s FROM (SELECT set_config('synchronous_commit', CASE WHEN %s"
+                      " THEN current_setting('synchronous_commit') ELSE 'off' END, true)) AS durability"
+                      " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data, sync])
         if self.home is not None:
             target = self.home / kind / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 The server refuses to run as root, and the tests (and CI) run as root: the cluster's
 folder belongs to an unprivileged user (Debian's `postgres`, else `nobody`) and every
 server command runs as that user through `runuser`. The socket lives in the cluster's
-folder; the server also listens on 127.0.0.1 (other "hosts" reach it over TCP). fsync and
+folder; the server also listens on 127.0.0.1, and on the addresses `listen` names (other
+"hosts", network namespaces, reach it over TCP; `allow` opens pg_hba.conf to their subnet). fsync and
 synchronous_commit are on, as in production: what the tests call durable is durable.
 
 No skipping: a test that asks for the server fails loudly if it cannot start.
@@ -66,6 +67,8 @@ class Cluster:
     folder: Path
     port: int
     user: str
+    listen: tuple[str, ...] = ()  # more addresses to listen on, beside 127.0.0.1
+    allow: str | None = None  # a subnet (CIDR) whose clients may connect over TCP, as trust
 
     @property
     def socket_dir(self) -> Path:
@@ -75,8 +78,8 @@ class Cluster:
         """A URL over the unix socket (the fast path the tests and the bench use)."""
         return f"postgresql://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
 
-    def tcp_url(self, database: str = DATABASE) -> str:
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def tcp_url(self, database: str = DATABASE, host: str = "127.0.0.1") -> str:
+        return f"postgresql://{SUPERUSER}@{host}:{self.port}/{database}"
 
     def _as_server(self, *args: str) -> subprocess.CompletedProcess[str]:
         command = ["runuser", "-u", self.user, "--", *args] if os.geteuid() == 0 else list(args)
@@ -89,6 +92,9 @@ class Cluster:
                                "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr.strip()}")
+        if self.allow:
+            with open(data / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.allow} trust\n")
         self.run()
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
@@ -96,7 +102,8 @@ class Cluster:
     def run(self) -> None:
         """Start the server on the cluster made by `start` (again, after `stop`)."""
         bin_, data = bindir(), self.folder / "data"
-        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=on "
+        addresses = ",".join(("127.0.0.1", *self.listen))
+        options = (f"-p {self.port} -k {self.socket_dir} -c listen_addresses={addresses} -c fsync=on "
                    "-c synchronous_commit=on -c max_connections=300 -c shared_buffers=64MB")
         started = self._as_server(str(bin_ / "pg_ctl"), "-D", str(data), "-l", str(self.folder / "server.log"),
                                   "-o", options, "-w", "-t", "60", "start")
@@ -109,14 +116,17 @@ class Cluster:
 
     def fresh_schema(self) -> str:
         """A URL whose tables live in a new, empty schema: each test its own store."""
+        return f"{self.url()}&options=-csearch_path%3D{self.new_schema()}"
+
+    def new_schema(self) -> str:
         schema = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        return f"{self.url()}&options=-csearch_path%3D{schema}"
+        return schema
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
+def running_cluster(*, listen: tuple[str, ...] = (), allow: str | None = None) -> Iterator[Cluster]:
     user = server_user()
     folder = Path(tempfile.mkdtemp(prefix="ratchet-pg-"))
     try:
@@ -125,7 +135,7 @@ def running_cluster() -> Iterator[Cluster]:
         if os.geteuid() == 0:
             for path in (folder, folder / "sock"):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
-        cluster = Cluster(folder, free_port(), user)
+        cluster = Cluster(folder, free_port(), user, listen, allow)
         cluster.start()
         try:
             yield cluster
