@@ -143,3 +143,13 @@ def running_cluster(*, listen: tuple[str, ...] = (), allow: str | None = None) -
             cluster.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def share_home_key(source_home: Path, target_home: Path) -> None:
+    """Give `target_home` the sealing key of `source_home`: every home on one store seals with
+    the same key (README "Sealed journals"); a home without it refuses to start or supervise."""
+    keys = target_home / "keys"
+    keys.mkdir(parents=True, mode=0o700, exist_ok=True)
+    for name in ("home.key", "home.pub"):
+        (keys / name).write_bytes((source_home / "keys" / name).read_bytes())
+    (keys / "home.key").chmod(0o600)

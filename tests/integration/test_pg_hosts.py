@@ -45,7 +45,7 @@ from journal import RunFinished
 from journal.pg_store import PgStore
 
 from netns import NetHost, hosts
-from pg_cluster import Cluster, running_cluster
+from pg_cluster import Cluster, running_cluster, share_home_key
 from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,6 +93,9 @@ class Host:
 
     def run(self, *args: str) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(self.ratchet(*args), env=self.env, cwd=ROOT, capture_output=True, timeout=60)
+
+    def share_key(self, other: Host) -> None:
+        share_home_key(Path(other.env["RATCHET_HOME"]), Path(self.env["RATCHET_HOME"]))
 
     def supervise(self) -> None:
         with open(self.log, "wb") as log:
@@ -147,6 +150,8 @@ def test_a_host_dies_or_is_cut_off_mid_step_and_the_others_take_its_runs_over(
         wait_for(lambda: receipts() == set(ids), timeout=60, what="host A mid-step (receipt sent) in every run")
         assert all(store.held(run_id) for run_id in ids)
         heads = {run_id: store.read(run_id).cursor for run_id in ids}
+        b.share_key(a)
+        c.share_key(a)
         b.supervise()
         c.supervise()  # every run is A's: B and C only look
         wait_for(lambda: b.says(f"supervising {RUNS} runs") and c.says(f"supervising {RUNS} runs"), timeout=60,

@@ -33,6 +33,7 @@ import pytest
 from journal import RunFinished
 from journal.pg_store import PgStore
 
+from pg_cluster import share_home_key
 from supervisor_harness import machine_folder, pid_alive
 from waiting import wait_for
 
@@ -57,13 +58,7 @@ class Host:
                               env=self.env, cwd=self.cwd, capture_output=True, timeout=60)
 
     def share_key(self, other: Host) -> None:
-        """Hold `other`'s sealing key: every home on one store seals with the same key (README
-        "Sealed journals"); a home with another key refuses to supervise."""
-        keys = Path(self.env["RATCHET_HOME"]) / "keys"
-        keys.mkdir(parents=True, mode=0o700, exist_ok=True)
-        for name in ("home.key", "home.pub"):
-            (keys / name).write_bytes((Path(other.env["RATCHET_HOME"]) / "keys" / name).read_bytes())
-        (keys / "home.key").chmod(0o600)
+        share_home_key(Path(other.env["RATCHET_HOME"]), Path(self.env["RATCHET_HOME"]))
 
     def supervise(self) -> None:
         with open(self.log, "wb") as log:
