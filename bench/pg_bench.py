@@ -39,6 +39,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -230,6 +231,9 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
     starter = Runner(Home(folder / f"sup{supervisors}{tag}-start", store=store_url).ensure(), clock=FakeClock())
     for i in range(runs):
         starter.start(machine, {"i": i}, run_id=f"run{i:06d}")
+    for s in range(supervisors):  # every home on one store seals with the same key (README "Sealed journals")
+        keys = folder / f"sup{supervisors}{tag}-host{s}" / "keys"
+        shutil.copytree(starter.home.root / "keys", keys, dirs_exist_ok=True)
     xacts, appends, xids = counters(store_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")} | {"RATCHET_STORE": store_url}
     procs = []
@@ -240,7 +244,7 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
                 [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--workers", str(workers),
                  "--home", str(folder / f"sup{supervisors}{tag}-host{s}")], env=env, cwd=folder, stderr=log))
         try:
-            _wait_finished(store_url, runs, timeout=600)
+            _wait_finished(store_url, runs, timeout=600, procs=procs)
         finally:
             for proc in procs:
                 proc.terminate()
@@ -264,10 +268,12 @@ def supervised(url: str, folder: Path, runs: int, steps: int, supervisors: int, 
 FINISHED = "SELECT count(DISTINCT run_id) FROM ratchet_records WHERE position('\"run_finished\"'::bytea IN line) > 0"
 
 
-def _wait_finished(url: str, runs: int, timeout: float) -> None:
+def _wait_finished(url: str, runs: int, timeout: float, procs: list[subprocess.Popen[bytes]]) -> None:
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
         while time.monotonic() < deadline:
+            if all(proc.poll() is not None for proc in procs):
+                raise RuntimeError("every supervisor exited before the runs finished: see their logs in the folder")
             row = conn.execute(FINISHED).fetchone()
             if row and row[0] >= runs:
                 return
