@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 PEERS = ("dbos", "dbos-wal", "langgraph")
 PROBE_SECONDS = 0.5  # fsync probe before and after each peer's workload
@@ -118,24 +119,14 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
     """N DBOS workflows of K `@DBOS.step()` calls, one after another, SQLite system database
     (`wal`: in WAL mode at synchronous=FULL)."""
     import sqlalchemy as sa
-    from dbos import DBOS, DBOSConfig, SetWorkflowID
+    from dbos import DBOS, DBOSConfig
 
     workdir.mkdir(parents=True, exist_ok=True)
     db_path = workdir / "dbos.sqlite"
     if wal:
         _sqlite_wal_full(db_path)
 
-    @DBOS.step()
-    def step(i: int) -> dict:
-        return {f"step_{i}": i}
-
-    @DBOS.workflow()
-    def chain(input: dict, k: int) -> dict:
-        data: dict = {}
-        for i in range(k):
-            data.update(step(i))
-        return data
-
+    chain = _dbos_chain()
     t0 = time.perf_counter()
     config: DBOSConfig = {
         "name": "ratchet-bench",
@@ -150,14 +141,7 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
         with engine.connect() as conn:
             pragmas = _pragmas(lambda sql: conn.execute(sa.text(sql)).scalar())
 
-        expected = {f"step_{i}": i for i in range(k_steps)}
-        t0 = time.perf_counter()
-        for j in range(n_runs):
-            with SetWorkflowID(_run_id(j)):
-                out = chain({"run": j}, k_steps)
-            if out != expected:
-                raise RuntimeError(f"dbos: workflow {_run_id(j)} returned {out!r}")
-        seconds = time.perf_counter() - t0
+        seconds = _drive_dbos(chain, n_runs, k_steps)
 
         with engine.connect() as conn:
             recorded = conn.execute(sa.text("SELECT count(*) FROM operation_outputs")).scalar()
@@ -180,12 +164,9 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
     )
 
 
-def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
-    """The same N x K workload on DBOS with a PostgreSQL system database (its production
-    backend): `url` names the database, which DBOS creates if missing (bench/pg_bench.py
-    gives it a fresh one on the same server as Ratchet's store)."""
-    import sqlalchemy as sa
-    from dbos import DBOS, DBOSConfig, SetWorkflowID
+def _dbos_chain() -> Any:
+    """The workflow every DBOS configuration runs: K steps, each a checkpointed DBOS step."""
+    from dbos import DBOS
 
     @DBOS.step()
     def step(i: int) -> dict:
@@ -198,6 +179,31 @@ def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
             data.update(step(i))
         return data
 
+    return chain
+
+
+def _drive_dbos(chain: Any, n_runs: int, k_steps: int) -> float:
+    """Seconds to run N workflows one after another, each checked."""
+    from dbos import SetWorkflowID
+
+    expected = {f"step_{i}": i for i in range(k_steps)}
+    t0 = time.perf_counter()
+    for j in range(n_runs):
+        with SetWorkflowID(_run_id(j)):
+            out = chain({"run": j}, k_steps)
+        if out != expected:
+            raise RuntimeError(f"dbos: workflow {_run_id(j)} returned {out!r}")
+    return time.perf_counter() - t0
+
+
+def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
+    """The same N x K workload on DBOS with a PostgreSQL system database (its production
+    backend): `url` names the database, which DBOS creates if missing (bench/pg_bench.py
+    gives it a fresh one on the same server as Ratchet's store)."""
+    import sqlalchemy as sa
+    from dbos import DBOS, DBOSConfig
+
+    chain = _dbos_chain()
     t0 = time.perf_counter()
     config: DBOSConfig = {"name": "ratchet-bench", "system_database_url": url, "log_level": "WARNING"}
     dbos = DBOS(config=config)
@@ -211,14 +217,7 @@ def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
         next_xid = sa.text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
         with engine.connect() as conn:
             xid = conn.execute(next_xid).scalar()
-        expected = {f"step_{i}": i for i in range(k_steps)}
-        t0 = time.perf_counter()
-        for j in range(n_runs):
-            with SetWorkflowID(_run_id(j)):
-                out = chain({"run": j}, k_steps)
-            if out != expected:
-                raise RuntimeError(f"dbos-pg: workflow {_run_id(j)} returned {out!r}")
-        seconds = time.perf_counter() - t0
+        seconds = _drive_dbos(chain, n_runs, k_steps)
         with engine.connect() as conn:  # transaction ids handed out: DBOS's write transactions
             xids = conn.execute(next_xid).scalar() - xid
         with engine.connect() as conn:

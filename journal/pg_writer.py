@@ -31,9 +31,9 @@ from types import TracebackType
 import psycopg
 
 from journal.errors import JournalWriteError
-from journal.reader import line_hash
-from journal.records import Record, encode
+from journal.records import Record
 from journal.store import Cursor
+from journal.writer import chain
 
 log = logging.getLogger("ratchet.journal")
 
@@ -103,17 +103,7 @@ class PgWriter:
             raise JournalWriteError(f"{self._where}: writer unusable ({why}); reopen the run")
         if not records:
             return records
-        seq, prev = self.last_seq, self.last_hash
-        lines = []
-        for record in records:
-            seq += 1
-            record.seq = seq
-            record.prev = prev
-            if not record.ts:
-                record.ts = self._clock()
-            line = encode(record)
-            prev = line_hash(line)
-            lines.append(line)
+        lines, seq, prev = chain(records, self.last_seq, self.last_hash, self._clock)
         params = {"seq": seq, "head": prev, "lease": self._lease, "run_id": self.run_id, "owner": self.owner,
                   "after": self.last_seq, "prev": self.last_hash,
                   "seqs": list(range(self.last_seq + 1, seq + 1)), "lines": lines}

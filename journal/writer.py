@@ -40,6 +40,25 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def chain(records: Sequence[Record], last_seq: int, last_hash: str,
+          clock: Callable[[], str]) -> tuple[list[bytes], int, str]:
+    """Number and chain `records` after (last_seq, last_hash), time-stamp those without a `ts`,
+    and encode them: their lines (without newlines), and the new last seq and hash. Every
+    store writes exactly these bytes, so the chain is the same wherever a journal lives."""
+    seq, prev = last_seq, last_hash
+    lines = []
+    for record in records:
+        seq += 1
+        record.seq = seq
+        record.prev = prev
+        if not record.ts:
+            record.ts = clock()
+        line = encode(record)
+        prev = line_hash(line)
+        lines.append(line)
+    return lines, seq, prev
+
+
 class JournalWriter:
     """The single writer of one journal file. Use as a context manager or call `close()`.
 
@@ -124,17 +143,7 @@ class JournalWriter:
                                     "reopen the journal")
         if not records:
             return records  # an empty batch must not write a bare newline (an empty line is corrupt)
-        seq, prev = self.last_seq, self.last_hash
-        lines = []
-        for record in records:
-            seq += 1
-            record.seq = seq
-            record.prev = prev
-            if not record.ts:
-                record.ts = self._clock()
-            line = encode(record)
-            prev = line_hash(line)
-            lines.append(line)
+        lines, seq, prev = chain(records, self.last_seq, self.last_hash, self._clock)
         payload = b"\n".join(lines) + b"\n"
         try:
             self._write_all(payload)
