@@ -1,4 +1,4 @@
-"""Progress of a long command (`verify`, `archive`): one line on stderr, only on a terminal.
+"""Progress of a long command (`verify`, `archive`, `import`): one line on stderr, only on a terminal.
 
 When stderr is not a TTY (piped, redirected, under systemd or cron) nothing is drawn at
 all, so logs and scripts see exactly the command's output. On a terminal the line is

@@ -70,16 +70,19 @@ def import_(ctx: click.Context, files: tuple[Path, ...]) -> None:
     Example:
       ratchet --store postgresql://ratchet@db/ratchet import ~/.ratchet/runs/*.jsonl
     """
+    from engine.cli.progress import progress
     from engine.home import Home
 
     store = Home(home_of(ctx)).store
     failed = 0
-    for path in files:
-        try:
-            click.echo(f"{path}: {_import_one(store, path)}")
-        except UserError as exc:
-            click.echo(f"ratchet: error: {exc.format_message()}", err=True)
-            failed += 1
+    with progress("import", len(files)) as shown:  # on a terminal only (stderr)
+        for path in files:
+            shown.advance(path.name)
+            try:
+                shown.echo(f"{path}: {_import_one(store, path)}")
+            except UserError as exc:
+                shown.echo(f"ratchet: error: {exc.format_message()}", err=True)
+                failed += 1
     if failed:
         ctx.exit(1)
 

@@ -112,3 +112,15 @@ def test_archive_piped_prints_only_its_summary(env):
     assert result.returncode == 0
     assert result.stderr.startswith("would archive 6 runs;") and len(result.stderr.splitlines()) == 1
     assert "\x1b" not in result.stderr + result.stdout
+
+
+def test_import_draws_progress_on_a_terminal_and_clears_it(env, tmp_path):
+    files = sorted(str(p) for p in (Path(env["RATCHET_HOME"]) / "runs").glob("*.jsonl"))
+    into = {**env, "RATCHET_HOME": str(tmp_path / "other")}
+    (tmp_path / "other").mkdir()
+    code, out, terminal = on_a_terminal(["import", *files], into)
+    assert code == 0, terminal
+    assert len(out.splitlines()) == 16 and all(line.startswith(files[0].rsplit("/", 1)[0]) for line in out.splitlines())
+    assert "import: 16/16 (100%) " in terminal and terminal.endswith("\r\x1b[K")
+    again = piped(["import", *files], into)  # piped: the same lines, no progress (and each a no-op now)
+    assert again.returncode == 0 and again.stderr == "" and len(again.stdout.splitlines()) == 16
