@@ -7,8 +7,6 @@ to a worker (or Ctrl-C of `ratchet run`) lands while the action runs.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from engine.home import Home
@@ -22,31 +20,6 @@ from journal.records import record_type
 import runner_test_actions as acts
 from journal_builders import story
 
-MACHINE = """
-name: shop
-version: 1
-initial: reserve
-states:
-  reserve:
-    action: runner_test_actions:step
-    retry: {attempts: 2, backoff: 1m}
-  charge: {action: runner_test_actions:step, idempotent: false}
-  review: {approvers: [alice], timeout: 1d}
-  done: {final: true}
-transitions:
-  - {trigger: ok, source: reserve, dest: charge}
-  - {trigger: ok, source: charge, dest: review}
-  - {trigger: approve, source: review, dest: reserve}
-  - {trigger: finish, source: review, dest: done}
-"""
-
-
-@pytest.fixture
-def machine(tmp_path: Path) -> Path:
-    path = tmp_path / "shop.yaml"
-    path.write_text(MACHINE)
-    return path
-
 
 def draining_at_step_start(home: Home) -> Runner:
     """A runner that is asked to drain as soon as a step has started."""
@@ -59,8 +32,8 @@ def types(home: Home, run_id: str) -> list[str]:
     return [record_type(r) for r in story(home.store.read(run_id).records)]
 
 
-def test_the_step_in_hand_finishes_and_the_batch_ends_at_its_transition(home, machine):
-    rs = draining_at_step_start(home).launch(machine, {}, run_id="r1")
+def test_the_step_in_hand_finishes_and_the_batch_ends_at_its_transition(home, shop_machine):
+    rs = draining_at_step_start(home).launch(shop_machine, {}, run_id="r1")
     assert types(home, "r1") == ["run_started", "step_started", "step_succeeded", "transition"]
     assert acts.CALLS == [("reserve", 1, "r1/reserve/1")]
     assert (rs.status, rs.state, rs.in_flight, rs.todo) == ("running", "charge", None, Enter())
@@ -71,17 +44,17 @@ def test_the_step_in_hand_finishes_and_the_batch_ends_at_its_transition(home, ma
     assert "escalated" not in types(home, "r1")
 
 
-def test_a_failed_step_schedules_its_retry_and_starts_nothing(home, machine):
+def test_a_failed_step_schedules_its_retry_and_starts_nothing(home, shop_machine):
     acts.SCRIPT["reserve"] = [acts.Flaky("503")]
-    rs = draining_at_step_start(home).launch(machine, {}, run_id="r1")
+    rs = draining_at_step_start(home).launch(shop_machine, {}, run_id="r1")
     assert types(home, "r1")[-2:] == ["step_failed", "retry_scheduled"]
     assert (rs.status, rs.retry_attempt) == ("retrying", 2)
 
 
-def test_a_delivery_while_draining_journals_the_trigger_and_transition_but_no_step(home, machine):
+def test_a_delivery_while_draining_journals_the_trigger_and_transition_but_no_step(home, shop_machine):
     acts.SCRIPT["charge"] = [None]
     runner = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
-    assert runner.launch(machine, {}, run_id="r1").status == "waiting"
+    assert runner.launch(shop_machine, {}, run_id="r1").status == "waiting"
     runner.drain()
     answer = runner.deliver("r1", Message(run="r1", trigger="approve", by="alice"), source_file="f1.json")
     assert answer.accepted
@@ -90,11 +63,11 @@ def test_a_delivery_while_draining_journals_the_trigger_and_transition_but_no_st
     assert len(acts.CALLS) == 2  # reserve and charge before the drain; nothing after it
 
 
-def test_draining_skips_a_restart_of_an_idempotent_step_but_escalates_a_non_idempotent_one(home, machine):
+def test_draining_skips_a_restart_of_an_idempotent_step_but_escalates_a_non_idempotent_one(home, shop_machine):
     acts.SCRIPT["reserve"] = [acts.Die()]
     runner = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
     with pytest.raises(acts.Die):  # the process "died" mid-step: reserve is in flight
-        runner.launch(machine, {}, run_id="r1")
+        runner.launch(shop_machine, {}, run_id="r1")
     drained = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
     drained.drain()
     before = types(home, "r1")
@@ -108,10 +81,10 @@ def test_draining_skips_a_restart_of_an_idempotent_step_but_escalates_a_non_idem
     assert (rs.status, rs.escalation.reason) == ("escalated", "unknown outcome")
 
 
-def test_a_launch_while_draining_creates_the_run_and_starts_no_step(home, machine):
+def test_a_launch_while_draining_creates_the_run_and_starts_no_step(home, shop_machine):
     runner = Runner(home, clock=FakeClock("2026-11-27T09:41:00Z"))
     runner.drain()
-    rs = runner.launch(machine, {}, run_id="r1")
+    rs = runner.launch(shop_machine, {}, run_id="r1")
     assert types(home, "r1") == ["run_started"]
     assert (rs.status, rs.state, rs.todo) == ("running", "reserve", Enter())
     assert acts.CALLS == []
