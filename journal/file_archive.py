@@ -22,7 +22,7 @@ from journal.errors import CorruptJournalError, JournalError, JournalNotFoundErr
 from journal.reader import decode_line
 from journal.records import AnyRecord
 from journal.store import RUN_ID_PATTERN, Durability, check_run_id
-from journal.verify import VerifyResult, ends_a_run, verify_lines
+from journal.verify import VerifyResult, require_run_end, verify_lines
 from journal.writer import JournalWriter, fsync_dir
 
 ARCHIVED = ".jsonl.gz"
@@ -111,14 +111,7 @@ class FileArchive:
             why = f"cannot be read back ({error})" if error is not None else "ends mid-line"
             return VerifyResult(path, False, result.records, result.records + 1,
                                 f"the archived journal {why}: it is damaged", last_hash=result.last_hash)
-        if result.ok and not ends_a_run(lines):
-            # Only ended runs are archived: lines cut off the end leave a chain that still
-            # holds (the chain cannot see a missing tail), but not an end.
-            return VerifyResult(path, False, result.records, result.records,
-                                "the archived journal does not end with the run's end (run_finished, "
-                                "cancelled or compensation_finished): lines were cut off its end",
-                                last_hash=result.last_hash)
-        return result
+        return require_run_end(result, lines)  # only ended runs are archived
 
 
 def make_dirs(folder: Path) -> None:

@@ -107,13 +107,17 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    pem = _read(path)  # outside the try: its KeyFileError is a ValueError too
+    return public_key_from_pem(_read(path), str(path))  # _read outside: its KeyFileError is a ValueError too
+
+
+def public_key_from_pem(pem: bytes, where: str) -> Ed25519PublicKey:
+    """The Ed25519 public key in `pem` (read from `where`, named in errors)."""
     try:
         key = serialization.load_pem_public_key(pem)
     except ValueError as exc:
-        raise KeyFileError(f"{path}: not a PEM public key; hint: export one with 'ratchet keys export'") from exc
+        raise KeyFileError(f"{where}: not a PEM public key; hint: export one with 'ratchet keys export'") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{path}: not an Ed25519 public key; hint: Ratchet signs with Ed25519 only")
+        raise KeyFileError(f"{where}: not an Ed25519 public key; hint: Ratchet signs with Ed25519 only")
     return key
 
 

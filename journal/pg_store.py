@@ -42,7 +42,7 @@ from journal.pg_writer import Conn, LeaseKeeper, PgWriter
 from journal.reader import decode_line, line_hash, parse
 from journal.records import GENESIS, AnyRecord
 from journal.store import Changes, Chunk, Cursor, Durability, Watch, check_run_id
-from journal.verify import VerifyResult, ends_a_run, verify_lines
+from journal.verify import VerifyResult, require_run_end, verify_lines
 from journal.writer import utc_now
 
 DEFAULT_LEASE = 30.0  # seconds: how long a silent owner keeps its runs (RATCHET_PG_LEASE overrides)
@@ -424,13 +424,7 @@ class PgStore:
     def verify_archived(self, run_id: str, *, head: str | None = None) -> VerifyResult:
         lines = self._lines(run_id, archived=True)
         path = Path(f"{self.location}/archive/{run_id}")
-        result = verify_lines(lines, path, run_id=run_id, head=head)
-        if result.ok and not ends_a_run(lines):
-            return VerifyResult(path, False, result.records, result.records,
-                                "the archived journal does not end with the run's end (run_finished, "
-                                "cancelled or compensation_finished): lines were cut off its end",
-                                last_hash=result.last_hash)
-        return result
+        return require_run_end(verify_lines(lines, path, run_id=run_id, head=head), lines)
 
     def __repr__(self) -> str:
         return f"PgStore({self.location!r})"

@@ -93,6 +93,17 @@ def ends_a_run(lines: list[bytes]) -> bool:
     return False
 
 
+def require_run_end(result: VerifyResult, lines: list[bytes]) -> VerifyResult:
+    """An archive's verdict: `result` (its chain's), failed if the journal does not end as a
+    run ends (see ends_a_run) — lines cut off the end of an archive leave a chain that holds."""
+    if not result.ok or ends_a_run(lines):
+        return result
+    return VerifyResult(result.path, False, result.records, result.records,
+                        "the archived journal does not end with the run's end (run_finished, "
+                        "cancelled or compensation_finished): lines were cut off its end",
+                        last_hash=result.last_hash)
+
+
 def verify_lines(lines: Iterable[bytes], path: Path, *, run_id: str | None = None,
                  head: str | None = None) -> VerifyResult:
     """`verify` of a journal's lines (each with its newline) read from elsewhere, such as a

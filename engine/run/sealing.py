@@ -24,7 +24,6 @@ import logging
 import os
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from engine.home import Home
@@ -36,6 +35,7 @@ from journal.keys import (
     load_or_create_private_key,
     load_private_key,
     load_public_key,
+    public_key_from_pem,
     public_pem,
     write_public_key,
 )
@@ -91,13 +91,7 @@ def _shared_key(home: Home) -> Ed25519PublicKey | None:
     data = home.store.fetch(*_SHARED_KEY)
     if data is None:
         return None
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise KeyFileError(f"{home.store.locate(*_SHARED_KEY)}: not a PEM public key") from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{home.store.locate(*_SHARED_KEY)}: not an Ed25519 public key")
-    return key
+    return public_key_from_pem(data, home.store.locate(*_SHARED_KEY))
 
 
 def home_public_key(home: Home) -> Ed25519PublicKey | None:
