@@ -27,6 +27,10 @@ class StoreKit:
     url: str
     replace: Callable[[str, str], None]  # replace(run_id, donor_run_id): the donor's journal under run_id's name
     cut: Callable[[str, int], None]  # cut(run_id, keep): drop every record after the first `keep`
+    # How long a dead holder's ownership may outlive it: a file lock goes with the process
+    # (the kernel), a PostgreSQL advisory lock when the server notices the closed socket
+    # and ends that backend, which it does on its own schedule, a moment later.
+    release_after_death_s: float = 0.0
 
 
 def _file_kit(tmp_path: Path) -> StoreKit:
@@ -72,7 +76,7 @@ def _pg_kit(request: pytest.FixtureRequest, tmp_path: Path) -> StoreKit:
     def cut(run_id: str, keep: int) -> None:
         set_rows(run_id, [line[:-1] for line in store.lines(run_id)[:keep]])
 
-    return StoreKit(store, url, replace, cut)
+    return StoreKit(store, url, replace, cut, release_after_death_s=10.0)
 
 
 KITS = {"file": lambda request, tmp_path: _file_kit(tmp_path), "postgresql": _pg_kit}
