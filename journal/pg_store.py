@@ -359,7 +359,7 @@ class PgStore:
         return self._lines(run_id, archived=False)
 
     def verify(self, run_id: str, *, head: str | None = None) -> VerifyResult:
-        return verify_lines(self._lines(run_id, archived=False), Path(self.where(run_id)), run_id=run_id, head=head)
+        return verify_lines(self._lines(run_id, archived=False), self.where(run_id), run_id=run_id, head=head)
 
     # --- side files ---------------------------------------------------------------------
 
@@ -423,7 +423,7 @@ class PgStore:
 
     def verify_archived(self, run_id: str, *, head: str | None = None) -> VerifyResult:
         lines = self._lines(run_id, archived=True)
-        path = Path(f"{self.location}/archive/{run_id}")
+        path = f"{self.location}/archive/{run_id}"  # a str: Path() would fold the URL's //
         return require_run_end(verify_lines(lines, path, run_id=run_id, head=head), lines)
 
     def __repr__(self) -> str:

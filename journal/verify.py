@@ -39,7 +39,7 @@ from journal.records import (
 class VerifyResult:
     """The verdict on one journal. `line`/`problem` name the first problem, if any."""
 
-    path: Path
+    path: Path | str  # a file, or a store's location of the journal (`postgresql://…/runs/ID`)
     ok: bool
     records: int  # complete, valid records (before the problem, if any)
     line: int | None = None
@@ -104,7 +104,7 @@ def require_run_end(result: VerifyResult, lines: list[bytes]) -> VerifyResult:
                         last_hash=result.last_hash)
 
 
-def verify_lines(lines: Iterable[bytes], path: Path, *, run_id: str | None = None,
+def verify_lines(lines: Iterable[bytes], path: Path | str, *, run_id: str | None = None,
                  head: str | None = None) -> VerifyResult:
     """`verify` of a journal's lines (each with its newline) read from elsewhere, such as a
     compressed archive; `path` is where they came from, for the verdict."""

@@ -168,6 +168,9 @@ def test_a_row_edited_or_removed_behind_ratchets_back_fails_verify_at_its_line(s
     assert not edited.ok and edited.line == 3 and "hash chain broken" in edited.problem
     removed = store.verify("removed")
     assert not removed.ok and removed.line == 3 and "seq 4 where 3 was expected" in removed.problem
+    # the verdict names the journal by the store's URL, both slashes kept (a Path would fold them)
+    assert str(edited).startswith(f"{store.location}/runs/edited:3: hash chain broken")
+    assert str(edited).startswith("postgresql://")
 
 
 def test_a_bad_url_is_one_line_that_does_not_repeat_the_password() -> None:
