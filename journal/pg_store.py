@@ -395,6 +395,49 @@ class PgStore:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.home / kind / name)
 
+    def tidy_copies(self, kind: str) -> list[str]:
+        """Bring this host's copies of `kind` in line with the rows: a copy whose row another
+        host withdrew (a ticket resolved there) is removed, one whose row another host
+        rewrote is rewritten. Returns the names removed. No query while the folder is empty.
+
+        A copy is a convenience for people watching the folder; it may lag its row until
+        the next call. What is touched is looked up once more afterwards, so a row this host
+        publishes meanwhile (row first, then its copy) never loses its copy."""
+        if self.home is None:
+            return []
+        folder = self.home / check_run_id(kind)
+        try:
+            names = [name for name in os.listdir(folder) if not name.startswith(".")]  # .tmp: a publish in flight
+        except FileNotFoundError:
+            return []
+        touched = self._align_copies(kind, folder, names) if names else []
+        removed = [name for name in touched if not (folder / name).exists()]
+        self._align_copies(kind, folder, touched, restore=True)
+        return [name for name in removed if not (folder / name).exists()]
+
+    def _align_copies(self, kind: str, folder: Path, names: list[str], *, restore: bool = False) -> list[str]:
+        """Make each named copy match its row (removed if the row is gone; written back if
+        `restore` and only the copy is). Returns the names it changed."""
+        if not names:
+            return []
+        rows = {name: bytes(data) for name, data in self._query(
+            "SELECT name, data FROM ratchet_side_files WHERE kind = %s AND name = ANY(%s)", [kind, names])}
+        changed = []
+        for name in names:
+            try:
+                copy: bytes | None = (folder / name).read_bytes()
+            except FileNotFoundError:
+                copy = None
+            data = rows.get(name)
+            if data is None and copy is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(folder / name)
+                changed.append(name)
+            elif data is not None and copy != data and (copy is not None or restore):
+                publish(folder / f".{name}.{os.getpid()}.tmp", folder / name, data, sync=False)
+                changed.append(name)
+        return changed
+
     # --- the archive: a flag on the run; its rows stay ------------------------------------
 
     def archive(self, run_id: str, *, head: str, on_step: Callable[[str], None] | None = None) -> str:

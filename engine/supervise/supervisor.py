@@ -51,6 +51,7 @@ from engine.supervise.stopping import Stops
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
 from engine.supervise.watcher import Wakeup, Watcher
 from engine.supervise.workers import WorkerPool
+from journal import JournalError
 
 if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
     from engine.supervise.metrics import Metrics
@@ -114,6 +115,7 @@ class Supervisor:
             watcher.start()
         self.runs.scan()
         self._repair_seals()
+        self._tidy_ticket_copies()
         self.mailroom.adopt()
         self.mailroom.scan()
         self.pool.start()
@@ -149,6 +151,7 @@ class Supervisor:
                             self.runs.scan()
                             next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
+                        self._tidy_ticket_copies()
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
                 self._refresh_busy()
@@ -265,6 +268,14 @@ class Supervisor:
             if not tracked.broken and side_behind(self.home, tracked.state):
                 log.info("run %s: its latest seal is not kept outside its journal; repairing it", run_id)
                 self._ready[run_id] = None
+
+    def _tidy_ticket_copies(self) -> None:
+        try:
+            for run_id in tickets.tidy_copies(self.home.store):
+                log.info("run %s: its escalation was resolved on another host; removed this host's ticket copy",
+                         run_id)
+        except JournalError as exc:  # the database is away: the copies wait for the next rescan
+            log.warning("%s", exc)
 
     def _refresh_busy(self) -> None:
         # Step timeouts are judged on the journal's step_started: keep busy runs current.

@@ -17,6 +17,8 @@ import pytest
 
 from journal import open_store
 
+from pg_cluster import share_home_key
+
 ROOT = Path(__file__).resolve().parents[2]
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 
@@ -129,9 +131,14 @@ def test_an_escalated_run_is_resolved(env: dict[str, str]) -> None:
         assert ticket is not None
         copy = Path(env["RATCHET_HOME"]) / "escalations" / "r4.json"
         assert copy.read_bytes() == ticket  # ...and a file on the host that escalated
-        ok(env, "resolve", "r4", "skip", "approve", "--by", "alice")  # skip approve: an approver's
-        ok(env, "supervise", "--once")
-        assert store.fetch("escalations", "r4.json") is None and not copy.exists()
+        # resolved on another host: its supervisor journals it and withdraws the row...
+        other = env | {"RATCHET_HOME": str(Path(env["RATCHET_HOME"]).parent / "home-b")}
+        share_home_key(Path(env["RATCHET_HOME"]), Path(other["RATCHET_HOME"]))
+        ok(other, "resolve", "r4", "skip", "approve", "--by", "alice")  # skip approve: an approver's
+        ok(other, "supervise", "--once")
+        assert store.fetch("escalations", "r4.json") is None and copy.exists()
+        ok(env, "supervise", "--once")  # ...and the host that escalated removes its copy when it next looks
+        assert not copy.exists()
     finally:
         store.close()  # type: ignore[attr-defined]
     assert (status(env, "r4")["state"], status(env, "r4")["status"]) == ("sent", "finished")

@@ -180,3 +180,24 @@ def test_a_bad_url_is_one_line_that_does_not_repeat_the_password() -> None:
     assert "hint: postgresql://USER@HOST:PORT/DATABASE" in str(refused.value)
     assert open_store("postgresql://ratchet:s3cret@db.internal:5433/ratchet").location == \
         "postgresql://ratchet@db.internal:5433/ratchet"
+
+
+def test_a_copy_whose_row_another_host_withdrew_or_rewrote_is_tidied_on_its_host(pg_url: str, tmp_path) -> None:
+    here, there = PgStore(pg_url, home=tmp_path / "a"), PgStore(pg_url, home=tmp_path / "b")
+    try:
+        assert here.tidy_copies("escalations") == []  # no folder yet: nothing, no query
+        here.publish("escalations", "r1.json", b"one\n")
+        here.publish("escalations", "r2.json", b"two\n")
+        copies = tmp_path / "a" / "escalations"
+        (copies / ".r3.json.99.tmp").write_bytes(b"a publish in flight")
+        there.withdraw("escalations", "r1.json")  # resolved on the other host: only its copy goes there
+        there.publish("escalations", "r2.json", b"two, notified\n")
+        assert (copies / "r1.json").exists()
+        assert here.tidy_copies("escalations") == ["r1.json"]
+        assert sorted(p.name for p in copies.iterdir()) == [".r3.json.99.tmp", "r2.json"]
+        assert (copies / "r2.json").read_bytes() == b"two, notified\n"
+        assert here.fetch("escalations", "r2.json") == b"two, notified\n"  # the rows are untouched
+        assert here.tidy_copies("escalations") == []
+    finally:
+        here.close()
+        there.close()
