@@ -73,17 +73,18 @@ class Ratchet:
         no step runs here; a running supervisor picks the run up at once.
 
         `by`: its starter (a `not_starter` wait refuses them); default, as `ratchet start`: the
-        person people.yaml gives this process's Unix user, else that user's name.
+        person people.yaml gives this process's Unix user, else that user's name. With a
+        people.yaml, `by` must be a name it gives this process's Unix user (StarterError).
         Idempotent on `id`: the same id twice is one run (its input stays the first one);
         RunExistsError if that id is a run of another machine. Creates the home if needed.
         DefinitionError for an invalid machine, InvalidRunIdError for a bad id.
         """
         if id is not None:
             check_run_id(id)
-        from engine.trust.people import starter_name
+        from engine.trust.people import starter
 
         runner = Runner(self.home.ensure(), clock=self.clock, machines_dir=self.machines_dir)
-        return runner.start(machine, input or {}, run_id=id, by=by or starter_name(self.home.root))
+        return runner.start(machine, input or {}, run_id=id, by=starter(self.home.root, by))
 
     def get(self, id: str) -> RunSnapshot:
         """Where run `id` stands now (archived runs too); UnknownRunError if there is none.

@@ -50,10 +50,10 @@ def _runner(ctx: click.Context, machine: str, run_id: str | None, *,
     return Runner(Home(home_of(ctx)).ensure(), machines_dir=MACHINES_DIR, on_record=on_record, clock=clock)
 
 
-def _starter(runner: Runner) -> str:
-    from engine.trust.people import starter_name
+def _starter(runner: Runner, claimed: str | None) -> str:
+    from engine.trust.people import starter
 
-    return starter_name(runner.home.root)
+    return starter(runner.home.root, claimed)  # a --by the people file does not give this user: refused
 
 
 _input = click.option("--input", "inputs", multiple=True, metavar="KEY=VALUE",
@@ -81,7 +81,7 @@ def start(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str
     """
     given = parse_inputs(inputs)
     runner = _runner(ctx, machine, run_id)
-    rid = runner.start(machine, given, run_id=run_id, by=by or _starter(runner))
+    rid = runner.start(machine, given, run_id=run_id, by=_starter(runner, by))
     _warn_if_input_ignored(given, runner.read(rid).input, rid)
     click.echo(rid)
 
@@ -127,7 +127,7 @@ def run(ctx: click.Context, machine: str, inputs: tuple[str, ...], run_id: str |
     runner = _runner(ctx, machine, run_id, on_record=show, clock=ctrl_c)
     with ctrl_c.handling(runner):
         try:
-            rs = runner.launch(machine, given, run_id=run_id, by=by or _starter(runner))
+            rs = runner.launch(machine, given, run_id=run_id, by=_starter(runner, by))
             _warn_if_input_ignored(given, rs.input, rs.run_id)
             rs = runner.run(rs.run_id, rs)
         except KeyboardInterrupt:

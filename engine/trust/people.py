@@ -168,16 +168,50 @@ def _stat(path: Path) -> tuple[int, int, int, int] | None:
 def starter_name(home: Path) -> str:
     """Who starts a run when `--by` is not given: the person people.yaml gives this process's
     Unix user, else that Unix user's name (a broken people file is reported elsewhere)."""
-    try:
-        login = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        login = f"uid-{os.geteuid()}"
+    login = _login()
     try:
         people = load_people(home)
     except PeopleFileError:
         people = None
     names = people.names_of_unix_user(login) if people is not None else []
     return names[0] if names else login
+
+
+class StarterError(EngineError):
+    """`--by` names a starter this process cannot prove to be (a home with people.yaml)."""
+
+
+def starter(home: Path, claimed: str | None = None) -> str:
+    """Who starts a run: `claimed` (`--by`, the API's `by`), else `starter_name`.
+
+    With a people file, a claimed name must be one it gives this process's Unix user: a
+    `not_starter` wait is four eyes only if nobody can start a run in someone else's name
+    (start as bob, approve as alice). A broken people file verifies nobody: a claim is then
+    refused (fails closed). In an open home any name is taken, as every name is there."""
+    if claimed is None:
+        return starter_name(home)
+    try:
+        people = load_people(home)
+    except PeopleFileError as exc:
+        raise StarterError(f"--by {claimed}: cannot be verified while the people file is broken: "
+                           f"{exc.problems[0]}") from exc
+    if people is None:
+        return claimed
+    login = _login()
+    names = people.names_of_unix_user(login)
+    if claimed not in names:
+        given = " or ".join(f"'{name}'" for name in names) or "nobody"
+        raise StarterError(f"--by {claimed}: not verified: this process runs as Unix user '{login}', whom "
+                           f"{people.path.name} gives as {given}; hint: leave --by out, or start the run as "
+                           f"{claimed}'s Unix user")
+    return claimed
+
+
+def _login() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid-{os.geteuid()}"
 
 
 def strangers(people: People, definition: dict[str, Any]) -> list[str]:
