@@ -102,6 +102,8 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
     renamed in) and its path is printed. A running supervisor applies it at
     once, a later one when it starts; applied files go to inbox/done/, refused
     ones (not waiting for it, not an approver) to inbox/rejected/ with the reason.
+    On a PostgreSQL store a signed message (or any, in a home without people.yaml)
+    is posted to the messages table instead, for any host's supervisor.
 
     \b
     Example:

@@ -9,7 +9,7 @@ delivers it believes none of its flags. It proves the sender again, from the row
   (or as the engine's own message) where the file was, and signs that proof with the
   home's key (`keys/home.key`, which every host sharing the store holds: it seals the
   journals). The signature covers the row's key, run, the message's bytes (sha256), the
-  name and the `via`; it verifies only with the home's key, so a row written by SQL with
+  wait it answers, the name and the `via`; it verifies only with the home's key, so a row written by SQL with
   `verified_by` and `via` set, but no such signature, proves nothing;
 - nothing else: `ratchet send` cannot prove through the database which Unix user ran it,
   so with a people file an unsigned row is refused. In an open home (no people file)
@@ -40,9 +40,10 @@ _NO_FILE = FileFacts(uid=-1, nlink=0, mode=0o777)  # a row has no file: no owner
 
 
 def proof_bytes(posting: Posting, by: str, via: str) -> bytes:
-    """What a host's proof signs: canonical JSON of the row's key, run, body hash, name and via."""
-    fields = {"by": by, "body_sha256": hashlib.sha256(posting.body).hexdigest(), "key": posting.key,
-              "run": posting.run_id, "via": via, "what": _PROOF}
+    """What a host's proof signs: canonical JSON of the row's key, run, body hash, the wait it
+    answers (so a forger cannot make an old approval answer a newer wait), name and via."""
+    fields = {"answers": posting.answers, "by": by, "body_sha256": hashlib.sha256(posting.body).hexdigest(),
+              "key": posting.key, "run": posting.run_id, "via": via, "what": _PROOF}
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

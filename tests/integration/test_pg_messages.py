@@ -283,3 +283,24 @@ def test_hostile_rows_are_refused_journaled_with_their_reason_and_nothing_applie
     last = decisions(env, "v1")[-1]
     assert (last["type"], last["by"], last["votes"]) == ("trigger_received", "carol", ["bob", "carol"])
     assert "verify" and "v1: ok" in ok(env, "verify", "v1")
+
+
+@pytest.mark.slow  # a supervisor start
+def test_the_python_api_posts_rows_too(env, tmp_path):
+    """`engine.Ratchet` on PostgreSQL sends as the CLI does: a row in an open home, and
+    `wait(after=sent)` sees the supervisor's answer."""
+    from engine import Ratchet
+
+    ok(env, "start", "review.yaml", "--id", "r1")
+    ok(env, "supervise", "--once")
+    client = Ratchet(env["RATCHET_HOME"], store=env["RATCHET_STORE"])
+    try:
+        sent = client.reject("r1", by="bob", comment="too expensive")
+        assert sent.path is None and sent.where.endswith("/messages/" + (sent.posted or "?"))
+        assert [(row["key"], row["state"]) for row in rows(env)] == [(sent.posted, "queued")]
+        ok(env, "supervise", "--once")
+        run = client.wait("r1", after=sent, timeout=30)
+        assert (run.status, run.state) == ("finished", "rejected")
+    finally:
+        client.home.store.close()  # type: ignore[attr-defined]
+    assert rows(env)[0]["state"] == "delivered" and inbox_files(env) == []

@@ -50,6 +50,8 @@ def test_flags_without_the_home_keys_signature_prove_nothing(tmp_path):
     assert prove_posted(book, MESSAGE, altered, HOME_KEY.public_key()).problem  # the proof covers the bytes
     moved = msgspec.structs.replace(good, key="k2")
     assert prove_posted(book, MESSAGE, moved, HOME_KEY.public_key()).problem  # ...and the row's key
+    later = msgspec.structs.replace(good, answers=9)
+    assert prove_posted(book, MESSAGE, later, HOME_KEY.public_key()).problem  # ...and the wait it answers
 
 
 def test_a_signed_row_is_judged_by_its_signature_alone(tmp_path):
