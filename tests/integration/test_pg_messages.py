@@ -42,7 +42,7 @@ name: vote
 version: 1
 initial: review
 states:
-  review: {approvers: [bob, carol], quorum: {approve: 2}, timeout: 1d}
+  review: {approvers: [alice, bob, carol], quorum: {approve: 2}, timeout: 1d}
   done: {final: true}
 transitions:
   - {trigger: approve, source: review, dest: done}
@@ -231,7 +231,7 @@ def test_two_supervisors_on_one_store_deliver_each_row_once(env, tmp_path):
 
 @pytest.mark.slow  # a dozen commands
 def test_hostile_rows_are_refused_journaled_with_their_reason_and_nothing_applied(env, tmp_path):
-    """A quorum of two (bob, carol) on PostgreSQL, people.yaml with keys. Bob's signed vote
+    """A quorum of two (alice, bob, carol) on PostgreSQL, people.yaml with keys (alice by Unix user). Bob's signed vote
     counts; then rows a forger writes by SQL, each refused and journaled with its reason:
     a verified flag set by hand, a proof not signed by the home's key, a signature by
     another key, bob's signed row again (replayed), bob again (the same approver twice),
