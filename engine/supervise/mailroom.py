@@ -281,10 +281,17 @@ class Mailroom:
                 self._refuse_damaged(letter, tracked.broken if tracked else "it is gone")
             return None
         queue = self._queues.get(run_id)
+        while queue:
+            letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
+            answer = tracked.state.inbox_files.get(letter.key)
+            if answer is None:
+                break
+            # Journaled already (a row another supervisor delivered): no job, only its settling.
+            queue.remove(letter)
+            self._finish(letter, *answer)
         if not queue:
             self._queues.pop(run_id, None)
             return None
-        letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
         self._sent.add(letter.key)
         return Job(run_id, "deliver", message=letter.message, source_file=letter.key,
                    last_seq=tracked.state.last_seq, answers=letter.answers, sender=letter.sender)
