@@ -251,13 +251,13 @@ class Mailroom:
         postbox = self.postbox
         if postbox is None:
             return
-        postbox.settle(key, accepted, reason)
-        if not accepted:
+        settled = postbox.settle(key, accepted, reason)  # False: another supervisor settled it first
+        if settled and not accepted:
             log.warning("refused message %s: %s", key, reason)
         item = postbox.posted.pop(key, None)
         if item is not None:
             self._file(item, accepted, reason)
-        elif accepted:
+        elif settled and accepted:
             log.info("applied %s", key)
 
     # --- delivering ---------------------------------------------------------------------------

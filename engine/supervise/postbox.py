@@ -81,8 +81,9 @@ class Postbox:
     def prove(self, people: People | None, raw: dict[str, Any], posting: Posting) -> Sender:
         return prove_posted(people, raw, posting, self.home_key().public_key())
 
-    def settle(self, key: str, accepted: bool, reason: str) -> None:
-        self.box.settle_message(key, accepted, reason)
+    def settle(self, key: str, accepted: bool, reason: str) -> bool:
+        """Mark the row; False if it was settled already (by another supervisor)."""
+        return self.box.settle_message(key, accepted, reason)
 
     def settled_files(self) -> list[tuple[Claimed, bool, str]]:
         """This host's posted files whose rows are settled now: (file, applied, why not)."""

@@ -197,9 +197,11 @@ def test_an_inbox_file_is_one_row_and_one_trigger_when_the_supervisor_is_killed_
 
 @pytest.mark.slow  # two supervisors
 def test_two_supervisors_on_one_store_deliver_each_row_once(env, tmp_path):
-    """Two hosts (two homes, one store, one home key), both running: every approval posted
-    as a row is seen by both; each is journaled exactly once (the run's single writer and
-    the row's key), and every row ends delivered."""
+    """Two hosts (two homes, one store, one home key), both running: every approval, posted
+    as a row by `approve` or dropped as a file in either host's inbox, is seen by both; each
+    is journaled exactly once (the run's single writer and the row's key), every row ends
+    delivered, and each file is filed in done/ of the host it was dropped on, whichever
+    host delivered it."""
     a, b = Path(env["RATCHET_HOME"]), tmp_path / "hostB"
     ids = [f"r{n}" for n in range(8)]
     for run_id in ids:
@@ -214,9 +216,18 @@ def test_two_supervisors_on_one_store_deliver_each_row_once(env, tmp_path):
                                                 env=env | {"RATCHET_HOME": str(home)}, text=True))
         wait_for(lambda log=log: "supervising 8 runs" in log.read_text(), what=f"{home.name}'s supervisor up")
     try:
-        for n, run_id in enumerate(ids):  # posted from either host: rows, no files
-            ok(env | {"RATCHET_HOME": str((a, b)[n % 2])}, "approve", run_id, "--by", "alice")
-        wait_for(lambda: all(r["state"] == "delivered" for r in rows(env)), timeout=60, what="every row delivered")
+        for n, run_id in enumerate(ids):  # from either host: half rows, half files
+            host = (a, b)[n % 2]
+            if n < len(ids) // 2:
+                ok(env | {"RATCHET_HOME": str(host)}, "approve", run_id, "--by", "alice")
+            else:
+                (host / "inbox" / f"{run_id}.json").write_text(f'{{"run": "{run_id}", "trigger": "approve", '
+                                                               '"by": "alice"}')
+        wait_for(lambda: len(rows(env)) == len(ids) and all(r["state"] == "delivered" for r in rows(env)),
+                 timeout=60, what="every row delivered")
+        for n, run_id in enumerate(ids[len(ids) // 2:], len(ids) // 2):
+            done = (a, b)[n % 2] / "inbox" / "done" / f"{run_id}.json"
+            wait_for(done.exists, timeout=30, what=f"{done} filed by its own host")
     finally:
         for supervisor in supervisors:
             supervisor.send_signal(signal.SIGTERM)
