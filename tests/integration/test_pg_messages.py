@@ -195,6 +195,24 @@ def test_an_inbox_file_is_one_row_and_one_trigger_when_the_supervisor_is_killed_
     assert not any((home / "inbox" / ".claimed").rglob("*.json"))
 
 
+@pytest.mark.slow  # two supervisor starts
+def test_a_row_journaled_before_a_kill_is_settled_under_its_key_and_never_applied_twice(env):
+    """kill -9 of the supervisor after the row's delivery is journaled and before the row is
+    marked: the row is still queued; the next start finds its key in the journal and only
+    marks it."""
+    ok(env, "start", "review.yaml", "--id", "r1")
+    ok(env, "supervise", "--once")
+    ok(env, "approve", "r1", "--by", "alice")
+    killed = ratchet(env, "supervise", "--once", RATCHET_CRASH_AT="lane_delivered:1")
+    assert killed.returncode == -signal.SIGKILL, killed
+    [row] = rows(env)
+    assert row["state"] == "queued" and [d["source_file"] for d in decisions(env, "r1")] == [row["key"]]
+    ok(env, "supervise", "--once")
+    assert rows(env)[0]["state"] == "delivered"
+    [received] = decisions(env, "r1")
+    assert received["type"] == "trigger_received" and received["source_file"] == row["key"]
+
+
 @pytest.mark.slow  # two supervisors
 def test_two_supervisors_on_one_store_deliver_each_row_once(env, tmp_path):
     """Two hosts (two homes, one store, one home key), both running: every approval, posted
