@@ -245,7 +245,7 @@ def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str
     from engine.run.replay import fold
     from engine.run.upgrade import incompatibilities
     from engine.supervise.message import MAX_BYTES
-    from engine.supervise.sending import deliver
+    from engine.supervise.sending import post_or_drop
 
     new = load_machine(machine, MACHINES_DIR)
     source = str(Path(new.source).resolve()) if new.source else None
@@ -265,4 +265,4 @@ def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str
     if size >= MAX_BYTES:
         raise UserError(f"{machine}: the definition makes a {size}-byte inbox file, over the "
                         f"{MAX_BYTES}-byte limit of inbox files; make the definition smaller")
-    _said(deliver(home, message, rs))
+    _said(post_or_drop(home, message, rs))

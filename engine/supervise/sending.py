@@ -102,10 +102,10 @@ def send(home: Home, message: Message, *, key: Ed25519PrivateKey | None = None,
     rs = _deliverable(home, message)
     if key is not None:
         message = signed(home, message, rs, key, valid_for)
-    return deliver(home, message, rs)
+    return post_or_drop(home, message, rs)
 
 
-def deliver(home: Home, message: Message, rs: RunState) -> Sent:
+def post_or_drop(home: Home, message: Message, rs: RunState) -> Sent:
     """Post `message` to the store's messages table when a row can prove its sender (it is
     signed, or the home is open), else drop it into this host's inbox."""
     from engine.trust.people import PEOPLE_FILE
