@@ -333,3 +333,49 @@ def test_the_python_api_posts_rows_too(env, tmp_path):
     finally:
         client.home.store.close()  # type: ignore[attr-defined]
     assert rows(env)[0]["state"] == "delivered" and inbox_files(env) == []
+
+
+PARENT = """
+name: fan
+version: 1
+initial: fan
+states:
+  fan:
+    spawn: {branches: {a: kid, b: kid}, join: any}
+    timeout: 1d
+  joined: {final: true}
+transitions:
+  - {trigger: joined, source: fan, dest: joined}
+"""
+KID = """
+name: kid
+version: 1
+initial: wait
+states:
+  wait: {timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: wait, dest: done}
+"""
+
+
+@pytest.mark.slow  # a few supervisor starts
+def test_the_engines_own_cancel_of_an_unwanted_child_goes_through_a_row_proven_by_the_home_key(env, tmp_path):
+    """With people.yaml, the cancel the supervisor writes for a child its parent no longer
+    wants (`by: ratchet`, a file its own Unix user owns) is posted as a row whose proof the
+    home's key signs, and is delivered as the engine's own."""
+    home = Path(env["RATCHET_HOME"])
+    (tmp_path / "fan.yaml").write_text(PARENT)
+    (tmp_path / "kid.yaml").write_text(KID)
+    ok(env, "start", "fan.yaml", "--id", "fan")
+    ok(env, "supervise", "--once")
+    (home / "people.yaml").write_text(f"alice: {{unix_user: {me()}}}\n")
+    ok(env, "approve", "fan.fan.a", "--by", "alice")  # people.yaml, no key: an inbox file, owner-proven
+    ok(env, "supervise", "--once")
+    ok(env, "supervise", "--once")  # the cancel the first wrote, if it was not delivered then
+    assert json.loads(ok(env, "status", "fan.fan.b", "--json"))[0]["status"] == "cancelled"
+    [cancelled] = [r for r in records(env, "fan.fan.b") if r["type"] == "cancelled"]
+    assert (cancelled["by"], cancelled["verified"], cancelled["via"]) == ("ratchet", True, "engine")
+    engine_rows = [r for r in rows(env) if r["run_id"] == "fan.fan.b"]
+    assert [(r["via"], r["state"], bool(r["attestation"])) for r in engine_rows] == [("engine", "delivered", True)]
+    assert json.loads(ok(env, "status", "fan", "--json"))[0]["state"] == "joined"
