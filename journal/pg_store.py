@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,10 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
+from journal import pg_messages
 from journal.durable import publish
 from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
+from journal.messages import MessageState, Posted, Posting
 from journal.pg_schema import lock_key, migrate
 from journal.pg_writer import Conn, LeaseKeeper, PgWriter
 from journal.reader import decode_line, line_hash, parse
@@ -468,6 +470,26 @@ class PgStore:
         lines = self._lines(run_id, archived=True)
         path = f"{self.location}/archive/{run_id}"  # a str: Path() would fold the URL's //
         return require_run_end(verify_lines(lines, path, run_id=run_id, head=head), lines)
+
+    # --- messages: rows any supervisor delivers (journal.messages, journal.pg_messages) -----
+
+    def post_message(self, posting: Posting) -> bool:
+        return pg_messages.post(self, posting)
+
+    def queued_messages(self) -> list[Posted]:
+        return pg_messages.queued(self)
+
+    def settle_message(self, key: str, accepted: bool, reason: str) -> bool:
+        return pg_messages.settle(self, key, accepted, reason)
+
+    def message_states(self, keys: Iterable[str]) -> dict[str, tuple[MessageState, str | None]]:
+        return pg_messages.states(self, keys)
+
+    def watch_messages(self, on_post: Callable[[str], None]) -> Watch:
+        return pg_messages.watch(self, on_post)
+
+    def locate_message(self, key: str) -> str:
+        return f"{self.location}/messages/{key}"
 
     def __repr__(self) -> str:
         return f"PgStore({self.location!r})"

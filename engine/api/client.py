@@ -135,8 +135,10 @@ class Ratchet:
         for it, not an approver). `data` is merged into the run's data.
 
         Returns where the file went and the run's last seq when it was checked (pass it
-        to `wait(after=...)`). InvalidMessageError for a message that can never apply (a
-        bad field, an ended run, a trigger the machine lacks); UnknownRunError.
+        to `wait(after=...)`). On PostgreSQL a signed message, or any in an open home, is a
+        row of the messages table instead (`Sent.path` None, `Sent.posted` its key).
+        InvalidMessageError for a message that can never apply (a bad field, an ended run,
+        a trigger the machine lacks); UnknownRunError.
 
         `key` (journal.keys.load_private_key) signs the message as `--key` does, for the
         wait the run is in now, valid for a day: with a people.yaml, the supervisor then

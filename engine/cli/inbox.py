@@ -4,7 +4,9 @@ Each writes one file exactly as a manual drop would (engine.supervise.sending, s
 the Python API `engine.Ratchet`: checked, then written to a temp file, fsync'd and renamed
 into the inbox), so it works whether or not a supervisor is running;
 the supervisor applies it, or moves it to inbox/rejected/ saying why. The path written
-is printed on stdout. With `--key PATH` the message is signed (engine.trust.envelope) for
+is printed on stdout. On PostgreSQL a signed message, or any message in an open home, is
+posted to the messages table instead (any host's supervisor delivers it), and its place
+there is printed. With `--key PATH` the message is signed (engine.trust.envelope) for
 the wait the run is in now, valid for `--valid-for` (default 1d on the engine's clock).
 """
 
@@ -20,6 +22,7 @@ from engine.cli.options import MACHINES_DIR, parse_inputs
 if TYPE_CHECKING:  # imported lazily at run time: `ratchet --help` stays fast
     from engine.home import Home
     from engine.supervise.message import Message
+    from engine.supervise.sending import Sent
 
 _by = click.option("--by", required=True, metavar="NAME",
                    help="Who sends it, kept in the journal (checked against the state's approvers).")
@@ -45,7 +48,15 @@ def _write(ctx: click.Context, **fields: Any) -> None:
 
     key, valid_for = fields.pop("key", None), fields.pop("valid_for", "1d")
     home, message = _check(ctx, **fields)
-    click.echo(str(send(home, message, **_signing(key, valid_for)).path))
+    _said(send(home, message, **_signing(key, valid_for)))
+
+
+def _said(sent: Sent) -> None:
+    """Print where the message went: the inbox file's path, or the row's place in the store
+    (PostgreSQL); and, on stderr, why it is a file when a row was possible."""
+    click.echo(sent.where)
+    if sent.note:
+        click.echo(f"ratchet: note: {sent.note}", err=True)
 
 
 def _signing(key_path: str | None, valid_for: str) -> dict[str, Any]:
@@ -91,6 +102,8 @@ def send(ctx: click.Context, run_id: str, trigger: str, by: str, data: tuple[str
     renamed in) and its path is printed. A running supervisor applies it at
     once, a later one when it starts; applied files go to inbox/done/, refused
     ones (not waiting for it, not an approver) to inbox/rejected/ with the reason.
+    On a PostgreSQL store a signed message (or any, in a home without people.yaml)
+    is posted to the messages table instead, for any host's supervisor.
 
     \b
     Example:
@@ -231,7 +244,8 @@ def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str
     from engine.run.clock import clock_from_env
     from engine.run.replay import fold
     from engine.run.upgrade import incompatibilities
-    from engine.supervise.message import MAX_BYTES, write_message
+    from engine.supervise.message import MAX_BYTES
+    from engine.supervise.sending import post_or_drop
 
     new = load_machine(machine, MACHINES_DIR)
     source = str(Path(new.source).resolve()) if new.source else None
@@ -251,4 +265,4 @@ def upgrade(ctx: click.Context, run_id: str, machine: str, by: str, comment: str
     if size >= MAX_BYTES:
         raise UserError(f"{machine}: the definition makes a {size}-byte inbox file, over the "
                         f"{MAX_BYTES}-byte limit of inbox files; make the definition smaller")
-    click.echo(str(write_message(home, message)))
+    _said(post_or_drop(home, message, rs))

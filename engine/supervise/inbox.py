@@ -252,6 +252,15 @@ def read_message(item: Claimed, *, max_bytes: int = MAX_BYTES) -> Message:
 def read_claimed(item: Claimed, *, max_bytes: int = MAX_BYTES) -> tuple[Message, dict[str, object], FileFacts]:
     """`read_message`, plus the object as written and what the open descriptor says of the
     file (its owner: the claimed file's, never another name's), for proving its sender."""
+    data, facts = read_claimed_bytes(item, max_bytes=max_bytes)
+    from engine.supervise.message import parse_message_object
+
+    message, raw = parse_message_object(data, Path(item.name).suffix)
+    return message, raw, facts
+
+
+def read_claimed_bytes(item: Claimed, *, max_bytes: int = MAX_BYTES) -> tuple[bytes, FileFacts]:
+    """A claimed file's bytes, read safely (not parsed), and what its open descriptor says of it."""
     if not item.safe_name:
         raise InvalidMessageError("unsafe file name", "use letters, digits and _ . @ + = - only, not starting with '.'")
     if not item.name.endswith(SUFFIXES):
@@ -274,10 +283,7 @@ def read_claimed(item: Claimed, *, max_bytes: int = MAX_BYTES) -> tuple[Message,
         os.close(fd)
     if len(data) > max_bytes:  # grew after fstat
         raise InvalidMessageError("file too large", f"more than {max_bytes} bytes")
-    from engine.supervise.message import parse_message_object
-
-    message, raw = parse_message_object(data, Path(item.name).suffix)
-    return message, raw, facts
+    return data, facts
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:

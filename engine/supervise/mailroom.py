@@ -22,6 +22,13 @@ opened — its owner by `fstat` on that descriptor, or its signature — against
 home's people.yaml, read again whenever it changes. The proof (or why there is none)
 travels with the letter to the worker, which refuses an unproven sender under the run's
 lock and journals the refusal like any other.
+
+Where the store keeps messages as rows (PostgreSQL: engine.supervise.postbox), a checked
+file is posted as a row instead of queued, and stays claimed until its row is settled;
+the queues are fed from the rows (this host's and every other's), each proven again from
+the row (engine.trust.posted), and a delivery settles its row, then files the file if it
+is this host's. Delivery is idempotent on the row's key, the `source_file` the journal
+records: two supervisors may both try a row, the run's single writer journals it once.
 """
 
 from __future__ import annotations
@@ -39,13 +46,15 @@ from engine.home import Home
 from engine.supervise import inbox
 from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
+from engine.supervise.postbox import Postbox
 from engine.supervise.runs import RunTable
 from engine.trust.sender import FileFacts, Sender, prove
+from journal.messages import Posted, message_box
 
 if TYPE_CHECKING:
     from engine.supervise.message import Message
     from engine.supervise.metrics import Metrics  # only with --metrics-port (prometheus-client is an extra)
-    from engine.trust.people import PeopleBook
+    from engine.trust.people import People, PeopleBook
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -54,13 +63,14 @@ DELIVERY_TRIES = 3  # an engine error on delivery; then the file is rejected wit
 
 @dataclass
 class Letter:
-    """A claimed, valid inbox file waiting for its run."""
+    """A valid message waiting for its run: a claimed inbox file, or a row of the store's messages."""
 
-    item: Claimed
+    key: str  # the delivery's idempotency key, journaled as `source_file`: the claimed name, or the row's key
     message: Message
-    answers: int  # what the run stood at when the file was checked (RunState.stands_at)
+    answers: int | None  # what the run stood at when the message came (RunState.stands_at); None: unknown
     tries: int = 0  # deliveries that ended in an engine error so far
-    sender: Sender | None = None  # who sent it, as proven from the claimed file
+    sender: Sender | None = None  # who sent it, as proven from the claimed file (or the row)
+    item: Claimed | None = None  # the file (None: a row; its file, if this host's, is the postbox's)
 
 
 class Mailroom:
@@ -76,6 +86,8 @@ class Mailroom:
         self._incomplete: set[str] = set()  # names in the inbox still being written
         self.observer: Metrics | None = None  # counts the files filed (the supervisor's metrics)
         self._people: PeopleBook | None = None  # people.yaml, read with the first file (pydantic: not at start)
+        box = message_box(home.store)
+        self.postbox = Postbox(home, box) if box is not None else None  # messages as rows (PostgreSQL)
 
     def warm_up(self) -> None:
         """Import what reading a file needs (the message and people.yaml models: pydantic,
@@ -117,6 +129,7 @@ class Mailroom:
                 continue
             if item is not None:
                 self._accept(item)
+        self.take_posted()
 
     @property
     def waiting_for_writers(self) -> bool:
@@ -130,9 +143,10 @@ class Mailroom:
         except OSError as exc:
             log.error("adopting claimed files failed: %s; trying again at the next rescan", exc)
             return
-        queued = {letter.item.key for queue in self._queues.values() for letter in queue}
+        queued = {letter.key for queue in self._queues.values() for letter in queue}
+        posted = self.postbox.posted if self.postbox is not None else {}
         for item in items:
-            if item.key not in queued:
+            if item.key not in queued and item.key not in posted:
                 self._accept(item)
 
     def _accept(self, item: Claimed) -> None:
@@ -144,7 +158,10 @@ class Mailroom:
 
     def _check(self, item: Claimed) -> None:
         try:
-            message, raw, facts = inbox.read_claimed(item)
+            data, facts = inbox.read_claimed_bytes(item)
+            from engine.supervise.message import parse_message_object
+
+            message, raw = parse_message_object(data, "." + item.name.rpartition(".")[2])
         except InvalidMessageError as exc:
             self._reject(item, exc.reason, exc.detail)
             return
@@ -159,22 +176,89 @@ class Mailroom:
         if answer is not None:  # journaled before a crash: only the filing was missing
             self._file(item, *answer)
             return
-        letter = Letter(item, message, tracked.state.stands_at, sender=self._sender(message, raw, facts))
+        sender = self._sender(message, raw, facts)
+        if self.postbox is not None:  # a row, delivered from the rows (by whichever supervisor gets it)
+            self.postbox.post_file(item, data, message.run, tracked.state.stands_at, sender)
+            return
+        letter = Letter(item.key, message, tracked.state.stands_at, sender=sender, item=item)
         self._queues.setdefault(message.run, deque()).append(letter)
 
     def _sender(self, message: Message, raw: dict[str, object], facts: FileFacts) -> Sender:
         """Who sent the file: proven against people.yaml, or taken at its word in an open home."""
+        people = self._current_people(message.by)
+        return people if isinstance(people, Sender) else prove(people, raw, facts)
+
+    def _current_people(self, by: str) -> People | None | Sender:
+        """people.yaml as it is now (None: an open home), or the refusal of `by` if it cannot be used."""
         from engine.trust.people import PeopleBook, PeopleFileError
 
         if self._people is None:
             self._people = PeopleBook(self.home.root)
         try:
-            people = self._people.current()
+            return self._people.current()
         except PeopleFileError as exc:  # fail closed: nobody can be verified until it is fixed
             log.error("%s", exc)
             first = str(exc).splitlines()[0]
-            return Sender(message.by, problem=f"not verified: people.yaml cannot be used ({first}); hint: fix it")
-        return prove(people, raw, facts)
+            return Sender(by, problem=f"not verified: people.yaml cannot be used ({first}); hint: fix it")
+
+    # --- rows of the store's messages table (PostgreSQL) ----------------------------------------
+
+    def take_posted(self) -> None:
+        """Queue the rows not settled yet (each once), and file this host's files whose rows settled."""
+        if self.postbox is None:
+            return
+        try:
+            queued = {letter.key for queue in self._queues.values() for letter in queue}
+            for posted in self.postbox.queued():
+                if posted.posting.key not in queued:
+                    self._accept_row(self.postbox, posted)
+            for item, accepted, reason in self.postbox.settled_files():
+                self._file(item, accepted, reason)
+        except OSError as exc:
+            log.error("posted messages: %s; looking again at the next rescan", exc)
+
+    def _accept_row(self, postbox: Postbox, posted: Posted) -> None:
+        from engine.supervise.message import parse_message_object
+
+        row = posted.posting
+        try:
+            message, raw = parse_message_object(row.body, "." + row.format)
+        except InvalidMessageError as exc:
+            self._settle(row.key, False, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason)
+            return
+        if message.run != row.run_id:
+            self._settle(row.key, False, f"the row names run '{row.run_id}' but its message is for '{message.run}'")
+            return
+        tracked = self.runs.refresh(message.run)
+        if tracked is None:
+            self._settle(row.key, False, f"unknown run: no run '{message.run}' in {self.home.store.location}")
+            return
+        if tracked.broken:
+            self._settle(row.key, False, f"run's journal is damaged: {tracked.broken}")
+            return
+        answer = tracked.state.inbox_files.get(row.key)
+        if answer is not None:  # journaled before a crash (here or on another host): only the settling was missing
+            self._settle(row.key, *answer)
+            return
+        people = self._current_people(message.by)
+        sender = people if isinstance(people, Sender) else postbox.prove(people, raw, row)
+        letter = Letter(row.key, message, row.answers, sender=sender)
+        self._queues.setdefault(message.run, deque()).append(letter)
+
+    def _settle(self, key: str, accepted: bool, reason: str) -> None:
+        """A row's delivery is journaled (or refused before any run could journal it): mark the
+        row, then file this host's file of it, if any."""
+        postbox = self.postbox
+        if postbox is None:
+            return
+        settled = postbox.settle(key, accepted, reason)  # False: another supervisor settled it first
+        if settled and not accepted:
+            log.warning("refused message %s: %s", key, reason)
+        item = postbox.posted.pop(key, None)
+        if item is not None:
+            self._file(item, accepted, reason)
+        elif settled and accepted:
+            log.info("applied %s", key)
 
     # --- delivering ---------------------------------------------------------------------------
 
@@ -194,37 +278,58 @@ class Mailroom:
         tracked = self.runs.get(run_id)
         if tracked is None or tracked.broken:
             for letter in self._queues.pop(run_id, ()):
-                self._refuse_damaged(letter.item, tracked.broken if tracked else "it is gone")
+                self._refuse_damaged(letter, tracked.broken if tracked else "it is gone")
             return None
         queue = self._queues.get(run_id)
+        while queue:
+            letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
+            answer = tracked.state.inbox_files.get(letter.key)
+            if answer is None:
+                break
+            # Journaled already (a row another supervisor delivered): no job, only its settling.
+            queue.remove(letter)
+            self._finish(letter, *answer)
         if not queue:
             self._queues.pop(run_id, None)
             return None
-        letter = next((letter for letter in queue if letter.message.cancel), queue[0])  # a cancel first
-        self._sent.add(letter.item.key)
-        return Job(run_id, "deliver", message=letter.message, source_file=letter.item.key,
+        self._sent.add(letter.key)
+        return Job(run_id, "deliver", message=letter.message, source_file=letter.key,
                    last_seq=tracked.state.last_seq, answers=letter.answers, sender=letter.sender)
 
     def delivered(self, result: Result) -> None:
         """File the delivery's file by its result (a died/killed/locked one stays queued)."""
         queue = self._queues.get(result.job.run_id)
-        letter = next((letter for letter in queue or () if letter.item.key == result.job.source_file), None)
+        letter = next((letter for letter in queue or () if letter.key == result.job.source_file), None)
         if queue is None or letter is None:
             return
         if result.outcome == "ok":
             queue.remove(letter)
-            self._file(letter.item, bool(result.accepted), result.reason)
+            self._finish(letter, bool(result.accepted), result.reason)
         elif result.outcome == "error":
             letter.tries += 1
             if letter.tries >= DELIVERY_TRIES:
                 queue.remove(letter)
-                self._file(letter.item, False, f"engine error: {result.error}")
+                self._finish(letter, False, f"engine error: {result.error}")
         if not queue:
             self._queues.pop(result.job.run_id, None)
 
     # --- filing -------------------------------------------------------------------------------
 
-    def _refuse_damaged(self, item: Claimed, error: str) -> None:
+    def _finish(self, letter: Letter, accepted: bool, reason: str) -> None:
+        """A letter's delivery is over: file its file, or settle its row."""
+        self._sent.discard(letter.key)
+        if letter.item is not None:
+            self._file(letter.item, accepted, reason)
+        else:
+            self._settle(letter.key, accepted, reason)
+
+    def _refuse_damaged(self, letter: Letter | Claimed, error: str) -> None:
+        if isinstance(letter, Letter) and letter.item is None:
+            self._settle(letter.key, False, f"run's journal is damaged: {error}")
+            return
+        item = letter.item if isinstance(letter, Letter) else letter
+        if item is None:
+            return
         try:
             self._reject(item, f"run's journal is damaged: {error}", "fix or remove the journal, then send again")
         except OSError as exc:
@@ -255,6 +360,8 @@ class Mailroom:
         for queue in self._queues.values():
             for letter in queue:
                 item = letter.item
+                if item is None:
+                    continue  # a row: it stays queued in the store for whoever delivers it next
                 if item.key in self._sent:
                     # Maybe journaled under this key: it stays claimed, and the next start adopts
                     # it under the same key (delivery is idempotent on it). Never applied twice.

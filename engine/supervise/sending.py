@@ -9,6 +9,13 @@ drops the file into the inbox (engine.supervise.message.write_message: the same 
 same kind of name whoever writes it). Whether the run is waiting for it, or the sender is
 an approver, depends on the moment the supervisor applies the file: it files the answer
 in inbox/done/ or inbox/rejected/, exactly as for a file dropped by hand.
+
+Where the store keeps messages as rows (PostgreSQL), `send` posts the message there
+directly, so that whichever host's supervisor delivers the run gets it, when that row can
+prove its sender: the message is signed, or the home is open (no people.yaml). Otherwise
+(a people file and no key) it writes the inbox file as before, whose owner proves its
+sender on this host, and `Sent.note` says so: the database cannot tell which Unix user
+inserted a row.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from pydantic_core import ErrorDetails
 from engine.errors import InvalidMessageError, UnknownRunError
 from engine.home import Home
 from engine.run.replay import RunState, fold
-from engine.supervise.message import Message, write_message
+from engine.supervise.message import Message, message_name, write_message
 from journal import check_run_id
 
 if TYPE_CHECKING:
@@ -39,11 +46,16 @@ _FRIENDLY = {  # pydantic's pattern messages, said the way people write these fi
 @dataclass(frozen=True)
 class Sent:
     """A message dropped into the inbox: its file, its run, and the run's last record when
-    it was checked (a later record is the supervisor's answer, or something newer)."""
+    it was checked (a later record is the supervisor's answer, or something newer).
+    Posted to the store's messages table instead (PostgreSQL): `path` is None and `posted`
+    is the row's key, the `source_file` its delivery journals."""
 
-    path: Path
+    path: Path | None
     run_id: str
     seq: int
+    posted: str | None = None
+    where: str = ""  # where it went, for people: the file's path, or the row's place in the store
+    note: str | None = None  # why it went where it went, when that is not what was asked (PostgreSQL)
 
 
 def compose(**fields: Any) -> Message:
@@ -90,7 +102,33 @@ def send(home: Home, message: Message, *, key: Ed25519PrivateKey | None = None,
     rs = _deliverable(home, message)
     if key is not None:
         message = signed(home, message, rs, key, valid_for)
-    return Sent(write_message(home, message), message.run, rs.last_seq)
+    return post_or_drop(home, message, rs)
+
+
+def post_or_drop(home: Home, message: Message, rs: RunState) -> Sent:
+    """Post `message` to the store's messages table when a row can prove its sender (it is
+    signed, or the home is open), else drop it into this host's inbox."""
+    from engine.trust.people import PEOPLE_FILE
+    from journal.messages import message_box
+
+    box = message_box(home.store)
+    people = (home.root / PEOPLE_FILE).exists()
+    if box is None or (people and message.signature is None):
+        path = write_message(home, message)
+        note = None if box is None else (
+            f"written to this host's inbox, not posted to {home.store.location}: with {PEOPLE_FILE}, "
+            "an unsigned message is proven by its file's owner; sign it with --key to post it")
+        return Sent(path, message.run, rs.last_seq, where=str(path), note=note)
+    from engine.supervise.postbox import who_posts
+    from journal.messages import Posting
+
+    body = message.model_dump_json(exclude_defaults=True).encode() + b"\n"  # the bytes an inbox file holds
+    while True:  # a key already taken (a 3-byte token drawn twice in one microsecond): draw again
+        key = message_name(message)
+        posting = Posting(key=key, run_id=message.run, body=body, answers=rs.stands_at,
+                          posted_by=who_posts("ratchet send"))
+        if box.post_message(posting):
+            return Sent(None, message.run, rs.last_seq, posted=key, where=box.locate_message(key))
 
 
 def signed(home: Home, message: Message, rs: RunState, key: Ed25519PrivateKey, valid_for: float) -> Message:

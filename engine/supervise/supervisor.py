@@ -142,6 +142,8 @@ class Supervisor:
                         self.runs.refresh(run_id)
                     if inbox_changed or self.mailroom.waiting_for_writers:
                         self.mailroom.scan()
+                    elif watcher.take_messages():
+                        self.mailroom.take_posted()  # rows posted or settled (PostgreSQL), by any host
                     lost = watcher.take_overflow()
                     if lost or time.monotonic() >= next_rescan:
                         restarted = watcher.ensure_alive()

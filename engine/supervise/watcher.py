@@ -20,6 +20,7 @@ from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
 
 from journal import Store, Watch
 from journal.file_watch import ObserverWatch, SafeHandler
+from journal.messages import message_box
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -107,6 +108,7 @@ class Watcher:
         self._changed_runs: set[str] = set()
         self._inbox_changed = False
         self._overflowed = False
+        self._messages_changed = False  # the store's messages table (PostgreSQL) got a row or settled one
         self._filter = _OverflowFilter(self._overflow)
         self.watches: list[Watch] = []  # the inbox's and the journals'
 
@@ -114,6 +116,9 @@ class Watcher:
         for name in _WATCHDOG_LOGGERS:
             logging.getLogger(name).addFilter(self._filter)
         self.watches = [watch_inbox(self.inbox, self._inbox_hint), self.store.watch(self._journal_hint)]
+        box = message_box(self.store)
+        if box is not None:
+            self.watches.append(box.watch_messages(self._message_hint))
 
     def take_overflow(self) -> bool:
         """Did the kernel drop events since the last call? (Then rescan everything.)"""
@@ -151,6 +156,17 @@ class Watcher:
             runs, inbox = self._changed_runs, self._inbox_changed
             self._changed_runs, self._inbox_changed = set(), False
         return runs, inbox
+
+    def take_messages(self) -> bool:
+        """Did the store's messages change since the last call? (Then read the queued rows.)"""
+        with self._lock:
+            changed, self._messages_changed = self._messages_changed, False
+        return changed
+
+    def _message_hint(self, _run_id: str) -> None:
+        with self._lock:
+            self._messages_changed = True
+        self.wake.set()
 
     def _inbox_hint(self) -> None:
         with self._lock:

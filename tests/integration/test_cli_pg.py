@@ -62,8 +62,8 @@ def test_run_approve_supervise_status_tail_verify_export_archive(env: dict[str, 
     out = ok(env, "run", "renewal_review", "--input", "customer=acme", "--id", "r1")
     assert out.splitlines()[-1].startswith("run r1: waiting in 'review'")
     assert status(env, "r1")["state"] == "review"
-    inbox_file = ok(env, "approve", "r1", "--by", "alice").strip()
-    assert Path(inbox_file).parent == Path(env["RATCHET_HOME"]) / "inbox"  # the inbox stays a folder
+    posted = ok(env, "approve", "r1", "--by", "alice").strip()  # an open home: a row of the messages table
+    assert "/messages/" in posted and not list((Path(env["RATCHET_HOME"]) / "inbox").glob("*.json"))
     ok(env, "supervise", "--once")
     assert (status(env, "r1")["state"], status(env, "r1")["status"]) == ("sent", "finished")
     assert "r1: ok (13 records; sealed through line 12)" in ok(env, "verify")

@@ -116,10 +116,11 @@ def test_on_the_database_a_signed_vote_counts_once_and_a_decision_forged_in_the_
     for name in ("bob", "carol"):
         ok(base, home, "keys", "new", name, "--out", str(tmp_path / f"{name}.key"))
     (home / "people.yaml").write_text("bob: {public_key: keys/bob.pub}\ncarol: {public_key: keys/carol.pub}\n")
-    dropped = Path(ok(base, home, "approve", "v1", "--by", "bob", "--key", str(tmp_path / "bob.key")).strip())
-    copy = dropped.read_bytes()
+    ok(base, home, "approve", "v1", "--by", "bob", "--key", str(tmp_path / "bob.key"))  # signed: a row
+    with psycopg.connect(base["RATCHET_STORE"], autocommit=True) as conn:
+        [(copy,)] = conn.execute("SELECT body FROM ratchet_messages").fetchall()
     ok(base, home, "supervise", "--once")
-    (home / "inbox" / "copy.json").write_bytes(copy)
+    (home / "inbox" / "copy.json").write_bytes(bytes(copy))  # the signed bytes again, as an inbox file
     assert "replayed: this signature was already used" in ok(base, home, "supervise", "--once")
     ok(base, home, "approve", "v1", "--by", "carol", "--key", str(tmp_path / "carol.key"))
     ok(base, home, "supervise", "--once")

@@ -1,0 +1,91 @@
+"""The PostgreSQL store's messages table (`ratchet_messages`, migration 0002): journal.messages on rows.
+
+A post is one transaction: the row, inserted unless its key is there already (`ON CONFLICT
+DO NOTHING`: posting again after a crash inserts nothing), and a NOTIFY on the store's
+message channel, sent at commit, so every supervisor sharing the store looks at once.
+Settling a row (delivered, refused) notifies too: the host that posted it files its inbox
+file. The rows are hints and a record for people; the run's journal is what decides
+whether a message was applied (its key is the `source_file` of the decision record).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from journal.messages import MessageState, Posted, Posting
+from journal.store import Watch
+
+if TYPE_CHECKING:
+    from journal.pg_store import PgStore
+
+_COLUMNS = "id, key, run_id, body, format, answers, posted_by, verified_by, via, problem, attestation, state, reason"
+
+
+def channel(store: PgStore) -> str:
+    """The channel messages are announced on (beside the journals' own)."""
+    return f"{store.channel}_m"
+
+
+def post(store: PgStore, posting: Posting) -> bool:
+    """Insert `posting` unless its key is there; True if this call inserted it."""
+    p = posting
+    try:
+        with store.pool().connection() as conn, conn.transaction():
+            inserted = conn.execute(
+                "INSERT INTO ratchet_messages (key, run_id, body, format, answers, posted_by, verified_by, via,"
+                " problem, attestation) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (key) DO NOTHING",
+                [p.key, p.run_id, p.body, p.format, p.answers, p.posted_by, p.verified_by, p.via, p.problem,
+                 p.attestation]).rowcount == 1
+            if inserted:
+                conn.execute("SELECT pg_notify(%s, %s)", [channel(store), p.run_id])
+    except psycopg.OperationalError as exc:
+        raise store._unreachable(exc) from exc
+    return inserted
+
+
+def queued(store: PgStore) -> list[Posted]:
+    """Every message not settled yet, in order of arrival."""
+    rows = store._query(f"SELECT {_COLUMNS} FROM ratchet_messages WHERE state = 'queued' ORDER BY id")
+    return [_posted(row) for row in rows]
+
+
+def settle(store: PgStore, key: str, accepted: bool, reason: str) -> bool:
+    """Mark a queued message delivered or refused (False: settled already, or no such key)."""
+    try:
+        with store.pool().connection() as conn, conn.transaction():
+            row = conn.execute(
+                "UPDATE ratchet_messages SET state = %s, reason = %s, settled_at = now()"
+                " WHERE key = %s AND state = 'queued' RETURNING run_id",
+                ["delivered" if accepted else "refused", None if accepted else reason, key]).fetchone()
+            if row is not None:
+                conn.execute("SELECT pg_notify(%s, %s)", [channel(store), row[0]])
+    except psycopg.OperationalError as exc:
+        raise store._unreachable(exc) from exc
+    return row is not None
+
+
+def states(store: PgStore, keys: Iterable[str]) -> dict[str, tuple[MessageState, str | None]]:
+    """How each of `keys` stands (keys with no row are left out)."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    rows = store._query("SELECT key, state, reason FROM ratchet_messages WHERE key = ANY(%s)", [wanted])
+    return {str(key): (state, reason) for key, state, reason in rows}
+
+
+def watch(store: PgStore, on_post: Callable[[str], None]) -> Watch:
+    from journal.pg_watch import NotifyWatch  # a thread and a connection of its own
+
+    return NotifyWatch(store.url, channel(store), on_post, where=store.location)
+
+
+def _posted(row: tuple[Any, ...]) -> Posted:
+    (id_, key, run_id, body, format_, answers, posted_by, verified_by, via, problem, attestation, state,
+     reason) = row
+    posting = Posting(key=key, run_id=run_id, body=bytes(body), format=format_, answers=answers,
+                      posted_by=posted_by, verified_by=verified_by, via=via, problem=problem,
+                      attestation=attestation)
+    return Posted(id=int(id_), posting=posting, state=state, reason=reason)
