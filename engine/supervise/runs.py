@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from engine.home import Home
 from engine.run.replay import RunState
 from journal import Cursor, InvalidRunIdError, JournalError, JournalNotFoundError
+from journal.reader import gc_paused
 
 if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
     from engine.supervise.metrics import Metrics
@@ -74,11 +75,16 @@ class RunTable:
         return changed
 
     def scan(self) -> None:
-        """Fold every journal that is new or grew since the last scan."""
+        """Fold every journal that is new or grew since the last scan.
+
+        With the collector paused: at start-up the table grows by thousands of states,
+        and each collection would walk all of them again (the scan ~15% slower).
+        """
         changes = self.home.store.changes(self._listed)
         self._listed = changes.cursor
-        for run_id in changes.run_ids:
-            self.refresh(run_id)
+        with gc_paused():
+            for run_id in changes.run_ids:
+                self.refresh(run_id)
 
     def refresh(self, run_id: str) -> Tracked | None:
         """Read a journal's new bytes and fold them in; None for a run not (yet) started.
@@ -90,18 +96,19 @@ class RunTable:
         tracked = self._runs.get(run_id) or Tracked(RunState())
         if tracked.broken:
             return tracked
-        state, record = tracked.state, None
+        state, chunk = tracked.state, None
         was = (state.status, state.state)
         try:
             chunk = store.read(run_id, after=tracked.cursor)
-            for record in chunk.records:
-                state.apply(record)  # pinned definitions are shared (journal.records caches them)
+            state.extend(chunk.records)  # pinned definitions are shared (journal.records caches them)
         except JournalNotFoundError:
             return self._runs.get(run_id)
         except InvalidRunIdError:
             return None  # not a run id at all
         except Exception as exc:  # one bad journal must never take the supervisor down
             path = store.where(run_id)
+            # The record that failed: the first one after those folded (their seqs follow).
+            record = next((r for r in chunk.records if r.seq > state.last_seq), None) if chunk is not None else None
             where = f"{path}:{record.seq}" if record is not None else path
             if isinstance(exc, JournalError):
                 tracked.broken = str(exc) if path in str(exc) else f"{where}: {exc}"

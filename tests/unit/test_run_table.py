@@ -61,3 +61,61 @@ def test_a_journal_that_cannot_be_folded_marks_its_run_damaged_with_where(home):
     start(home, "r1", StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1"))
     tracked = RunTable(home).refresh("r1")
     assert tracked.status == "damaged" and "r1.jsonl:2" in tracked.broken and "ratchet verify" in tracked.broken
+
+
+def test_a_record_that_cannot_be_folded_is_named_by_its_seq_in_a_later_read_too(home):
+    """The table folds each read's records in one call (RunState.extend); a record that
+    does not fit is still named by its own line, not the first of the read."""
+    start(home, "r1")
+    runs = RunTable(home)
+    runs.scan()
+    with home.store.writer("r1") as w:
+        w.append_many([StepStarted(state="review", attempt=1, idempotency_key="r1/review/1"),
+                       StepStarted(state="nowhere", attempt=1, idempotency_key="r1/nowhere/1")])
+    runs.scan()
+    tracked = runs.get("r1")
+    assert tracked.status == "damaged"
+    assert f"{home.store.where('r1')}:3: cannot fold this record (ReplayError" in tracked.broken
+    assert tracked.state.last_seq == 2  # as after `apply`: the last record folded
+
+
+def test_extend_folds_as_apply_does_every_fixture_journal():
+    from pathlib import Path
+
+    from engine.run.replay import RunState
+    from journal import read
+
+    fixtures = sorted((Path(__file__).parent.parent / "fixtures" / "journals").glob("*.jsonl"))
+    assert len(fixtures) >= 10
+    for path in fixtures:
+        records = read(path).records
+        one_by_one = RunState()
+        for record in records:
+            one_by_one.apply(record)
+        at_once = RunState().extend(records)
+        assert repr(at_once) == repr(one_by_one), path.name
+        assert (at_once.last_seq, at_once.updated) == (records[-1].seq, records[-1].ts)
+
+
+def test_a_scan_folds_with_the_collector_paused_and_restores_it(home):
+    import gc
+
+    start(home, "r1")
+    start(home, "r2")
+    seen = []
+
+    class Observer:
+        def run_changed(self, run_id, state, records, broken=""):
+            seen.append(gc.isenabled())
+
+    runs = RunTable(home)
+    runs.observer = Observer()
+    assert gc.isenabled()
+    runs.scan()
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        runs.scan()  # nested in a caller's pause: left paused
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
