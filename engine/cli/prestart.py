@@ -1,16 +1,16 @@
-"""`ratchet supervise` starts its workers' forkserver before the rest of the CLI loads.
+"""`ratchet supervise` forks its workers' fork server before the rest of the CLI loads.
 
 Imported by engine.cli before the command modules, for its effect: when the program is
-the `ratchet` console script and its command is `supervise`, the forkserver (a new
-interpreter importing the engine, engine.supervise.forkserver) starts now, so its imports
-overlap the CLI's and the supervisor's instead of following them: a crashed run is
-resumed sooner after a restart. Any other command, or the CLI called from Python, starts
-nothing here.
+the `ratchet` console script and its command is `supervise`, the fork server
+(engine.supervise.forkserver: a fork of this process, not a new interpreter) starts now,
+while this process is still one thread holding no descriptor but stdio, and its imports
+of what workers need run while the CLI and the supervisor import, scan the journals and
+the inbox: a crashed run is resumed sooner after a restart. Any other command, or the
+CLI called from Python, starts nothing here (the supervise command forks it then).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sys
 
@@ -34,9 +34,13 @@ def command_word(args: list[str]) -> str | None:
 
 def _is_the_program() -> bool:
     """Is this the `ratchet` program itself? Not a worker re-running its main script while
-    it starts (multiprocessing names that process after the worker, and hands it the
-    parent's argv), which must never start processes of its own."""
-    return multiprocessing.current_process().name == "MainProcess" and os.path.basename(sys.argv[0]) == "ratchet"
+    it starts (where workers come from multiprocessing's forkserver, engine.supervise.workers:
+    it names that process after the worker and hands it the parent's argv), which must never
+    start processes of its own."""
+    loaded = sys.modules.get("multiprocessing")  # such a worker has it loaded; importing it here would cost ~5 ms
+    if loaded is not None and loaded.current_process().name != "MainProcess":
+        return False
+    return os.path.basename(sys.argv[0]) == "ratchet"
 
 
 if _is_the_program() and command_word(sys.argv[1:]) == "supervise":

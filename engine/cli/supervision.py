@@ -83,7 +83,7 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     from engine.supervise.forkserver import start_forkserver
 
     home = existing_home(ctx)
-    start_forkserver()  # the workers' forkserver loads the engine while this process goes on
+    start_forkserver()  # forked now, before any thread: it loads what workers need while this process goes on
 
     from engine.supervise.supervisor import Supervisor
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,

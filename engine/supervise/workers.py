@@ -3,12 +3,16 @@
 Actions run here, never in the supervisor: a hung or crashing action costs one worker,
 which the pool kills (SIGKILL) or notices dead and replaces. The supervisor decides
 *when* to kill (a step past its timeout); the pool knows *which* process holds which run
-and since when. Workers are forked from a forkserver that has already imported the
-engine, so a replacement starts in milliseconds. Each worker holds the read end of a
+and since when. Workers are forked by the supervisor's fork server (engine.supervise.forkserver:
+a copy of the supervisor forked before any thread, with the engine loaded), so a worker,
+the first as a replacement, starts in a millisecond or two and no interpreter is exec'd.
+Should that server be gone (killed on its own, or never started because the pool's
+process ran threads first), workers come from multiprocessing's forkserver instead: a
+fresh interpreter, slower to start, as safe. Each worker holds the read end of a
 "lifeline" pipe whose only write end is the supervisor's: when the supervisor dies, even
 by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orphan keeps
 advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
-forkserver, which in turn lives as long as any worker does).
+fork server, which in turn lives as long as any worker does).
 
 What a worker does inside its process (the job loop, the lifeline, heartbeats) is
 engine.supervise.worker; what travels on the pipe (jobs, results, heartbeats) is
@@ -29,16 +33,22 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from engine.supervise.forkserver import PRELOAD
+from engine.supervise import forkserver
 from engine.supervise.jobs import Heartbeat, Job, Result
 from engine.supervise.worker import serve
 
 log = logging.getLogger("ratchet.supervisor")
 
+# Only for multiprocessing's forkserver (the fallback): a worker started from the `ratchet`
+# console script re-runs that script (as __mp_main__), which imports engine.cli: loaded once
+# there, that costs a worker nothing.
+FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli"]
+
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess | forkserver.ForkedProcess,
+                 conn: Connection) -> None:
         self.process, self.conn = process, conn
         self.job: Job | None = None
         self.since = 0.0  # time.monotonic() when the job was handed over
@@ -67,7 +77,7 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(PRELOAD)
+        self._ctx.set_forkserver_preload(FALLBACK_PRELOAD)
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 
@@ -79,11 +89,14 @@ class WorkerPool:
 
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
-            name="ratchet-worker", daemon=True,
-        )
-        process.start()
+        process: multiprocessing.process.BaseProcess | forkserver.ForkedProcess | None = forkserver.spawn(
+            child.fileno(), self._lifeline_r.fileno(), str(self.home_root), str(self.machines_dir))
+        if process is None:
+            process = self._ctx.Process(
+                target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
+                name="ratchet-worker", daemon=True,
+            )
+            process.start()
         child.close()
         return Worker(process, parent)
 
