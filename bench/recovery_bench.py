@@ -13,10 +13,12 @@ script, and times, on the wall clock:
                run, folded it, journaled step_abandoned + step_started)
   exit         (--once) -> the process ended
 
-and, where `perf` is installed, the CPU time `supervise --once` takes in all, every
-process it starts included (its fork server, or forkserver and resource tracker, and the
-workers): `perf stat -e task-clock` counts children whether or not anyone reaps them. On a
-machine others load, CPU time says more than wall time about the work done.
+Also the time a replacement worker takes (a worker killed -> its replacement's first
+answer, in a pool of one started by a fresh process, as the supervisor's is) and, where
+`perf` is installed, the CPU time `supervise --once` takes in all, every process it starts
+included (its fork server, or forkserver and resource tracker, and the workers): `perf
+stat -e task-clock` counts children whether or not anyone reaps them. On a machine others
+load, CPU time says more than wall time about the work done.
 
 Bytecode: by default the supervised processes read compiled bytecode, as an installed
 Ratchet does (pip compiles it at install): PYTHONPYCACHEPREFIX points at the bench's own
@@ -121,6 +123,38 @@ def cpu_try(template: Path, work: Path, code: Path | None, pycache: Path | None)
     return round(float(line.split(",")[0]), 1)
 
 
+REPLACEMENT = """
+import json, sys, time
+from pathlib import Path
+from engine.supervise.forkserver import start_forkserver
+from engine.supervise.jobs import Job
+from engine.supervise.workers import WorkerPool
+
+start_forkserver()  # as `ratchet supervise` does (a no-op in trees that had none of their own)
+pool = WorkerPool(1, Path(sys.argv[1]))
+pool.start()
+times = []
+for _ in range(int(sys.argv[2])):
+    worker = pool.submit(Job("nobody"))
+    began = time.perf_counter()
+    pool.kill(worker, "bench")  # SIGKILL, then the replacement is started
+    pool.submit(Job("nobody"))  # an unknown run: answered with an error, at once
+    while not pool.collect():
+        pool.workers[0].conn.poll(1)
+    times.append((time.perf_counter() - began) * 1000)
+pool.stop(1)
+pool.close()
+print(json.dumps(times))
+"""
+
+
+def replacement_tries(home: Path, tries: int, code: Path | None, pycache: Path | None) -> list[float]:
+    """ms from a worker's SIGKILL to its replacement's first answer, `tries` times."""
+    out = subprocess.run([sys.executable, "-c", REPLACEMENT, str(home), str(tries)], env=_env(home, code, pycache),
+                         capture_output=True, text=True, check=True, timeout=300)
+    return [round(t, 1) for t in json.loads(out.stdout)]
+
+
 def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
             pycache: Path | None = None) -> dict[str, float]:
     home = _fresh_home(template, work)
@@ -207,6 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
                 results[mode].append(one_try(template, work, once=mode.endswith("--once"), code=code, pycache=pycache))
                 if perf and mode in cpu:
                     cpu[mode].append(cpu_try(template, work, code, pycache))
+        replacement = {mode.removesuffix("supervise").rstrip(": ") or "this tree":
+                       summary([{"ms": t} for t in replacement_tries(work / "home", args.tries, code, pycache)])["ms"]
+                       for mode, code in modes.items() if not mode.endswith("--once")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     p50 = statistics.median(t["total"] for t in results["supervise"])
@@ -218,6 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bytecode": "cached (as installed)" if args.bytecode == "cached" else
                     f"as the environment says (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE')})",
         "ms": {mode: summary(tries) for mode, tries in results.items()},
+        "replacement_worker_ms": replacement,
         "cpu_ms_all_processes": {mode: summary([{"cpu": v} for v in values])["cpu"]
                                  for mode, values in cpu.items() if values} or "perf not installed",
         "targets": {"supervise: start -> first record of a crashed run, p50 < 100 ms": p50 < 100},

@@ -115,7 +115,7 @@ class WorkerPool:
         """While stopping: results of busy workers that come within `timeout` s (sooner if
         `wake` is ready), and `died` for a worker whose pipe closed. Spawns no replacement.
 
-        A worker's death is read from its pipe, not its process sentinel: a forkserver killed
+        A worker's death is read from its pipe, not its process sentinel: a fork server killed
         too (a SIGTERM to the whole group) makes every sentinel report an exit of 255.
         """
         busy = {worker.conn: worker for worker in self.busy() if not worker.gone}
@@ -187,7 +187,7 @@ class WorkerPool:
 
     def waitables(self) -> list[Any]:
         """What to sleep on: each busy worker's pipe, readable with its result or at EOF when
-        it died (not its process sentinel, which a dead forkserver leaves ever readable; a
+        it died (not its process sentinel, which a dead fork server leaves ever readable; a
         death the pipe does not show is found by `collect` on the next wake-up)."""
         return [w.conn for w in self.busy()]
 
@@ -227,7 +227,7 @@ class WorkerPool:
 
 def _dead(worker: Worker) -> bool:
     """Did this busy worker die? Its pipe at EOF says so. Its process handle alone is not
-    believed: when the forkserver dies (a SIGTERM to the whole group, as systemd's default
+    believed: when the fork server dies (a SIGTERM to the whole group, as systemd's default
     KillMode sends) every handle reports an exit of 255, so the pid must be gone too. (The
     pipe alone is not enough either: a process an action forked may hold it open.)"""
     if worker.gone:
@@ -243,7 +243,7 @@ def _dead(worker: Worker) -> bool:
 
 def _kill(worker: Worker) -> None:
     """SIGKILL by pid, unless its pipe says it is dead already: the process handle would not
-    signal a worker it took for dead when its forkserver died (see WorkerPool.settle)."""
+    signal a worker it took for dead when its fork server died (see WorkerPool.settle)."""
     if not worker.gone and worker.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGKILL)
