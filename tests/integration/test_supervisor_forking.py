@@ -133,6 +133,25 @@ def test_workers_are_forked_from_the_supervisor_hold_none_of_its_descriptors_and
     gate.touch()
 
 
+def test_a_fork_server_killed_alone_is_replaced_by_multiprocessing_s_and_the_run_goes_on(env: Env):
+    gate = env.dir / "gate"
+    env.start("r1", gate=str(gate))
+    sup = env.supervise("--workers", "1")
+    marker = env.started_marker("r1")
+    wait_for(marker.exists, what="the step to be in flight")
+    server = children(sup.pid)[0]
+    os.kill(server, signal.SIGKILL)  # the supervisor lives on, with threads: it may not fork another
+    wait_for(lambda: not pid_alive(server), what="the fork server to die")
+    victim = int(marker.read_text())
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: int(marker.read_text()) != victim, what="the step to run again in a replacement", timeout=60)
+    replacement = int(marker.read_text())
+    assert cmdline(replacement) != cmdline(sup.pid)  # an exec'd forkserver's child, not a fork of ours
+    gate.touch()
+    env.wait_status("r1", "waiting", "review", timeout=60)
+    assert sup.poll() is None
+
+
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see every execve")
 def test_recovering_a_crashed_run_execs_no_second_interpreter(env: Env, tmp_path: Path):
     env.start("r2")  # journaled run_started only: its first step needs a worker
