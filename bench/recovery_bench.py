@@ -12,6 +12,8 @@ script, and times, on the wall clock:
   first record -> the `ts` of the crashed run's first new record (a worker took the
                run, folded it, journaled step_abandoned + step_started)
   exit         (--once) -> the process ended
+  supervisor cpu  the CPU time the supervisor's own process had used when the record
+               was seen (10 ms ticks): the part of the start that load cannot shrink
 
 Also the time a replacement worker takes (a worker killed -> its replacement's first
 answer, in a pool of one started by a fresh process, as the supervisor's is) and, where
@@ -85,6 +87,12 @@ def _log_time(line: str) -> float:
     """The wall time of a `2026-11-30 20:51:03,123 ratchet supervise: ...` log line."""
     stamp = line[:23]
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process used so far (/proc/PID/stat, in clock ticks of 10 ms)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _journal_lines(path: Path) -> list[dict]:
@@ -172,6 +180,7 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
         lines = _journal_lines(journal)
         if len(lines) > before:
             first = lines[before]
+            cpu_at_first = _cpu_seconds(proc.pid)
         elif time.time() > deadline:
             proc.kill()
             raise SystemExit(f"no new record within 60 s; log:\n{log.read_text()}")
@@ -194,6 +203,7 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
         "pool+scan": _log_time(supervising) - _log_time(home_line),
         "first record": record_at - _log_time(supervising),
         "total": record_at - began,
+        "supervisor cpu": cpu_at_first,
     }
     if once:
         phases["exit"] = ended - record_at
