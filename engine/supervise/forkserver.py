@@ -29,6 +29,7 @@ SIGKILL; its workers end by the lifeline (engine.supervise.worker).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -84,6 +85,7 @@ class ForkServer:
     @classmethod
     def fork(cls) -> ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        gc.freeze()  # the loaded modules: no collection walks them again, so neither side copies their pages
         pid = os.fork()
         if pid == 0:  # the server
             ours.close()
@@ -163,6 +165,7 @@ def _serve(sock: socket.socket) -> NoReturn:
         _detach_stdin()
         for name in PRELOAD:
             __import__(name)  # not importlib's: `-X importtime` times only this path (tests read it)
+        gc.freeze()  # as in the supervisor: what workers inherit stays shared
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that SIGCHLD writes to wake_w

@@ -6,9 +6,9 @@ which the pool kills (SIGKILL) or notices dead and replaces. The supervisor deci
 and since when. Workers are forked by the supervisor's fork server (engine.supervise.forkserver:
 a copy of the supervisor forked before any thread, with the engine loaded), so a worker,
 the first as a replacement, starts in a millisecond or two and no interpreter is exec'd.
-Should that server be gone (killed on its own, or never started because the pool's
-process ran threads first), workers come from multiprocessing's forkserver instead: a
-fresh interpreter, slower to start, as safe. Each worker holds the read end of a
+Should that server be gone (killed on its own) or never started (a pool used outside
+`Supervisor.run`, or in a process that ran threads first), workers come from
+multiprocessing's forkserver instead: a fresh interpreter, slower to start, as safe. Each worker holds the read end of a
 "lifeline" pipe whose only write end is the supervisor's: when the supervisor dies, even
 by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orphan keeps
 advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
