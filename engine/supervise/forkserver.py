@@ -15,11 +15,12 @@ The protocol, on a SOCK_SEQPACKET pair (a message per request; asked only by the
 supervisor's loop, one at a time):
 
   request  JSON {home, machines, store} with three descriptors (SCM_RIGHTS): the worker's
-           end of its job pipe, the lifeline's read end, the write end of its status pipe
-  reply    the worker's pid (8 bytes)
-  status   when the server reaps the worker: its exit code (4 bytes, signed, -N for signal N)
-           on the status pipe, which then closes. EOF without a code: the server died, and
-           the handle reports 255 (as multiprocessing's handles do when their forkserver dies)
+           end of its job pipe, the lifeline's read end, the write end of its status pipe.
+           No reply: the supervisor goes on (it may send the worker a job at once)
+  status   on the status pipe: the worker's pid (8 bytes) once forked; when the server
+           reaps it, its exit code (4 bytes, signed, -N for signal N), and the pipe closes.
+           EOF before either: the server died, and the handle reports 255 (as
+           multiprocessing's handles do when their forkserver dies)
 
 A worker keeps stdio, its job pipe and the lifeline, and closes every other descriptor it
 inherited. The server ends at EOF on its socket, i.e. when the supervisor is gone, even by
@@ -38,11 +39,12 @@ import socket
 import struct
 import sys
 import threading
+import time
 from typing import Any, NoReturn
 
 # What every worker needs, imported once in the server (its workers inherit it, loaded).
 PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.run.clock", "multiprocessing.connection"]
-REPLY_TIMEOUT = 60.0  # seconds the first request may wait for the server's imports (a loaded machine)
+REPLY_TIMEOUT = 60.0  # seconds to wait for a worker's pid (the server may still be importing, on a loaded machine)
 _PID = struct.Struct("q")
 _CODE = struct.Struct("i")
 GONE = 255  # the exit code a handle reports when the server died before telling
@@ -95,31 +97,36 @@ class ForkServer:
         return cls(ours, pid)
 
     def spawn(self, job_fd: int, lifeline_fd: int, home: str, machines: str) -> ForkedProcess | None:
+        """Ask for a worker and return at once: a job may be sent on its pipe before it exists."""
         request = json.dumps({"home": home, "machines": machines, "store": os.environ.get("RATCHET_STORE")})
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         try:
             with self._lock:
                 socket.send_fds(self.sock, [request.encode()], [job_fd, lifeline_fd, status_w])
-                reply = self.sock.recv(_PID.size)
-        except OSError:  # EPIPE, ECONNRESET, a timeout: the server is dead or stuck
+        except OSError:  # EPIPE, ECONNREFUSED, a timeout: the server is dead or stuck
             os.close(status_r)
             return None
         finally:
             os.close(status_w)
-        if len(reply) != _PID.size:  # EOF: it died
-            os.close(status_r)
-            return None
-        return ForkedProcess(_PID.unpack(reply)[0], status_r)
+        return ForkedProcess(status_r)
 
 
 class ForkedProcess:
     """A worker forked by the server: what WorkerPool uses of a multiprocessing.Process
-    (pid, is_alive, exitcode, join, kill), its exit code read from its status pipe."""
+    (pid, is_alive, exitcode, join, kill), read from its status pipe: its pid as soon as
+    it is forked, then its exit code."""
 
-    def __init__(self, pid: int, status_fd: int) -> None:
-        self.pid: int | None = pid
+    def __init__(self, status_fd: int) -> None:
         self.sentinel = status_fd
+        self._pid: int | None = None
+        self._told = False  # the pid came, or EOF said it never will
         self._code: int | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid (waits for the server to fork it); None if the server died first."""
+        self._read_pid(REPLY_TIMEOUT)
+        return self._pid
 
     @property
     def exitcode(self) -> int | None:
@@ -133,19 +140,42 @@ class ForkedProcess:
         self._poll(timeout)
 
     def kill(self) -> None:
-        if self._code is None and self.pid is not None:
+        pid = self.pid
+        if self._code is None and pid is not None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+
+    def _read_pid(self, timeout: float | None) -> bool:
+        """Read the pid if it came within `timeout`; True once it is known (or never will be)."""
+        if self._told:
+            return True
+        from multiprocessing.connection import wait
+
+        if not wait([self.sentinel], timeout):
+            return False
+        data = os.read(self.sentinel, _PID.size)
+        self._told = True
+        if len(data) == _PID.size:
+            self._pid = _PID.unpack(data)[0]
+        else:  # EOF: the server died before it forked the worker
+            self._finish(GONE)
+        return True
 
     def _poll(self, timeout: float | None) -> None:
         if self._code is not None:
             return
         from multiprocessing.connection import wait
 
-        if not wait([self.sentinel], timeout):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._read_pid(timeout) or self._code is not None:
+            return
+        if not wait([self.sentinel], None if deadline is None else max(0.0, deadline - time.monotonic())):
             return
         data = os.read(self.sentinel, _CODE.size)
-        self._code = _CODE.unpack(data)[0] if len(data) == _CODE.size else GONE
+        self._finish(_CODE.unpack(data)[0] if len(data) == _CODE.size else GONE)
+
+    def _finish(self, code: int) -> None:
+        self._code = code
         os.close(self.sentinel)
 
     def __del__(self) -> None:
@@ -183,7 +213,8 @@ def _serve(sock: socket.socket) -> NoReturn:
                         statuses[pid] = fds[2]
                         os.close(fds[0])
                         os.close(fds[1])
-                        sock.send(_PID.pack(pid))
+                        with contextlib.suppress(OSError):  # the supervisor dropped the handle already
+                            os.write(fds[2], _PID.pack(pid))
                     else:
                         with contextlib.suppress(BlockingIOError):
                             while os.read(wake_r, 512):
