@@ -75,16 +75,23 @@ def the_tree(env: Env, sup: subprocess.Popen) -> tuple[int, list[int]]:
     return wait_for(up, what="the fork server and its workers", timeout=30)
 
 
+def sockets(pid: int) -> set[str]:
+    """The sockets `pid` holds (`socket:[inode]`): a socket held by two processes has one inode."""
+    return {target for target in descriptors(pid).values() if target.startswith("socket:")}
+
+
 def pipes_written(pid: int) -> set[str]:
     """The pipes `pid` holds a write end of, beyond stdout and stderr (inherited on purpose)."""
     return {target for fd, target in descriptors(pid).items()
             if fd > 2 and target.startswith("pipe:") and writes(pid, fd)}
 
 
-def assert_holds_nothing_of_the_supervisor(pid: int, supervisor: int, sockets: int) -> None:
+def assert_holds_nothing_of_the_supervisor(pid: int, supervisor: int, own_sockets: int | None) -> None:
     held = descriptors(pid)
     assert "anon_inode:inotify" not in held.values(), held  # the supervisor's watches
-    assert sum(target.startswith("socket:") for target in held.values()) == sockets, held
+    if own_sockets is not None:
+        assert sum(target.startswith("socket:") for target in held.values()) == own_sockets, held
+    assert sockets(pid) & sockets(supervisor) == set(), held  # none of its own (metrics, store, pipes' ends)
     # No write end the supervisor writes too (the lifeline's would keep workers alive after a kill -9).
     assert pipes_written(pid) & pipes_written(supervisor) == set(), held
 
@@ -107,10 +114,10 @@ def test_workers_are_forked_from_the_supervisor_hold_none_of_its_descriptors_and
     supervisor_holds = descriptors(sup.pid).values()
     assert "anon_inode:inotify" in supervisor_holds
     assert sum(target.startswith("socket:") for target in supervisor_holds) > WORKERS + 2
-    assert_holds_nothing_of_the_supervisor(server, sup.pid, sockets=1)  # its socket to the supervisor
+    assert_holds_nothing_of_the_supervisor(server, sup.pid, own_sockets=1)  # its socket to the supervisor
     assert not [t for t in descriptors(server).values() if t.startswith(str(env.home.root))]  # no journal, no inbox
     for worker in workers:
-        assert_holds_nothing_of_the_supervisor(worker, sup.pid, sockets=1)  # its job pipe
+        assert_holds_nothing_of_the_supervisor(worker, sup.pid, own_sockets=1)  # its job pipe
         assert pipes_written(worker) == set()  # nor the server's (its wake-up, the status pipes)
 
     # A replacement is forked while the supervisor's threads run (watches, metrics): it is
@@ -121,7 +128,7 @@ def test_workers_are_forked_from_the_supervisor_hold_none_of_its_descriptors_and
     wait_for(lambda: int(marker.read_text()) != victim, what="the step to run again in a replacement")
     replacement = int(marker.read_text())
     assert parent(replacement) == server and cmdline(replacement) == cmdline(sup.pid)
-    assert_holds_nothing_of_the_supervisor(replacement, sup.pid, sockets=1)
+    assert_holds_nothing_of_the_supervisor(replacement, sup.pid, own_sockets=1)
     assert pipes_written(replacement) == set()
 
     # kill -9 of the supervisor: the server sees its socket close, the workers their lifeline.
@@ -150,6 +157,26 @@ def test_a_fork_server_killed_alone_is_replaced_by_multiprocessing_s_and_the_run
     gate.touch()
     env.wait_status("r1", "waiting", "review", timeout=60)
     assert sup.poll() is None
+
+
+@pytest.mark.slow
+def test_on_postgresql_no_forked_process_shares_a_connection_with_the_supervisor(env: Env, pg_url: str):
+    env.env["RATCHET_STORE"] = pg_url
+    gate = env.dir / "gate"
+    started = env.cli("start", str(env.machine.with_name("approval.yaml")), "--id", "p1", "--input", f"gate={gate}")
+    assert started.returncode == 0, started.stderr
+    sup = env.supervise("--workers", str(WORKERS))
+    wait_for(env.started_marker("p1").exists, what="the step to be in flight", timeout=30)
+    server, workers = the_tree(env, sup)
+    assert "journals in postgresql:" in env.log()
+    assert "anon_inode:inotify" in descriptors(sup.pid).values()
+    assert len(sockets(sup.pid)) > WORKERS + 2  # its pipes to workers, the server, its store and LISTEN connections
+    assert_holds_nothing_of_the_supervisor(server, sup.pid, own_sockets=1)
+    for worker in workers:  # a worker has its own connection (opened when it took a job), never the supervisor's
+        assert_holds_nothing_of_the_supervisor(worker, sup.pid, own_sockets=None)
+    gate.touch()
+    wait_for(lambda: b"run p1 waits in 'review'" in (env.dir / "supervisor-0.log").read_bytes(), timeout=60,
+             what="the run to reach its wait")
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see every execve")
