@@ -12,12 +12,27 @@ script, and times, on the wall clock:
   first record -> the `ts` of the crashed run's first new record (a worker took the
                run, folded it, journaled step_abandoned + step_started)
   exit         (--once) -> the process ended
+  supervisor cpu  the CPU time the supervisor's own process had used when the record
+               was seen (10 ms ticks): the part of the start that load cannot shrink
+
+Also the time a replacement worker takes (a worker killed -> its replacement's first
+answer, in a pool of one started by a fresh process, as the supervisor's is) and, where
+`perf` is installed, the CPU time `supervise --once` takes in all, every process it starts
+included (its fork server, or forkserver and resource tracker, and the workers): `perf
+stat -e task-clock` counts children whether or not anyone reaps them. On a machine others
+load, CPU time says more than wall time about the work done.
+
+Bytecode: by default the supervised processes read compiled bytecode, as an installed
+Ratchet does (pip compiles it at install): PYTHONPYCACHEPREFIX points at the bench's own
+folder, and one untimed try per mode fills it. `--bytecode none` keeps the environment's
+PYTHONDONTWRITEBYTECODE (where set, every start compiles the engine's sources: ~45 ms of
+CPU more here).
 
 Modes alternate try by try, so the machine's noise hits both alike. Prints one JSON
-document with p50/p95 (and min/max) per mode and phase, in milliseconds.
+document with p50/p95 (and min/max) per mode and phase, in milliseconds, and the load.
 
     python bench/recovery_bench.py                 # 10 tries per mode
-    python bench/recovery_bench.py --tries 20
+    python bench/recovery_bench.py --tries 20 --compare /tmp/main   # also an older tree, interleaved
 """
 
 from __future__ import annotations
@@ -74,6 +89,12 @@ def _log_time(line: str) -> float:
     return datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU the process used so far (/proc/PID/stat, in clock ticks of 10 ms)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _journal_lines(path: Path) -> list[dict]:
     try:
         return [json.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
@@ -81,16 +102,73 @@ def _journal_lines(path: Path) -> list[dict]:
         return []
 
 
-def one_try(template: Path, work: Path, once: bool, code: Path | None = None) -> dict[str, float]:
-    home = work / "home"
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(template, home)
-    journal = home / "runs" / "crashed.jsonl"
-    before = len(_journal_lines(journal))
+def _env(home: Path, code: Path | None, pycache: Path | None) -> dict[str, str]:
     env = {**os.environ, "RATCHET_HOME": str(home)}
     env.pop("RATCHET_CRASH_AT", None)
     if code is not None:  # another checkout of Ratchet, ahead of the installed one on the path
         env["PYTHONPATH"] = str(code)
+    if pycache is not None:  # bytecode, as an installed Ratchet has it
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache / (code.name if code else "this"))
+    return env
+
+
+def _fresh_home(template: Path, work: Path) -> Path:
+    home = work / "home"
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(template, home)
+    return home
+
+
+def cpu_try(template: Path, work: Path, code: Path | None, pycache: Path | None) -> float:
+    """CPU ms of `supervise --once` recovering the run, all its processes included (perf)."""
+    home = _fresh_home(template, work)
+    out = work / "perf.csv"
+    subprocess.run(["perf", "stat", "-x,", "-e", "task-clock", "-o", str(out), str(RATCHET), "supervise", "--once"],
+                   cwd=template.parent, env=_env(home, code, pycache), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=120)
+    line = next(line for line in out.read_text().splitlines() if "task-clock" in line)
+    return round(float(line.split(",")[0]), 1)
+
+
+REPLACEMENT = """
+import json, sys, time
+from pathlib import Path
+from engine.supervise.forkserver import start_forkserver
+from engine.supervise.jobs import Job
+from engine.supervise.workers import WorkerPool
+
+start_forkserver()  # as `ratchet supervise` does (a no-op in trees that had none of their own)
+pool = WorkerPool(1, Path(sys.argv[1]))
+pool.start()
+times = []
+for _ in range(int(sys.argv[2])):
+    worker = pool.submit(Job("nobody"))
+    began = time.perf_counter()
+    pool.kill(worker, "bench")  # SIGKILL, then the replacement is started
+    pool.submit(Job("nobody"))  # an unknown run: answered with an error, at once
+    while not pool.collect():
+        pool.workers[0].conn.poll(1)
+    times.append((time.perf_counter() - began) * 1000)
+pool.stop(1)
+pool.close()
+print(json.dumps(times))
+"""
+
+
+def replacement_tries(home: Path, tries: int, code: Path | None, pycache: Path | None) -> list[float]:
+    """ms from a worker's SIGKILL to its replacement's first answer, `tries` times."""
+    out = subprocess.run([sys.executable, "-c", REPLACEMENT, str(home), str(tries)], env=_env(home, code, pycache),
+                         capture_output=True, text=True, check=True, timeout=300)
+    return [round(t, 1) for t in json.loads(out.stdout)]
+
+
+def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
+            pycache: Path | None = None) -> dict[str, float]:
+    home = _fresh_home(template, work)
+    journal = home / "runs" / "crashed.jsonl"
+    before = len(_journal_lines(journal))
+    env = _env(home, code, pycache)
     args = [str(RATCHET), "supervise", *(["--once"] if once else [])]
     log = work / "supervise.log"
     with open(log, "wb") as err:
@@ -102,6 +180,7 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None) ->
         lines = _journal_lines(journal)
         if len(lines) > before:
             first = lines[before]
+            cpu_at_first = _cpu_seconds(proc.pid)
         elif time.time() > deadline:
             proc.kill()
             raise SystemExit(f"no new record within 60 s; log:\n{log.read_text()}")
@@ -124,6 +203,7 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None) ->
         "pool+scan": _log_time(supervising) - _log_time(home_line),
         "first record": record_at - _log_time(supervising),
         "total": record_at - began,
+        "supervisor cpu": cpu_at_first,
     }
     if once:
         phases["exit"] = ended - record_at
@@ -145,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compare", type=Path, metavar="DIR",
                         help="also time the Ratchet source tree in DIR (e.g. an older commit, `git archive`d), "
                              "interleaved try by try with this one")
+    parser.add_argument("--bytecode", choices=("cached", "none"), default="cached",
+                        help="cached (default): compiled once, as installed; none: as the environment says")
     args = parser.parse_args(argv)
     if not RATCHET.exists():
         raise SystemExit(f"{RATCHET}: not found; install Ratchet in this Python's environment first")
@@ -157,10 +239,21 @@ def main(argv: list[str] | None = None) -> dict:
         if args.compare:
             modes.update({f"{args.compare}: supervise": args.compare.resolve(),
                           f"{args.compare}: supervise --once": args.compare.resolve()})
+        pycache = folder / "pycache" if args.bytecode == "cached" else None
+        if pycache is not None:
+            for mode, code in modes.items():  # untimed: fills the bytecode cache
+                one_try(template, work, once=mode.endswith("--once"), code=code, pycache=pycache)
+        perf = shutil.which("perf") is not None
         results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes if mode.endswith("--once")}
         for _ in range(args.tries):
             for mode, code in modes.items():
-                results[mode].append(one_try(template, work, once=mode.endswith("--once"), code=code))
+                results[mode].append(one_try(template, work, once=mode.endswith("--once"), code=code, pycache=pycache))
+                if perf and mode in cpu:
+                    cpu[mode].append(cpu_try(template, work, code, pycache))
+        replacement = {mode.removesuffix("supervise").rstrip(": ") or "this tree":
+                       summary([{"ms": t} for t in replacement_tries(work / "home", args.tries, code, pycache)])["ms"]
+                       for mode, code in modes.items() if not mode.endswith("--once")}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     p50 = statistics.median(t["total"] for t in results["supervise"])
@@ -169,7 +262,12 @@ def main(argv: list[str] | None = None) -> dict:
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews every figure
         "cpus": os.cpu_count(),
         "tries_per_mode": args.tries,
+        "bytecode": "cached (as installed)" if args.bytecode == "cached" else
+                    f"as the environment says (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE')})",
         "ms": {mode: summary(tries) for mode, tries in results.items()},
+        "replacement_worker_ms": replacement,
+        "cpu_ms_all_processes": {mode: summary([{"cpu": v} for v in values])["cpu"]
+                                 for mode, values in cpu.items() if values} or "perf not installed",
         "targets": {"supervise: start -> first record of a crashed run, p50 < 100 ms": p50 < 100},
     }
 

@@ -8,7 +8,7 @@ away (journals written directly with the journal API: `run_started` + `waiting`,
 exactly what the runner writes), plus the runs whose approvals are timed:
 
 - start-up: until the supervisor logs that it has read every journal;
-- RSS and PSS of the supervisor and of every process under it (forkserver, workers,
+- RSS and PSS of the supervisor and of every process under it (fork server, workers,
   the mail lane's worker), from /proc (no psutil): RSS counts the pages a forked worker
   shares with its forkserver once per process, PSS splits them;
 - idle CPU over `--idle` seconds of doing nothing, of the supervisor and of all of them
@@ -207,9 +207,10 @@ def processes(root: int) -> dict[str, dict[str, float]]:
             rss, pss = rss_mb(pid), pss_mb(pid)
         except (OSError, IndexError):
             continue
-        # Workers are forked from the forkserver, so they share its command line: tell them by parent.
+        # Workers and their fork server are forks of the supervisor (its command line): tell them by
+        # parent. (Where multiprocessing's forkserver stands in, a fresh interpreter, its command says so.)
         role = ("supervisor" if pid == root else "resource_tracker" if "resource_tracker" in cmd
-                else "forkserver" if ppid == root and "forkserver" in cmd else "worker")
+                else "forkserver" if ppid == root else "worker")
         out[f"{role} {pid}"] = {"rss": round(rss, 1), "pss": round(pss, 1)}
     return out
 

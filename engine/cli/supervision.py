@@ -81,11 +81,11 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
     from engine.supervise.forkserver import start_forkserver
+    from engine.supervise.supervisor import Supervisor
 
     home = existing_home(ctx)
-    start_forkserver()  # the workers' forkserver loads the engine while this process goes on
-
-    from engine.supervise.supervisor import Supervisor
+    # Forked now: the engine is loaded (its workers need little more), and no thread runs yet.
+    start_forkserver()
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if ctx.find_root().obj.get("debug"):

@@ -107,9 +107,9 @@ class Supervisor:
 
     def run(self, *, once: bool = False) -> int:
         """Run until `stop()` (or, with `once`, until nothing is due now). Returns 0."""
+        start_forkserver()  # before any thread or descriptor of ours (engine.supervise.forkserver)
         self.home.ensure()  # refuses symlinked inbox folders, before anything starts
         self.mailroom.open(settle=0.0 if once else self.pacing.settle)
-        start_forkserver()  # it loads the engine while this process scans (engine.supervise.workers)
         watcher = None if once else Watcher(self.home.inbox, self.home.store, self.wake)
         if watcher:
             watcher.start()

@@ -3,7 +3,7 @@
 A worker holds the read end of the supervisor's "lifeline" pipe: when the supervisor
 dies, even by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no
 orphan keeps advancing runs (the kernel's parent-death signal would not do: a worker's
-parent is the forkserver, which lives as long as any worker does).
+parent is the fork server, engine.supervise.forkserver, which lives as long as the supervisor does).
 
 A graceful stop: the supervisor sends SIGTERM to a busy worker, whose handler asks its
 Runner to drain (`Runner.drain`): the step in hand finishes, its outcome and transition

@@ -3,12 +3,16 @@
 Actions run here, never in the supervisor: a hung or crashing action costs one worker,
 which the pool kills (SIGKILL) or notices dead and replaces. The supervisor decides
 *when* to kill (a step past its timeout); the pool knows *which* process holds which run
-and since when. Workers are forked from a forkserver that has already imported the
-engine, so a replacement starts in milliseconds. Each worker holds the read end of a
+and since when. Workers are forked by the supervisor's fork server (engine.supervise.forkserver:
+a copy of the supervisor forked before any thread, with the engine loaded), so a worker,
+the first as a replacement, starts in a millisecond or two and no interpreter is exec'd.
+Should that server be gone (killed on its own) or never started (a pool used outside
+`Supervisor.run`, or in a process that ran threads first), workers come from
+multiprocessing's forkserver instead: a fresh interpreter, slower to start, as safe. Each worker holds the read end of a
 "lifeline" pipe whose only write end is the supervisor's: when the supervisor dies, even
 by SIGKILL, the read returns EOF and the worker kills itself mid-step, so no orphan keeps
 advancing runs (the kernel's parent-death signal would not do: a worker's parent is the
-forkserver, which in turn lives as long as any worker does).
+fork server, which in turn lives as long as any worker does).
 
 What a worker does inside its process (the job loop, the lifeline, heartbeats) is
 engine.supervise.worker; what travels on the pipe (jobs, results, heartbeats) is
@@ -29,16 +33,22 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from engine.supervise.forkserver import PRELOAD
+from engine.supervise import forkserver
 from engine.supervise.jobs import Heartbeat, Job, Result
 from engine.supervise.worker import serve
 
 log = logging.getLogger("ratchet.supervisor")
 
+# Only for multiprocessing's forkserver (the fallback): a worker started from the `ratchet`
+# console script re-runs that script (as __mp_main__), which imports engine.cli: loaded once
+# there, that costs a worker nothing.
+FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli"]
+
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
 
-    def __init__(self, process: multiprocessing.process.BaseProcess, conn: Connection) -> None:
+    def __init__(self, process: multiprocessing.process.BaseProcess | forkserver.ForkedProcess,
+                 conn: Connection) -> None:
         self.process, self.conn = process, conn
         self.job: Job | None = None
         self.since = 0.0  # time.monotonic() when the job was handed over
@@ -67,7 +77,7 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(PRELOAD)
+        self._ctx.set_forkserver_preload(FALLBACK_PRELOAD)
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 
@@ -79,11 +89,14 @@ class WorkerPool:
 
     def _spawn(self) -> Worker:
         parent, child = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(
-            target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
-            name="ratchet-worker", daemon=True,
-        )
-        process.start()
+        process: multiprocessing.process.BaseProcess | forkserver.ForkedProcess | None = forkserver.spawn(
+            child.fileno(), self._lifeline_r.fileno(), str(self.home_root), str(self.machines_dir))
+        if process is None:
+            process = self._ctx.Process(
+                target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
+                name="ratchet-worker", daemon=True,
+            )
+            process.start()
         child.close()
         return Worker(process, parent)
 
@@ -102,7 +115,7 @@ class WorkerPool:
         """While stopping: results of busy workers that come within `timeout` s (sooner if
         `wake` is ready), and `died` for a worker whose pipe closed. Spawns no replacement.
 
-        A worker's death is read from its pipe, not its process sentinel: a forkserver killed
+        A worker's death is read from its pipe, not its process sentinel: a fork server killed
         too (a SIGTERM to the whole group) makes every sentinel report an exit of 255.
         """
         busy = {worker.conn: worker for worker in self.busy() if not worker.gone}
@@ -174,7 +187,7 @@ class WorkerPool:
 
     def waitables(self) -> list[Any]:
         """What to sleep on: each busy worker's pipe, readable with its result or at EOF when
-        it died (not its process sentinel, which a dead forkserver leaves ever readable; a
+        it died (not its process sentinel, which a dead fork server leaves ever readable; a
         death the pipe does not show is found by `collect` on the next wake-up)."""
         return [w.conn for w in self.busy()]
 
@@ -214,7 +227,7 @@ class WorkerPool:
 
 def _dead(worker: Worker) -> bool:
     """Did this busy worker die? Its pipe at EOF says so. Its process handle alone is not
-    believed: when the forkserver dies (a SIGTERM to the whole group, as systemd's default
+    believed: when the fork server dies (a SIGTERM to the whole group, as systemd's default
     KillMode sends) every handle reports an exit of 255, so the pid must be gone too. (The
     pipe alone is not enough either: a process an action forked may hold it open.)"""
     if worker.gone:
@@ -230,7 +243,7 @@ def _dead(worker: Worker) -> bool:
 
 def _kill(worker: Worker) -> None:
     """SIGKILL by pid, unless its pipe says it is dead already: the process handle would not
-    signal a worker it took for dead when its forkserver died (see WorkerPool.settle)."""
+    signal a worker it took for dead when its fork server died (see WorkerPool.settle)."""
     if not worker.gone and worker.pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(worker.pid, signal.SIGKILL)

@@ -73,8 +73,8 @@ def test_starting_a_run_still_validates_its_definition_with_pydantic(tmp_path):
 
 def test_supervise_recovers_a_crashed_run_with_no_process_importing_the_validation_stack(tmp_path):
     home = _crashed(tmp_path)
-    # -X importtime is passed on to the forkserver (multiprocessing keeps interpreter flags),
-    # so stderr lists the imports of the supervisor and of the process its workers fork from.
+    # The fork server is a fork of the supervisor (-X importtime holds there too), so stderr
+    # lists the imports of the supervisor and of the process its workers fork from.
     env = {**os.environ, "RATCHET_HOME": str(home)}
     done = subprocess.run([sys.executable, "-X", "importtime", "-c", "from engine.cli import main; main()",
                            "supervise", "--once"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)

@@ -1,6 +1,5 @@
-"""`ratchet supervise` run as the installed console script, as users run it: it starts its
-workers' forkserver before the CLI loads (engine.cli.prestart), and its workers, which
-re-run that script while they start, must start nothing themselves."""
+"""`ratchet supervise` run as the installed console script, as users run it: its workers,
+forked from its fork server (engine.supervise.forkserver), are healthy and run the steps."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def test_the_table_names_every_command_and_its_module():
 
 def test_importing_the_cli_loads_no_command_and_supervise_loads_one():
     probe = _probe("supervise")
-    assert probe["before"] == ["engine.cli.app", "engine.cli.prestart"]
+    assert probe["before"] == ["engine.cli.app"]
     assert probe["found"] and "engine.cli.supervision" in probe["after"]
     assert "engine.cli.definitions" not in probe["after"] and probe["validation"] == []
 
