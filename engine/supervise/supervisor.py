@@ -28,6 +28,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -134,6 +135,7 @@ class Supervisor:
                 self.wake.clear()
                 self._handle(self.pool.collect())
                 self._handle(self.lane.collect())
+                changed: Collection[str] = ()
                 if watcher:
                     changed, inbox_changed = watcher.take()
                     for run_id in changed:
@@ -151,7 +153,7 @@ class Supervisor:
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
-                self._refresh_busy()
+                self._refresh_busy(read_now=changed)
                 self._consider_changed()
                 self._fire_due()
                 self._kill_overdue()
@@ -266,10 +268,12 @@ class Supervisor:
                 log.info("run %s: its latest seal is not kept outside its journal; repairing it", run_id)
                 self._ready[run_id] = None
 
-    def _refresh_busy(self) -> None:
-        # Step timeouts are judged on the journal's step_started: keep busy runs current.
+    def _refresh_busy(self, read_now: Collection[str] = ()) -> None:
+        # Step timeouts are judged on the journal's step_started: keep busy runs current
+        # (`read_now`: read a moment ago, on a hint; a second read would find nothing new).
         for worker in self.pool.busy():
-            self.runs.refresh(worker.current.run_id)
+            if worker.current.run_id not in read_now:
+                self.runs.refresh(worker.current.run_id)
 
     def _fire_due(self) -> None:
         for run_id, deadline in self.agenda.due():
