@@ -153,7 +153,7 @@ class Supervisor:
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
-                self._refresh_busy(read_now=changed)
+                self._refresh_busy(read_now=changed, hinted=watcher is not None and watcher.alive())
                 self._consider_changed()
                 self._fire_due()
                 self._kill_overdue()
@@ -268,9 +268,12 @@ class Supervisor:
                 log.info("run %s: its latest seal is not kept outside its journal; repairing it", run_id)
                 self._ready[run_id] = None
 
-    def _refresh_busy(self, read_now: Collection[str] = ()) -> None:
-        # Step timeouts are judged on the journal's step_started: keep busy runs current
-        # (`read_now`: read a moment ago, on a hint; a second read would find nothing new).
+    def _refresh_busy(self, read_now: Collection[str] = (), hinted: bool = False) -> None:
+        # Step timeouts are judged on the journal's step_started: keep busy runs current. With a
+        # live watch every append hints its run, which is read then (`read_now`), so nothing is
+        # read here; a run is read again before its worker is killed (a hint may be a moment late).
+        if hinted:
+            return
         for worker in self.pool.busy():
             if worker.current.run_id not in read_now:
                 self.runs.refresh(worker.current.run_id)
@@ -289,6 +292,13 @@ class Supervisor:
                 if worker.conn.poll():
                     continue
                 run_id = worker.current.run_id
+                tracked = self.runs.refresh(run_id)  # judged again on the journal as it is now
+                if tracked is not None:
+                    verdict = self.timeouts.judge(worker.current, tracked.state, worker.beat,
+                                                  self.timeouts.clock.now())
+                    if verdict is None:
+                        continue  # it moved on: its hint had not been read yet
+                    overdue = verdict
                 self.timeouts.killed(run_id, overdue)
                 self._handle([pool.kill(worker, overdue.why)])
                 if overdue.step_seq is None:
@@ -306,9 +316,9 @@ class Supervisor:
             if job.kind == "deliver" and job.message is not None and (job.message.cancel
                                                                      or job.message.resolve == "abort"):
                 continue  # the cancel itself (or an abort; and its on_cancel) is what the worker is doing
-            tracked = self.runs.get(run_id)
+            tracked = self.runs.refresh(run_id) or self.runs.get(run_id)  # as it is now, before a kill
             if tracked is not None and tracked.state.ended:
-                continue  # ended already (kept current by _refresh_busy): an owed on_cancel is running, never cut it
+                continue  # ended already: an owed on_cancel is running, never cut it
             if tracked is not None and _resting(tracked.state):
                 # Its job journaled `waiting` (or `retrying`) and its result is on the way: nothing is left
                 # to cut off. Should it move on (a deadline passed), the next loop sees a step and kills.
