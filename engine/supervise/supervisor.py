@@ -25,6 +25,7 @@ JOURNAL_RESCAN seconds (idle cost must not grow with the number of runs).
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -348,7 +349,8 @@ class Supervisor:
         if not self.pool.idle():
             return
         cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
-        for run_id in list(dict.fromkeys([*cancelling, *self._ready, *self.mailroom.runs_with_mail()])):
+        ready = _spread(self._ready) if self.locked_out else self._ready  # another process takes runs too
+        for run_id in list(dict.fromkeys([*cancelling, *ready, *self.mailroom.runs_with_mail()])):
             if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
                 return
             cancel = run_id in cancelling
@@ -405,6 +407,24 @@ class Supervisor:
                 else:
                     self._consider(run_id)
 
+
+
+SPREAD = 64  # the oldest ready runs, taken in a random order: see _spread
+
+
+def _spread(ready: dict[str, None]) -> list[str]:
+    """The ready runs in dispatch order once another process was found advancing runs here:
+    the oldest SPREAD from a random place among them, then the rest as they came. Supervisors
+    sharing a store all see the same runs become ready at once (a start-up, a burst): taken in
+    the same order, each would mostly find the run it picked locked by another (a wasted job,
+    and a back-off). Within the window every run has its chance each turn, and the window
+    moves on as runs are taken: none waits for ever. Alone, a supervisor keeps their order."""
+    runs = list(ready)
+    if len(runs) < 2:
+        return runs
+    head, rest = runs[:SPREAD], runs[SPREAD:]
+    turn = random.randrange(len(head))
+    return head[turn:] + head[:turn] + rest
 
 
 def _resting(state: RunState) -> bool:
