@@ -50,6 +50,10 @@ from journal.writer import utc_now
 DEFAULT_LEASE = 30.0  # seconds: how long a silent owner keeps its runs (RATCHET_PG_LEASE overrides)
 TAKEOVER_WAIT = 5.0  # seconds to wait for an expired owner's session to end once told to
 
+# Owning a run and letting it go: one call each (functions of migration 0004).
+OWN = "SELECT locked, created, last_seq, head FROM ratchet_own(%s, %s, %s, %s, %s, %s, %s)"
+RELEASE = "SELECT ratchet_release(%s, %s, %s)"
+
 
 def lease_seconds() -> float:
     raw = os.environ.get("RATCHET_PG_LEASE", "")
@@ -184,7 +188,8 @@ class PgStore:
                                 [check_run_id(run_id)]))
 
     def writer(self, run_id: str, *, create: bool = False) -> PgWriter:
-        """Own the run (see journal.pg_writer): JournalLockedError while another writer holds it."""
+        """Own the run (see journal.pg_writer): JournalLockedError while another writer holds it.
+        One round trip when the run is free (`ratchet_own`: lock, claim, and create if asked)."""
         check_run_id(run_id)
         pool = self.pool()
         key = self._run_key(run_id)
@@ -192,13 +197,24 @@ class PgStore:
             conn = pool.getconn()
         except psycopg.OperationalError as exc:
             raise self._unreachable(exc) from exc
+        owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         try:
-            self._lock_run(conn, run_id, key)
             try:
-                return self._own(conn, run_id, key, create)
+                # A session lock outlives a failed statement: unless the call said the lock is
+                # held elsewhere, it may be ours now, and is let go on any failure.
+                row = self._claim(conn, run_id, key, owner, create, try_lock=True)
+                if row is None:  # held: by a live writer (locked), or by one whose lease ran out
+                    self._lock_run(conn, run_id, key)
+                    row = self._claim(conn, run_id, key, owner, create, try_lock=False)
+                if row is None:  # cannot be: with try_lock false, the call does not lock
+                    raise JournalLockedError(self.where(run_id), run_id)
+                return self._own(conn, run_id, key, owner, create, row)
+            except JournalLockedError:
+                raise
             except BaseException:
                 if not conn.closed:
-                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                    with contextlib.suppress(psycopg.Error):
+                        conn.execute("SELECT pg_advisory_unlock(%s)", [key])
                 raise
         except psycopg.OperationalError as exc:
             pool.putconn(conn)  # a broken connection is discarded by the pool
@@ -207,10 +223,18 @@ class PgStore:
             pool.putconn(conn)
             raise
 
+    def _claim(self, conn: Conn, run_id: str, key: int, owner: str, create: bool, *,
+               try_lock: bool) -> tuple[Any, ...] | None:
+        """`ratchet_own` (migration 0004): None if the lock is held elsewhere; else (True,
+        created, last_seq, head), or (True,) alone if the run is not there to own."""
+        rows = conn.execute(OWN, [run_id, key, owner, self.lease, create, GENESIS, try_lock]).fetchall()
+        if rows and not rows[0][0]:
+            return None
+        return rows[0] if rows else (True,)
+
     def _lock_run(self, conn: Conn, run_id: str, key: int) -> None:
-        if _fetch_bool(conn, "SELECT pg_try_advisory_lock(%s)", [key]):
-            return
-        # Held. If its owner's lease ran out (a frozen or cut-off host), end its session.
+        """Take the lock `_claim` found held, if its owner's lease ran out (a frozen or cut-off
+        host): end that owner's session first."""
         ended = conn.execute(
             "SELECT pg_terminate_backend(l.pid) FROM pg_locks l, ratchet_runs r"
             " WHERE r.run_id = %s AND r.lease_until < now() AND l.pid = r.owner_pid AND l.locktype = 'advisory'"
@@ -225,28 +249,14 @@ class PgStore:
                 time.sleep(0.01)
         raise JournalLockedError(self.where(run_id), run_id)
 
-    def _own(self, conn: Conn, run_id: str, key: int, create: bool) -> PgWriter:
-        """Claim the run's lease (the advisory lock held). One round trip, and no fsync of its
-        own (asynchronous commit): the lock is what excludes other writers, a server crash
-        ends every session (and lock) anyway, and the next durable append flushes it."""
-        owner = f"{self._host}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        with conn.pipeline(), conn.transaction():
-            conn.execute("SET LOCAL synchronous_commit = off")
-            inserted = conn.execute("INSERT INTO ratchet_runs (run_id, head) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                                    [run_id, GENESIS]) if create else None
-            claimed = conn.execute(
-                "UPDATE ratchet_runs SET owner = %s, owner_pid = pg_backend_pid(),"
-                " lease_until = now() + %s * interval '1 second'"
-                " WHERE run_id = %s AND NOT archived RETURNING last_seq, head",
-                [owner, self.lease, run_id])
-        created = inserted is not None and inserted.rowcount == 1
-        row = claimed.fetchone()
-        if row is None:
+    def _own(self, conn: Conn, run_id: str, key: int, owner: str, create: bool, row: tuple[Any, ...]) -> PgWriter:
+        """The writer of a run just claimed (`row`: what `_claim` returned)."""
+        if len(row) == 1:
             if create:
                 raise JournalError(f"{self.where(run_id)}: run '{run_id}' is archived; choose another id")
             raise JournalNotFoundError(self.where(run_id), run_id)
-        writer = PgWriter(run_id=run_id, conn=conn, owner=owner, created=created, last_seq=int(row[0]),  # type: ignore[call-overload]
-                          head=str(row[1]), lease=self.lease, channel=self.channel, where=self.where(run_id),
+        writer = PgWriter(run_id=run_id, conn=conn, owner=owner, created=bool(row[1]), last_seq=int(row[2]),
+                          head=str(row[3]), lease=self.lease, channel=self.channel, where=self.where(run_id),
                           release=self._release(key), clock=utc_now)
         self._keeper.add(writer)
         return writer
@@ -261,12 +271,8 @@ class PgStore:
             conn = writer.conn
             try:
                 # The lease ends with the writer (no owner: no session for a taker to end);
-                # not durable by itself, like the claim (see _own).
-                with conn.pipeline(), conn.transaction():
-                    conn.execute("SET LOCAL synchronous_commit = off")
-                    conn.execute("UPDATE ratchet_runs SET owner = NULL, owner_pid = NULL, lease_until = NULL"
-                                 " WHERE run_id = %s AND owner = %s", [writer.run_id, writer.owner])
-                    conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+                # not durable by itself, like the claim (migration 0004).
+                conn.execute(RELEASE, [writer.run_id, writer.owner, key])
             except psycopg.Error:
                 conn.close()  # its session ends, and the lock with it; the pool drops it
             pool = self._pool

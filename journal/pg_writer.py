@@ -31,7 +31,9 @@ from types import TracebackType
 import psycopg
 
 from journal.errors import JournalWriteError
-from journal.records import Record
+from journal.records import Record, Sealed
+from journal.seal import KIND as SEALS
+from journal.seal import side_name as seal_name
 from journal.store import Cursor
 from journal.writer import chain
 
@@ -39,18 +41,26 @@ log = logging.getLogger("ratchet.journal")
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-APPEND = """
+OWNED = """
 WITH owned AS (
     UPDATE ratchet_runs
-       SET last_seq = %(seq)s, head = %(head)s, change = nextval('ratchet_change'),
-           txid = pg_current_xact_id(), lease_until = now() + %(lease)s * interval '1 second'
-     WHERE run_id = %(run_id)s AND owner = %(owner)s AND last_seq = %(after)s AND head = %(prev)s
+       SET last_seq = %s, head = %s, change = nextval('ratchet_change'),
+           txid = pg_current_xact_id(), lease_until = now() + %s * interval '1 second'
+     WHERE run_id = %s AND owner = %s AND last_seq = %s AND head = %s
  RETURNING run_id
-)
+)"""
+LINES = """
 INSERT INTO ratchet_records (run_id, seq, line)
-SELECT owned.run_id, t.seq, t.line
-  FROM owned, unnest(%(seqs)s::bigint[], %(lines)s::bytea[]) AS t(seq, line)
+SELECT owned.run_id, %s + t.n, t.line
+  FROM owned, unnest(%s::bytea[]) WITH ORDINALITY AS t(line, n)
 """
+APPEND = OWNED + LINES
+# append_sealed: the seal ending the batch is also the run's side file (journal.seal).
+APPEND_SEALED = OWNED + """,
+kept AS (
+    INSERT INTO ratchet_side_files (kind, name, data) SELECT %s, %s, %s FROM owned
+        ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data
+)""" + LINES
 
 # Sent after the append commits, in a transaction of its own: a NOTIFY inside the append's
 # transaction holds a server-wide lock through that commit's fsync, so concurrent appends
@@ -96,7 +106,15 @@ class PgWriter:
     def append(self, record: Record) -> Record:
         return self.append_many((record,))[0]
 
-    def append_many(self, records: Sequence[Record]) -> Sequence[Record]:
+    def append_sealed(self, records: Sequence[Record]) -> Sequence[Record]:
+        """`append_many` of a batch ending in a seal, which is also kept as the run's side file
+        (journal.seal) in the same transaction: never ahead of the journal, never over a newer
+        seal (only the owner appends), and no round trip of its own."""
+        if not records or not isinstance(records[-1], Sealed):
+            raise ValueError("append_sealed: the batch must end in a seal")
+        return self.append_many(records, keep_seal=True)
+
+    def append_many(self, records: Sequence[Record], *, keep_seal: bool = False) -> Sequence[Record]:
         """One transaction: all records durable (committed) when this returns, or none."""
         if self._broken or self.closed:
             why = self._broken or "it was closed"
@@ -104,14 +122,17 @@ class PgWriter:
         if not records:
             return records
         lines, seq, prev = chain(records, self.last_seq, self.last_hash, self._clock)
-        params = {"seq": seq, "head": prev, "lease": self._lease, "run_id": self.run_id, "owner": self.owner,
-                  "after": self.last_seq, "prev": self.last_hash,
-                  "seqs": list(range(self.last_seq + 1, seq + 1)), "lines": lines}
+        params: list[object] = [seq, prev, self._lease, self.run_id, self.owner, self.last_seq, self.last_hash]
+        query = APPEND
+        if keep_seal:
+            query = APPEND_SEALED
+            params += [SEALS, seal_name(self.run_id), lines[-1] + b"\n"]  # the side file: the seal's line
+        params += [self.last_seq, lines]
         with self.lock:
             try:
                 with self.conn.pipeline():
                     self.conn.execute("BEGIN")
-                    appended = self.conn.execute(APPEND, params)
+                    appended = self.conn.execute(query, params)
                     self.conn.execute("COMMIT")
                     self.conn.execute(HINT, [self._channel, self.run_id])
                 inserted = appended.rowcount

@@ -106,6 +106,11 @@ def _name(run_id: str) -> str:
     return f"{run_id}.json"
 
 
+def side_name(run_id: str) -> str:
+    """The name of the run's side file (of kind KIND): for a store that keeps it itself."""
+    return _name(run_id)
+
+
 # --- checking ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -371,12 +371,23 @@ class Runner:
         if seal is not None:  # the run is at rest now: seal what it did, in the same write
             s.rs.apply(seal)
             batch.append(seal)
-        s.writer.append_many(batch)  # one write, one fsync
+        kept = self._append(s.writer, batch, seal is not None)  # one write, one fsync
         crash_point("after_append")
         s.rs.last_seq = s.writer.last_seq
         if seal is not None:
-            self.sealer.sealed(s.rs.run_id, seal)
+            self.sealer.sealed(s.rs.run_id, seal, kept=kept)
         self._notify_records(batch)
+
+    @staticmethod
+    def _append(writer: Writer, batch: list[Record], sealed: bool) -> bool:
+        """Append `batch`; True if the writer also kept its seal as the side file, in the same
+        transaction (PostgreSQL's `append_sealed`): the sealer then has nothing left to write."""
+        keep = getattr(writer, "append_sealed", None) if sealed else None
+        if keep is None:
+            writer.append_many(batch)
+            return False
+        keep(batch)
+        return True
 
     def _seal_owed(self, s: _Session) -> None:
         """Finish the sealing a crash cut short (a torn seal, a side file not yet written),
@@ -385,9 +396,9 @@ class Runner:
             seal = self.sealer.seal(s.rs, [], s.writer, iso(self.clock.now()))
             if seal is not None:
                 s.rs.apply(seal)
-                s.writer.append_many([seal])
+                kept = self._append(s.writer, [seal], True)
                 s.rs.last_seq = s.writer.last_seq
-                self.sealer.sealed(s.rs.run_id, seal)
+                self.sealer.sealed(s.rs.run_id, seal, kept=kept)
                 self._notify_records([seal])
         self.sealer.repair_side(s.rs)
 

@@ -149,9 +149,14 @@ class Sealer:
         seal.ts = ts
         return seal
 
-    def sealed(self, run_id: str, seal: Sealed) -> None:
+    def sealed(self, run_id: str, seal: Sealed, *, kept: bool = False) -> None:
         """`seal` is durable in the journal now: keep it outside too, once the run's lock is
-        released (`publish`): its two fsyncs must not hold up another process's message."""
+        released (`publish`): its two fsyncs must not hold up another process's message.
+        `kept`: the writer kept it as the side file in the same transaction (PostgreSQL)."""
+        if kept:
+            self._published[run_id] = max(seal.seq, self._published.get(run_id, 0))
+            self._pending.pop(run_id, None)
+            return
         self._pending[run_id] = seal
 
     def publish(self) -> None:

@@ -25,9 +25,11 @@ JOURNAL_RESCAN seconds (idle cost must not grow with the number of runs).
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -136,6 +138,7 @@ class Supervisor:
                 self.wake.clear()
                 self._handle(self.pool.collect())
                 self._handle(self.lane.collect())
+                changed: Collection[str] = ()
                 if watcher:
                     changed, inbox_changed = watcher.take()
                     for run_id in changed:
@@ -156,7 +159,7 @@ class Supervisor:
                         self._tidy_ticket_copies()
                         self.mailroom.scan()
                         next_rescan = time.monotonic() + self.pacing.rescan
-                self._refresh_busy()
+                self._refresh_busy(read_now=changed, hinted=watcher is not None and watcher.alive())
                 self._consider_changed()
                 self._fire_due()
                 self._kill_overdue()
@@ -279,10 +282,15 @@ class Supervisor:
         except JournalError as exc:  # the database is away: the copies wait for the next rescan
             log.warning("%s", exc)
 
-    def _refresh_busy(self) -> None:
-        # Step timeouts are judged on the journal's step_started: keep busy runs current.
+    def _refresh_busy(self, read_now: Collection[str] = (), hinted: bool = False) -> None:
+        # Step timeouts are judged on the journal's step_started: keep busy runs current. With a
+        # live watch every append hints its run, which is read then (`read_now`), so nothing is
+        # read here; a run is read again before its worker is killed (a hint may be a moment late).
+        if hinted:
+            return
         for worker in self.pool.busy():
-            self.runs.refresh(worker.current.run_id)
+            if worker.current.run_id not in read_now:
+                self.runs.refresh(worker.current.run_id)
 
     def _fire_due(self) -> None:
         for run_id, deadline in self.agenda.due():
@@ -298,6 +306,13 @@ class Supervisor:
                 if worker.conn.poll():
                     continue
                 run_id = worker.current.run_id
+                tracked = self.runs.refresh(run_id)  # judged again on the journal as it is now
+                if tracked is not None:
+                    verdict = self.timeouts.judge(worker.current, tracked.state, worker.beat,
+                                                  self.timeouts.clock.now())
+                    if verdict is None:
+                        continue  # it moved on: its hint had not been read yet
+                    overdue = verdict
                 self.timeouts.killed(run_id, overdue)
                 self._handle([pool.kill(worker, overdue.why)])
                 if overdue.step_seq is None:
@@ -315,9 +330,9 @@ class Supervisor:
             if job.kind == "deliver" and job.message is not None and (job.message.cancel
                                                                      or job.message.resolve == "abort"):
                 continue  # the cancel itself (or an abort; and its on_cancel) is what the worker is doing
-            tracked = self.runs.get(run_id)
+            tracked = self.runs.refresh(run_id) or self.runs.get(run_id)  # as it is now, before a kill
             if tracked is not None and tracked.state.ended:
-                continue  # ended already (kept current by _refresh_busy): an owed on_cancel is running, never cut it
+                continue  # ended already: an owed on_cancel is running, never cut it
             if tracked is not None and _resting(tracked.state):
                 # Its job journaled `waiting` (or `retrying`) and its result is on the way: nothing is left
                 # to cut off. Should it move on (a deadline passed), the next loop sees a step and kills.
@@ -347,7 +362,8 @@ class Supervisor:
         if not self.pool.idle():
             return
         cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
-        for run_id in list(dict.fromkeys([*cancelling, *self._ready, *self.mailroom.runs_with_mail()])):
+        ready = _spread(self._ready) if self.locked_out else self._ready  # another process takes runs too
+        for run_id in list(dict.fromkeys([*cancelling, *ready, *self.mailroom.runs_with_mail()])):
             if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
                 return
             cancel = run_id in cancelling
@@ -404,6 +420,24 @@ class Supervisor:
                 else:
                     self._consider(run_id)
 
+
+
+SPREAD = 64  # the oldest ready runs, taken in a random order: see _spread
+
+
+def _spread(ready: dict[str, None]) -> list[str]:
+    """The ready runs in dispatch order once another process was found advancing runs here:
+    the oldest SPREAD from a random place among them, then the rest as they came. Supervisors
+    sharing a store all see the same runs become ready at once (a start-up, a burst): taken in
+    the same order, each would mostly find the run it picked locked by another (a wasted job,
+    and a back-off). Within the window every run has its chance each turn, and the window
+    moves on as runs are taken: none waits for ever. Alone, a supervisor keeps their order."""
+    runs = list(ready)
+    if len(runs) < 2:
+        return runs
+    head, rest = runs[:SPREAD], runs[SPREAD:]
+    turn = random.randrange(len(head))
+    return head[turn:] + head[:turn] + rest
 
 
 def _resting(state: RunState) -> bool:
