@@ -80,19 +80,21 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --metrics-port 9464
     """
     from engine.home import Home  # lazy: keeps `ratchet --help` fast
+    from engine.run.sealing import home_key
+    from engine.supervise import worker  # noqa: F401  (what both sides need, imported once before the fork)
     from engine.supervise.forkserver import start_forkserver
-    from engine.supervise.supervisor import Supervisor
 
     home = existing_home(ctx)
-    # Forked now: the engine is loaded (its workers need little more), and no thread runs yet.
+    # Forked now, before the supervisor's own modules: no thread runs yet, and the server
+    # imports the runner on one core while this process imports the rest on the other.
     start_forkserver()
+    from engine.supervise.supervisor import Supervisor
+
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if ctx.find_root().obj.get("debug"):
         logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
     supervised = Home(home)
-    from engine.run.sealing import home_key
-
     home_key(supervised)  # a missing or foreign sealing key stops it here, not in every worker
     where = supervised.store.location
     store = f"; journals in {where}" if where.startswith("postgresql:") else ""

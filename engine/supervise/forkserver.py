@@ -5,11 +5,14 @@ Why not multiprocessing's forkserver (what workers came from before): it is a se
 interpreter that imports the engine again, plus a resource tracker, ~0.1 s of CPU each on
 the path of every recovery. Why not fork workers from the supervisor itself: once it runs
 threads (the watches, metrics, the inbox warm-up), a forked child could inherit a lock a
-thread held. So `ratchet supervise` forks this server once its own modules are imported
-(they are nearly all a worker needs) and before it starts a thread or opens a watch, a
-socket or a journal. The server never starts a thread; it imports the little more a worker
-needs (PRELOAD) while the supervisor goes on, then forks a worker per request, so a
-replacement worker starts in a millisecond or two too. Nothing is exec'd.
+thread held. So `ratchet supervise` forks this server once the modules both sides need are
+imported (the CLI, the home, sealing, engine.supervise.worker), before its own (the
+watches, the mailroom, the loop), and before it starts a thread or opens a watch, a socket
+or a journal. The server never starts a thread; it imports the rest a worker needs (PRELOAD)
+on one core while the supervisor imports its own modules on the other, then forks a worker
+per request, so a replacement worker starts in a millisecond or two too. Nothing is exec'd.
+Forking earlier, right after the CLI, was measured slower: both sides then import the
+shared modules, ~20 ms more CPU on the recovery's path (README, "Performance").
 
 The protocol, on a SOCK_SEQPACKET pair (a message per request; asked only by the
 supervisor's loop, one at a time):

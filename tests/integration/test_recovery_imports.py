@@ -84,3 +84,33 @@ def test_supervise_recovers_a_crashed_run_with_no_process_importing_the_validati
     assert "engine.run.runner" in imported and "engine.supervise.worker" in imported  # both processes were seen
     assert imported & {"pydantic", "engine.definition.loader", "engine.definition.spec", "engine.trust.people",
                        "engine.supervise.message", "transitions", "yaml"} == set()
+
+
+# The recovered step reports on its own worker: which of the supervisor's loop modules it
+# carries, and its grandparent (worker <- fork server <- supervisor).
+INTROSPECTING = """
+import os, sys
+from pathlib import Path
+
+def work(ctx):
+    server = int(Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    loop = ("watchdog", "engine.supervise.supervisor", "engine.supervise.mailroom", "engine.supervise.watcher")
+    execd = b"forkserver" in Path(f"/proc/{os.getppid()}/cmdline").read_bytes()  # multiprocessing's
+    return {"grandparent": server, "execd": execd, "loop_modules": [m for m in loop if m in sys.modules]}
+"""
+
+
+def test_the_fork_server_is_forked_before_the_supervisor_imports_its_loop(tmp_path):
+    home = _crashed(tmp_path)
+    (tmp_path / "resumable_actions.py").write_text(INTROSPECTING)  # the crash came before the action ran
+    env = {**os.environ, "RATCHET_HOME": str(home)}
+    sup = subprocess.Popen([sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--once"],
+                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, stderr = sup.communicate(timeout=120)
+    assert sup.returncode == 0, stderr[-2000:]
+    records = [json.loads(line) for line in (home / "runs" / "crashed.jsonl").read_text().splitlines()]
+    data = next(r["data"] for r in records if r["type"] == "step_succeeded")
+    assert (data["grandparent"], data["execd"]) == (sup.pid, False), data  # our fork server's, not the fallback
+    # The server was forked before the watches, the mailroom and the loop were imported: it
+    # imported the runner while the supervisor imported those, and its workers carry none.
+    assert data["loop_modules"] == [], data
