@@ -51,12 +51,13 @@ from engine.supervise.mailroom import Mailroom
 from engine.supervise.runs import RunTable
 from engine.supervise.stopping import Stops
 from engine.supervise.timeouts import JOB_TIMEOUT, StepTimeouts
-from engine.supervise.watcher import Wakeup, Watcher
+from engine.supervise.wakeup import Wakeup
 from engine.supervise.workers import WorkerPool
 from journal import JournalError
 
 if TYPE_CHECKING:  # only with --metrics-port (prometheus-client is an extra)
     from engine.supervise.metrics import Metrics
+    from engine.supervise.watcher import Watcher  # imported in run(): --once watches nothing
 
 log = logging.getLogger("ratchet.supervisor")
 
@@ -112,8 +113,11 @@ class Supervisor:
         start_forkserver()  # before any thread or descriptor of ours (engine.supervise.forkserver)
         self.home.ensure()  # refuses symlinked inbox folders, before anything starts
         self.mailroom.open(settle=0.0 if once else self.pacing.settle)
-        watcher = None if once else Watcher(self.home.inbox, self.home.store, self.wake)
-        if watcher:
+        watcher = None
+        if not once:  # watchdog is imported only now: `--once` (cron, a recovery) does without
+            from engine.supervise.watcher import Watcher
+
+            watcher = Watcher(self.home.inbox, self.home.store, self.wake)
             watcher.start()
         self.runs.scan()
         self._repair_seals()

@@ -9,15 +9,14 @@ dead watch).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import FileClosedEvent, FileCreatedEvent, FileMovedEvent
 
+from engine.supervise.wakeup import Wakeup
 from journal import Store, Watch
 from journal.file_watch import ObserverWatch, SafeHandler
 from journal.messages import message_box
@@ -26,35 +25,6 @@ log = logging.getLogger("ratchet.supervisor")
 
 # inotify would report reads too (IN_OPEN/IN_ACCESS/IN_CLOSE_NOWRITE) if not narrowed.
 _INBOX_EVENTS = [FileCreatedEvent, FileMovedEvent, FileClosedEvent]
-
-
-class Wakeup:
-    """A set/clear flag another thread (or a signal handler) raises to wake the loop.
-
-    A self-pipe rather than a threading.Event, so that one `multiprocessing.connection.wait`
-    sleeps on it and on the workers' pipes at once.
-    """
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def fileno(self) -> int:
-        return self._r
-
-    def set(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop will wake anyway
-            os.write(self._w, b"!")
-
-    def clear(self) -> None:
-        try:
-            while os.read(self._r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        for fd in (self._r, self._w):
-            os.close(fd)
 
 
 def _shorten_move_pairing() -> None:

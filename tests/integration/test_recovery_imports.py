@@ -84,6 +84,7 @@ def test_supervise_recovers_a_crashed_run_with_no_process_importing_the_validati
     assert "engine.run.runner" in imported and "engine.supervise.worker" in imported  # both processes were seen
     assert imported & {"pydantic", "engine.definition.loader", "engine.definition.spec", "engine.trust.people",
                        "engine.supervise.message", "transitions", "yaml"} == set()
+    assert imported & {"watchdog", "engine.supervise.watcher"} == set()  # --once watches nothing
 
 
 # The recovered step reports on its own worker: which of the supervisor's loop modules it
