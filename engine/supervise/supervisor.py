@@ -42,6 +42,7 @@ from engine.run.status import RunStatus
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
+from engine.supervise.claims import Claims
 from engine.supervise.forkserver import start_forkserver
 from engine.supervise.jobs import Job, Result
 from engine.supervise.lane import MailLane
@@ -95,6 +96,8 @@ class Supervisor:
         self.mailroom = Mailroom(home, self.runs)
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
         self.family = Family(home, self.runs)  # fan-out: children's ends to parents, unwanted children cancelled
+        timers = home.store.timers  # a shared store: due deadlines are claimed, not taken from the agenda
+        self.claims = Claims(timers, clock, self.runs, every=rescan) if timers is not None else None
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
@@ -167,6 +170,8 @@ class Supervisor:
                 self._sleep(next_rescan, once)
         finally:
             self._shutdown(watcher)
+        if self.claims is not None:
+            log.info("%d due deadlines claimed from the store and fired here", self.claims.fired)
         if self.locked_out:
             log.info("%d jobs found their run locked by another process (another supervisor, or a "
                      "`ratchet run`) and waited for it", self.locked_out)
@@ -204,6 +209,8 @@ class Supervisor:
         drained = stopping.drain(self.pool, self.stops, self.pacing.grace, self.wake)
         self._handle(drained.finished)  # files delivered inbox files; refreshes the runs' rows
         stopping.report(drained, self.stops, self._where)
+        if self.claims is not None:
+            self.claims.release()  # claims not acted on: another supervisor may take them now
         self.mailroom.close()
         self.pool.close()
         self.lane.close()
@@ -272,6 +279,11 @@ class Supervisor:
             self.runs.refresh(worker.current.run_id)
 
     def _fire_due(self) -> None:
+        if self.claims is not None:  # a shared store: advance only the due runs this supervisor claims
+            room = len(self.pool.idle()) - len(self._ready)
+            for run_id in self.claims.take(self.agenda.due(), room):
+                self._ready[run_id] = None
+            return
         for run_id, deadline in self.agenda.due():
             state = self.runs[run_id].state
             if state.deadline == deadline and state.status in ("waiting", "retrying"):

@@ -1,0 +1,121 @@
+"""Due deadlines claimed from a shared store, so that supervisors split them (PostgreSQL).
+
+On a store with timers (journal.timers), a passed deadline in this supervisor's agenda is
+only a reason to look: the run is advanced by the supervisor that *claims* its timer, one
+indexed `FOR UPDATE SKIP LOCKED` statement that takes due timers nobody else holds, and
+never more than this supervisor has free workers for (so a second supervisor takes the
+rest). Two supervisors never dispatch the same due run; a claim runs out after the store's
+lease, so the claims of a supervisor that died are taken by another.
+
+When it looks: when its agenda (fed by the journals it folds) saw a deadline pass, again
+while its last claim came back full, and every `every` seconds anyway (claims that ran out,
+timers of runs it has not folded yet). One indexed statement; no scan of the runs.
+
+Each claimed timer is checked against the journal (the run folded to its latest record):
+the deadline still stands, and the run is advanced (the Runner then sets or clears the
+timer, which ends the claim); or the timer is stale, and is repaired here — set to the
+run's later deadline, or cleared up to the seq read. A timer a crash lost (the run rests
+with a deadline, no row) is found from the agenda: a deadline seen passing that no claim
+brought within `every` seconds is checked in the journal and its timer added if missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import datetime
+
+from engine.run.clock import Clock
+from engine.run.replay import RunState
+from engine.supervise.runs import RunTable
+from journal.timers import Due, Timers
+
+log = logging.getLogger("ratchet.supervisor")
+
+AT_REST = ("waiting", "retrying")  # the statuses whose deadline a timer keeps
+
+
+def rests_until(state: RunState) -> datetime | None:
+    """The deadline of a run at rest with one, else None."""
+    return state.deadline if state.status in AT_REST else None
+
+
+class Claims:
+    """This supervisor's side of the store's timers: what to claim, and repairs."""
+
+    def __init__(self, timers: Timers, clock: Clock, runs: RunTable, *, every: float) -> None:
+        self.timers = timers
+        self.clock = clock
+        self.runs = runs
+        self.every = every
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.fired = 0  # claimed timers whose deadline the journal confirmed: runs advanced
+        self._owed = True  # look now: at start-up, after a passed deadline, after a full claim
+        self._next_look = 0.0  # time.monotonic() of the next look whatever happens
+        self._seen: dict[str, tuple[datetime, float]] = {}  # passed deadline -> when seen, until claimed
+
+    def take(self, passed: list[tuple[str, datetime]], room: int) -> list[str]:
+        """The runs to advance now: due timers claimed for up to `room` free workers, checked
+        in the journal. `passed`: the deadlines the agenda saw pass since the last call."""
+        mono = time.monotonic()
+        for run_id, deadline in passed:
+            self._seen.setdefault(run_id, (deadline, mono))
+        self._owed = self._owed or bool(passed)
+        periodic = mono >= self._next_look
+        if periodic:
+            self._next_look = mono + self.every
+            self._restore_lost(mono)
+        if room <= 0 or not (self._owed or periodic):
+            return []
+        claimed = self.timers.claim(self.clock.now(), self.owner, room)
+        self._owed = len(claimed) >= room  # maybe more are due: look again when workers free up
+        ready = []
+        for due in claimed:
+            self._seen.pop(due.run_id, None)
+            if self._stands(due):
+                ready.append(due.run_id)
+        self.fired += len(ready)
+        return ready
+
+    def release(self) -> None:
+        """Give up the claims not acted on (a stop): other supervisors may take them at once."""
+        self.timers.release(self.owner)
+
+    def _stands(self, due: Due) -> bool:
+        """Does the journal confirm the claimed deadline? If not, repair the timer from it."""
+        tracked = self.runs.refresh(due.run_id)
+        if tracked is None or tracked.broken:
+            self.timers.clear(due.run_id, due.seq)  # gone (archived) or left alone as damaged
+            return False
+        state = tracked.state
+        deadline = rests_until(state)
+        if deadline == due.due:
+            return True
+        if deadline is not None:  # the row is behind the journal (a crash after an append)
+            self.timers.set(due.run_id, deadline, state.last_seq)
+        else:  # the run moved on: a stale row
+            self.timers.clear(due.run_id, state.last_seq)
+        log.debug("run %s: its timer (due %s, as of #%d) was stale; repaired", due.run_id, due.due, due.seq)
+        return False
+
+    def _restore_lost(self, mono: float) -> None:
+        """Deadlines seen passing over `every` s ago that no claim brought: if the journal says
+        the run still rests until then, add its timer (kept if another supervisor's is there)."""
+        lost = []
+        for run_id, (deadline, seen) in list(self._seen.items()):
+            if mono - seen < self.every:
+                continue
+            del self._seen[run_id]
+            tracked = self.runs.get(run_id)
+            if tracked is None or tracked.broken or rests_until(tracked.state) != deadline:
+                continue  # moved on (folded from its journal's changes): nothing was lost
+            tracked = self.runs.refresh(run_id)
+            if tracked is not None and not tracked.broken and rests_until(tracked.state) == deadline:
+                lost.append((run_id, deadline, tracked.state.last_seq))
+        added = self.timers.ensure(lost)
+        if added:
+            log.info("restored the timers of %d runs at rest past their deadline (a crash lost them)", added)
+            self._owed = True
