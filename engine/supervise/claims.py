@@ -28,6 +28,7 @@ import time
 import uuid
 from datetime import datetime
 
+from engine.faults import crash_point
 from engine.run.clock import Clock
 from engine.run.replay import RunState
 from engine.supervise.runs import RunTable
@@ -71,6 +72,8 @@ class Claims:
         if room <= 0 or not (self._owed or periodic):
             return []
         claimed = self.timers.claim(self.clock.now(), self.owner, room)
+        if claimed:
+            crash_point("after_claim")  # a supervisor that dies holding claims (tests/integration/test_pg_deadlines.py)
         self._owed = len(claimed) >= room  # maybe more are due: look again when workers free up
         ready = []
         for due in claimed:
