@@ -32,6 +32,7 @@ from engine.faults import crash_point
 from engine.run.clock import Clock
 from engine.run.replay import RunState
 from engine.supervise.runs import RunTable
+from journal.errors import JournalError
 from journal.timers import Due, Timers
 
 log = logging.getLogger("ratchet.supervisor")
@@ -84,8 +85,12 @@ class Claims:
         return ready
 
     def release(self) -> None:
-        """Give up the claims not acted on (a stop): other supervisors may take them at once."""
-        self.timers.release(self.owner)
+        """Give up the claims not acted on (a stop): other supervisors may take them at once.
+        A database that does not answer keeps them until they run out (the stop goes on)."""
+        try:
+            self.timers.release(self.owner)
+        except JournalError as exc:
+            log.warning("could not give back this supervisor's claims (%s); they run out by themselves", exc)
 
     def _stands(self, due: Due) -> bool:
         """Does the journal confirm the claimed deadline? If not, repair the timer from it."""
