@@ -27,12 +27,17 @@ from journal.timers import Due
 Query = Callable[[Any, Any], list[tuple[Any, ...]]]  # PgStore._query: rows of one statement
 Execute = Callable[[Any, Any], int]  # PgStore._execute: rows changed by one statement
 
-SET = ("INSERT INTO ratchet_timers (run_id, due_at, seq) VALUES (%s, %s, %s)"
+# Every statement commits without waiting for the disk (as a run's claim and a seal's side row
+# do): the journal is durable first, and a timer, a claim or a release a server crash loses is
+# repaired from it like one a crashed process never wrote (see above). `ASYNC` is joined in
+# so that it is evaluated: set_config(..., true) lasts until the statement's commit.
+ASYNC = "(SELECT set_config('synchronous_commit', 'off', true)) AS async"
+SET = ("INSERT INTO ratchet_timers (run_id, due_at, seq) SELECT %s, %s, %s FROM " + ASYNC +
        " ON CONFLICT (run_id) DO UPDATE SET due_at = excluded.due_at, seq = excluded.seq,"
        " claimed_by = NULL, claimed_until = NULL WHERE ratchet_timers.seq <= excluded.seq")
-ENSURE = ("INSERT INTO ratchet_timers (run_id, due_at, seq)"
-          " SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) ON CONFLICT (run_id) DO NOTHING")
-CLEAR = "DELETE FROM ratchet_timers WHERE run_id = %s AND seq <= %s"
+ENSURE = ("INSERT INTO ratchet_timers (run_id, due_at, seq) SELECT t.* FROM " + ASYNC +
+          ", unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS t ON CONFLICT (run_id) DO NOTHING")
+CLEAR = "DELETE FROM ratchet_timers USING " + ASYNC + " WHERE run_id = %s AND seq <= %s"
 # The due rows in due order, skipping those another transaction is claiming right now and
 # those claimed by a supervisor whose claim still runs: one range scan of the due_at index.
 CLAIM = ("WITH due AS (SELECT run_id FROM ratchet_timers"
@@ -40,8 +45,9 @@ CLAIM = ("WITH due AS (SELECT run_id FROM ratchet_timers"
          " ORDER BY due_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
          " UPDATE ratchet_timers t SET claimed_by = %(owner)s,"
          " claimed_until = now() + %(lease)s * interval '1 second'"
-         " FROM due WHERE t.run_id = due.run_id RETURNING t.run_id, t.due_at, t.seq")
-RELEASE = "UPDATE ratchet_timers SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s"
+         " FROM due, " + ASYNC + " WHERE t.run_id = due.run_id RETURNING t.run_id, t.due_at, t.seq")
+RELEASE = ("UPDATE ratchet_timers SET claimed_by = NULL, claimed_until = NULL FROM " + ASYNC +
+           " WHERE claimed_by = %s")
 
 
 class PgTimers:

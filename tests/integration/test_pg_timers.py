@@ -19,7 +19,7 @@ from engine.run.clock import FakeClock
 from engine.run.runner import Runner
 from engine.supervise.message import Message
 from journal.pg_store import PgStore
-from journal.pg_timers import CLAIM
+from journal.pg_timers import CLAIM, CLEAR, ENSURE, RELEASE, SET
 
 from waiting import wait_for
 
@@ -151,3 +151,18 @@ def test_the_claim_is_a_range_scan_of_the_due_index_not_a_scan_of_every_timer(st
         assert "Index Scan using ratchet_timers_due on ratchet_timers" in plan, plan
         assert "Seq Scan on ratchet_timers" not in plan, plan
     assert len(store.timers.claim(now, "A", 100)) == 21  # the 20 due and the warm-up
+
+
+@pytest.mark.parametrize("statement", ["set", "clear", "claim", "release", "ensure"])
+def test_timer_statements_commit_without_waiting_for_the_disk(store: PgStore, pg_url: str, statement: str) -> None:
+    """The journal is durable first; a timer a server crash loses is repaired from it. (Each
+    statement here writes a row: one that writes nothing commits nothing to wait for.)"""
+    store.timers.set("r1", T0, seq=1)
+    if statement == "release":
+        assert store.timers.claim(T0, "A", 1)
+    with psycopg.connect(pg_url) as conn, conn.transaction():
+        run = {"set": (SET, ["r1", T0, 2]), "clear": (CLEAR, ["r1", 1]), "release": (RELEASE, ["A"]),
+               "claim": (CLAIM, {"now": T0, "limit": 1, "owner": "A", "lease": 1.0}),
+               "ensure": (ENSURE, [["r2"], [T0], [1]])}
+        assert conn.execute(*run[statement]).rowcount == 1
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
