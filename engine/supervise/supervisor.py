@@ -280,7 +280,9 @@ class Supervisor:
 
     def _fire_due(self) -> None:
         if self.claims is not None:  # a shared store: advance only the due runs this supervisor claims
-            room = len(self.pool.idle()) - len(self._ready)
+            # Claim no more than the free workers left after the runs ready now (not those backing off).
+            ready_now = sum(1 for r in self._ready if not self._held(r) and not self.agenda.held_back(r))
+            room = len(self.pool.idle()) - ready_now
             for run_id in self.claims.take(self.agenda.due(), room):
                 self._ready[run_id] = None
             return
