@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -212,11 +213,11 @@ def main() -> None:
         for round_ in range(args.rounds):
             for name, tree in variants.items():
                 for supervisors in (1, 2):
-                    url = schema_url(base, f"bench_{round_}_{len(results)}_{supervisors}_{os.getpid()}")
+                    url = schema_url(base, f"bench_{uuid.uuid4().hex[:12]}")  # each measure its own tables
                     key = f"{name}, {supervisors} supervisor{'s' if supervisors > 1 else ''}"
                     results.setdefault(key, []).append(expire(tree, url, args.runs, supervisors, args.workers))
                     print(f"round {round_ + 1}: {key}: {results[key][-1]}", file=sys.stderr)
-        claim = claim_alone(schema_url(base, f"bench_claim_{os.getpid()}"), args.timers, 500)
+        claim = claim_alone(schema_url(base, f"bench_{uuid.uuid4().hex[:12]}"), args.timers, 500)
         return {"runs": args.runs, "workers": args.workers, "rounds": args.rounds, "expire": results, "claim": claim,
                 "load": os.getloadavg()}
 
