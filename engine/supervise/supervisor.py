@@ -283,8 +283,11 @@ class Supervisor:
             # Claim no more than the free workers left after the runs ready now (not those backing off).
             ready_now = sum(1 for r in self._ready if not self._held(r) and not self.agenda.held_back(r))
             room = len(self.pool.idle()) - ready_now
-            for run_id in self.claims.take(self.agenda.due(), room):
+            claimed = self.claims.take(self.agenda.due(), room)
+            for run_id in claimed:
                 self._ready[run_id] = None
+            if self.metrics and claimed:
+                self.metrics.deadlines_claimed.inc(len(claimed))
             return
         for run_id, deadline in self.agenda.due():
             state = self.runs[run_id].state

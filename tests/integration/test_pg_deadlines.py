@@ -27,6 +27,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_metrics import scrape, value
 
 from engine.home import Home
 from engine.run.clock import FileClock
@@ -95,12 +96,12 @@ class Hosts:
             assert runner.launch("waits", run_id=run_id).status == "waiting"
         return ids
 
-    def supervise(self, name: str, *, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
+    def supervise(self, name: str, *args: str, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
         home = self.home(name)
         with open(self.dir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--rescan", "0.5",
-                 "--workers", str(workers)],
+                 "--workers", str(workers), *args],
                 env=self.env | {"RATCHET_HOME": str(home)} | env, cwd=self.dir, stderr=log, start_new_session=True)
         self.procs[name] = proc
         return proc
@@ -154,15 +155,20 @@ def fired_here(log: str) -> int:
 def test_200_deadlines_passing_at_once_under_two_supervisors_each_fire_once_and_are_split(hosts: Hosts,
                                                                                          pg_url: str) -> None:
     ids = hosts.start_runs(200)
-    hosts.supervise("host-a")
-    hosts.supervise("host-b")
-    hosts.wait_up("host-a", 200)
-    hosts.wait_up("host-b", 200)
+    names = ("host-a", "host-b")
+    for name in names:
+        hosts.supervise(name, "--metrics-port", "0")
+    for name in names:
+        hosts.wait_up(name, 200)
+    ports = {name: int(wait_for(lambda name=name: re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
+                                                            hosts.log(name)), what="metrics port").group(1))
+             for name in names}
     assert hosts.fired() == 0
     hosts.clock.advance(2 * 3600)  # every wait's hour is over
     wait_for(lambda: hosts.fired() >= 200, timeout=120, what="200 timeouts")
     wait_for(lambda: not hosts.sql("SELECT 1 FROM ratchet_timers"), timeout=30, what="every timer cleared")
-    logs = {name: hosts.stop(name) for name in ("host-a", "host-b")}
+    scraped = {name: scrape(port) for name, port in ports.items()}
+    logs = {name: hosts.stop(name) for name in names}
 
     store = PgStore(pg_url)
     try:
@@ -175,6 +181,9 @@ def test_200_deadlines_passing_at_once_under_two_supervisors_each_fire_once_and_
     assert hosts.fired() == 200
     for name, log in logs.items():
         assert "found their run locked" not in log, (name, log[-3000:])  # no job of either was wasted
+    for name, samples in scraped.items():  # the same counts, as an operator's Prometheus sees them
+        assert value(samples, "ratchet_jobs_locked_out_total") == 0, name
+        assert value(samples, "ratchet_deadlines_claimed_total") == fired_here(logs[name]), name
     counts = {name: fired_here(log) for name, log in logs.items()}
     assert sum(counts.values()) == 200, counts  # each supervisor advanced only what it claimed...
     assert all(n > 0 for n in counts.values()), counts  # ...and both claimed some
