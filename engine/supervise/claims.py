@@ -16,7 +16,8 @@ the deadline still stands, and the run is advanced (the Runner then sets or clea
 timer, which ends the claim); or the timer is stale, and is repaired here — set to the
 run's later deadline, or cleared up to the seq read. A timer a crash lost (the run rests
 with a deadline, no row) is found from the agenda: a deadline seen passing that no claim
-brought within `every` seconds is checked in the journal and its timer added if missing.
+brought within `every` seconds is checked in the journal and its timer added if missing;
+at start-up every run at rest with a deadline gets its timer if it has none (`adopt`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,20 @@ class Claims:
                 ready.append(due.run_id)
         self.fired += len(ready)
         return ready
+
+    def adopt(self) -> None:
+        """At start-up, after the first fold: add the timers missing for runs at rest with a
+        deadline (imported, rested under an older Ratchet, or lost to a crash while no
+        supervisor ran), in one statement; existing timers stay as they are."""
+        resting = []
+        for run_id in self.runs.ids():
+            tracked = self.runs[run_id]
+            deadline = None if tracked.broken else rests_until(tracked.state)
+            if deadline is not None:
+                resting.append((run_id, deadline, tracked.state.last_seq))
+        added = self.timers.ensure(resting)
+        if added:
+            log.info("added the missing timers of %d runs at rest with a deadline", added)
 
     def release(self) -> None:
         """Give up the claims not acted on (a stop): other supervisors may take them at once.

@@ -116,6 +116,8 @@ class Supervisor:
         if watcher:
             watcher.start()
         self.runs.scan()
+        if self.claims is not None:
+            self.claims.adopt()  # timers for resting runs that have none (imported, or lost to a crash)
         self._repair_seals()
         self.mailroom.adopt()
         self.mailroom.scan()

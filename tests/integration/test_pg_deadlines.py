@@ -229,7 +229,6 @@ def test_a_supervisor_killed_holding_claims_loses_them_after_the_lease_and_the_o
 def test_timers_a_crash_left_stale_behind_or_missing_are_repaired_from_the_journal(hosts: Hosts,
                                                                                    pg_url: str) -> None:
     moved, behind, plain = hosts.start_runs(3)
-    lost = "lost"
     crash = hosts.env | {"RATCHET_HOME": str(hosts.first.root), "RATCHET_CRASH_AT": "after_append:1"}
 
     def deliver_and_die(run_id: str) -> None:
@@ -237,25 +236,34 @@ def test_timers_a_crash_left_stale_behind_or_missing_are_repaired_from_the_journ
                               env=crash, cwd=hosts.dir, capture_output=True)
         assert done.returncode == -signal.SIGKILL, done.stderr
 
+    def run_and_die(run_id: str) -> None:  # `ratchet run` journals the run at rest, and dies before its timer
+        run = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", "run", "waits", "--id",
+                              run_id], env=crash, cwd=hosts.dir, capture_output=True)
+        assert run.returncode == -signal.SIGKILL, run.stderr
+
     # Each process dies (kill -9) right after its first durable append, before the timer's update:
     deliver_and_die(moved)  # `moved` waits in 'second' (a day)...
     deliver_and_die(moved)  # ...then finishes: its timer is still review's hour (a stale row)
     deliver_and_die(behind)  # `behind` waits in 'second': its timer is still review's hour (behind the journal)
-    run = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", "run", "waits", "--id", lost],
-                         env=crash, cwd=hosts.dir, capture_output=True)  # `lost` rests, and has no timer at all
-    assert run.returncode == -signal.SIGKILL, run.stderr
+    run_and_die("lost-before")  # rests with no timer while no supervisor runs
     timers = {str(r[0]): (r[1], r[2]) for r in hosts.sql("SELECT run_id, due_at, seq FROM ratchet_timers")}
     hour = T0 + timedelta(hours=1)
-    assert timers[moved][0] == hour and timers[behind][0] == hour and lost not in timers  # as the crashes left them
+    assert timers[moved][0] == hour and timers[behind][0] == hour and "lost-before" not in timers  # as left
 
     store = PgStore(pg_url)
     try:
         before = {r: store.read(r).cursor for r in (moved, behind)}
         hosts.supervise("host-a")
         hosts.wait_up("host-a", 4)
+        # Its start-up adds the missing timer (and only that: the others stay as they were until claimed).
+        assert {str(r[0]): r[1] for r in hosts.sql("SELECT run_id, due_at FROM ratchet_timers")} == {
+            moved: hour, behind: hour, plain: hour, "lost-before": hour}
+        run_and_die("lost-after")  # rests with no timer while the supervisor runs: repaired once it is due
+        assert "lost-after" not in {str(r[0]) for r in hosts.sql("SELECT run_id FROM ratchet_timers")}
         hosts.clock.advance(2 * 3600)
-        wait_for(lambda: timeouts(store, plain) == 1 and timeouts(store, lost) == 1, timeout=60,
-                 what="the plain wait and the one whose timer was lost to expire")
+        lost = ("lost-before", "lost-after")
+        wait_for(lambda: all(timeouts(store, r) == 1 for r in (plain, *lost)), timeout=60,
+                 what="the plain wait and those whose timer was lost to expire")
         wait_for(lambda: {str(r[0]) for r in hosts.sql("SELECT run_id FROM ratchet_timers")} == {behind},
                  timeout=30, what="the stale timer cleared and the one behind moved")
         (due, seq), = hosts.sql("SELECT due_at, seq FROM ratchet_timers WHERE run_id = %s", [behind])
@@ -263,8 +271,10 @@ def test_timers_a_crash_left_stale_behind_or_missing_are_repaired_from_the_journ
         assert {r: store.read(r).cursor for r in (moved, behind)} == before  # neither fired nor touched
         hosts.clock.advance(24 * 3600)
         wait_for(lambda: timeouts(store, behind) == 1, timeout=60, what="the wait in 'second' to expire")
-        hosts.stop("host-a")
-        assert [timeouts(store, r) for r in (moved, behind, lost, plain)] == [0, 1, 1, 1]
+        log = hosts.stop("host-a")
+        assert [timeouts(store, r) for r in (moved, behind, *lost, plain)] == [0, 1, 1, 1, 1]
         assert isinstance(store.read(moved).records[-2], RunFinished)  # it ended before its stale timer came due
+        assert "added the missing timers of 1 runs" in log
+        assert "restored the timers of 1 runs at rest past their deadline" in log
     finally:
         store.close()
