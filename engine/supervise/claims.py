@@ -18,6 +18,12 @@ run's later deadline, or cleared up to the seq read. A timer a crash lost (the r
 with a deadline, no row) is found from the agenda: a deadline seen passing that no claim
 brought within `every` seconds is checked in the journal and its timer added if missing;
 at start-up every run at rest with a deadline gets its timer if it has none (`adopt`).
+
+One more thing a shared store changes: a run that times out and escalates is seen escalated
+by every supervisor while the one that escalated it still writes its ticket and calls its
+on_escalate. The ticket's check (a crash between the two is repaired by an advance) waits
+while another process holds the run, and is made once it lets go (`defer_ticket_check`),
+so no supervisor sends an advance that would find the run locked.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from engine.faults import crash_point
@@ -39,6 +46,7 @@ from journal.timers import Due, Timers
 log = logging.getLogger("ratchet.supervisor")
 
 AT_REST = ("waiting", "retrying")  # the statuses whose deadline a timer keeps
+HELD_RECHECK = 0.5  # seconds between two looks at a run another process holds (as LOCKED_BACKOFF)
 
 
 def rests_until(state: RunState) -> datetime | None:
@@ -49,8 +57,10 @@ def rests_until(state: RunState) -> datetime | None:
 class Claims:
     """This supervisor's side of the store's timers: what to claim, and repairs."""
 
-    def __init__(self, timers: Timers, clock: Clock, runs: RunTable, *, every: float) -> None:
+    def __init__(self, timers: Timers, clock: Clock, runs: RunTable, *, every: float,
+                 held: Callable[[str], bool]) -> None:
         self.timers = timers
+        self.held = held  # the store's probe: does any process own the run now?
         self.clock = clock
         self.runs = runs
         self.every = every
@@ -59,6 +69,8 @@ class Claims:
         self._owed = True  # look now: at start-up, after a passed deadline, after a full claim
         self._next_look = 0.0  # time.monotonic() of the next look whatever happens
         self._seen: dict[str, tuple[datetime, float]] = {}  # passed deadline -> when seen, until claimed
+        self._tickets: dict[str, tuple[int, float]] = {}  # escalated run held elsewhere -> (seq, next look)
+        self._waited: set[str] = set()  # runs whose deferred ticket check was logged (once each)
 
     def take(self, passed: list[tuple[str, datetime]], room: int) -> list[str]:
         """The runs to advance now: due timers claimed for up to `room` free workers, checked
@@ -98,6 +110,26 @@ class Claims:
         added = self.timers.ensure(resting)
         if added:
             log.info("added the missing timers of %d runs at rest with a deadline", added)
+
+    def defer_ticket_check(self, run_id: str, seq: int) -> bool:
+        """Should the ticket check of the run's escalation (at `seq`) wait? Yes while another
+        process holds the run: it is then returned by `ticket_checks_due` a moment later."""
+        if not self.held(run_id):
+            return False
+        if run_id not in self._waited:
+            self._waited.add(run_id)
+            log.debug("run %s: escalated by another process, which holds it; its ticket is looked at once it "
+                      "lets go", run_id)
+        self._tickets[run_id] = (seq, time.monotonic() + HELD_RECHECK)
+        return True
+
+    def ticket_checks_due(self) -> list[tuple[str, int]]:
+        """The deferred ticket checks to make again now: (run, escalated seq)."""
+        mono = time.monotonic()
+        due = [(run_id, seq) for run_id, (seq, when) in self._tickets.items() if when <= mono]
+        for run_id, _ in due:
+            del self._tickets[run_id]
+        return due
 
     def release(self) -> None:
         """Give up the claims not acted on (a stop): other supervisors may take them at once.

@@ -97,7 +97,8 @@ class Supervisor:
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
         self.family = Family(home, self.runs)  # fan-out: children's ends to parents, unwanted children cancelled
         timers = home.store.timers  # a shared store: due deadlines are claimed, not taken from the agenda
-        self.claims = Claims(timers, clock, self.runs, every=rescan) if timers is not None else None
+        self.claims = (Claims(timers, clock, self.runs, every=rescan, held=home.store.held)
+                       if timers is not None else None)
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
@@ -260,6 +261,8 @@ class Supervisor:
         one whose on_escalate was not called. An advance repairs both (Runner._session)."""
         if (run_id, seq) in self._tickets_checked:
             return
+        if self.claims is not None and self.claims.defer_ticket_check(run_id, seq):
+            return  # another supervisor's worker escalated it and is writing its ticket: look once it is done
         self._tickets_checked.add((run_id, seq))
         ticket = tickets.read_ticket(self.home.store, run_id)
         if ticket is None or ticket.get("seq") != seq or not ticket.get("notified"):
@@ -290,6 +293,10 @@ class Supervisor:
                 self._ready[run_id] = None
             if self.metrics and claimed:
                 self.metrics.deadlines_claimed.inc(len(claimed))
+            for run_id, seq in self.claims.ticket_checks_due():
+                state = self.runs[run_id].state
+                if state.status == "escalated" and state.escalation is not None and state.escalation.seq == seq:
+                    self._check_ticket(run_id, seq)
             return
         for run_id, deadline in self.agenda.due():
             state = self.runs[run_id].state

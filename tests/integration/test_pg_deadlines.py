@@ -55,6 +55,18 @@ transitions:
   - {trigger: timeout, source: [review, second], dest: expired}
 """
 
+# A wait whose timeout escalates (no `timeout` transition: the shipped renewal review's way).
+ALARMS = """
+name: alarms
+version: 1
+initial: review
+states:
+  review: {approvers: [alice], timeout: 1h}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
 DELIVER = """
 import sys
 from engine.home import Home
@@ -75,6 +87,7 @@ class Hosts:
         self.machines = tmp_path / "machines"
         self.machines.mkdir()
         (self.machines / "waits.yaml").write_text(WAITS)
+        (self.machines / "alarms.yaml").write_text(ALARMS)
         self.clock = FileClock(tmp_path / "clock")
         self.clock.set(T0)
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
@@ -89,18 +102,20 @@ class Hosts:
             share_home_key(self.first.root, home)  # one sealing key for every host of a store
         return home
 
-    def start_runs(self, count: int, prefix: str = "w") -> list[str]:
+    def start_runs(self, count: int, prefix: str = "w", machine: str = "waits") -> list[str]:
         runner = Runner(self.first, clock=self.clock, machines_dir=self.machines)
         ids = [f"{prefix}{i:03d}" for i in range(count)]
         for run_id in ids:
-            assert runner.launch("waits", run_id=run_id).status == "waiting"
+            assert runner.launch(machine, run_id=run_id).status == "waiting"
         return ids
 
-    def supervise(self, name: str, *args: str, workers: int = 2, **env: str) -> subprocess.Popen[bytes]:
+    def supervise(self, name: str, *args: str, workers: int = 2, debug: bool = False,
+                  **env: str) -> subprocess.Popen[bytes]:
         home = self.home(name)
         with open(self.dir / f"{name}.log", "wb") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-c", "from engine.cli import main; main()", "supervise", "--rescan", "0.5",
+                [sys.executable, "-c", "from engine.cli import main; main()", *(["--debug"] if debug else []),
+                 "supervise", "--rescan", "0.5",
                  "--workers", str(workers), *args],
                 env=self.env | {"RATCHET_HOME": str(home)} | env, cwd=self.dir, stderr=log, start_new_session=True)
         self.procs[name] = proc
@@ -154,7 +169,9 @@ def fired_here(log: str) -> int:
 
 def test_200_deadlines_passing_at_once_under_two_supervisors_each_fire_once_and_are_split(hosts: Hosts,
                                                                                          pg_url: str) -> None:
-    ids = hosts.start_runs(200)
+    expiring = hosts.start_runs(100)
+    escalating = hosts.start_runs(100, prefix="a", machine="alarms")  # their ticket is written after `escalated`
+    ids = expiring + escalating
     names = ("host-a", "host-b")
     for name in names:
         hosts.supervise(name, "--metrics-port", "0")
@@ -175,7 +192,10 @@ def test_200_deadlines_passing_at_once_under_two_supervisors_each_fire_once_and_
         for run_id in ids:
             assert timeouts(store, run_id) == 1, run_id  # fired exactly once
             assert store.verify(run_id).ok
-            assert Runner(hosts.first, clock=hosts.clock).read(run_id).outcome == "expired"
+        reader = Runner(hosts.first, clock=hosts.clock)
+        assert all(reader.read(run_id).outcome == "expired" for run_id in expiring)
+        assert all(reader.read(run_id).status == "escalated" for run_id in escalating)
+        assert all(store.fetch("escalations", f"{run_id}.json") for run_id in escalating)  # each with its ticket
     finally:
         store.close()
     assert hosts.fired() == 200
@@ -277,4 +297,75 @@ def test_timers_a_crash_left_stale_behind_or_missing_are_repaired_from_the_journ
         assert "added the missing timers of 1 runs" in log
         assert "restored the timers of 1 runs at rest past their deadline" in log
     finally:
+        store.close()
+
+
+BLOCKING = """
+name: blocking
+version: 1
+initial: review
+on_escalate: pg_deadlines_notify:notify
+states:
+  review: {approvers: [alice], timeout: 1h}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+# on_escalate: leaves `<run>.<pid>` beside the gate, then waits for the gate to exist.
+NOTIFY = '''
+import os
+import time
+from pathlib import Path
+
+
+def notify(ctx):
+    gate = Path(os.environ["NOTIFY_GATE"])
+    (gate.parent / f"{ctx.run_id}.{os.getpid()}").write_text("called")
+    while not gate.exists():
+        time.sleep(0.01)
+'''
+
+ADVANCE = """
+import sys
+from engine.home import Home
+from engine.run.runner import Runner
+Runner(Home(sys.argv[1])).advance(sys.argv[2])
+"""
+
+
+def test_an_escalation_another_process_is_still_notifying_is_left_to_it_and_repaired_if_it_dies(
+        hosts: Hosts, pg_url: str) -> None:
+    (hosts.machines / "blocking.yaml").write_text(BLOCKING)
+    (hosts.machines / "pg_deadlines_notify.py").write_text(NOTIFY)
+    gate = hosts.dir / "notified" / "gate"
+    gate.parent.mkdir()
+    hosts.env["NOTIFY_GATE"] = str(gate)
+    (run_id,) = hosts.start_runs(1, prefix="b", machine="blocking")
+    hosts.clock.advance(2 * 3600)
+    # Another process fires the timeout, escalates, and is caught in on_escalate, holding the run...
+    escalating = subprocess.Popen([sys.executable, "-c", ADVANCE, str(hosts.first.root), run_id],
+                                  env=hosts.env | {"RATCHET_HOME": str(hosts.first.root)}, cwd=hosts.dir)
+    store = PgStore(pg_url)
+    try:
+        wait_for(lambda: (gate.parent / f"{run_id}.{escalating.pid}").exists(), timeout=60, what="on_escalate")
+        assert store.held(run_id)
+        hosts.supervise("host-b", debug=True)  # ...while a supervisor starts and sees it escalated, not notified
+        wait_for(lambda: f"run {run_id}: escalated by another process, which holds it" in hosts.log("host-b"),
+                 timeout=60, what="the supervisor to leave the ticket to its holder")
+        head = store.read(run_id).cursor
+        escalating.kill()  # kill -9 in on_escalate: the ticket says it was never notified
+        escalating.wait(10)
+        gate.touch()
+        wait_for(lambda: (tickets := store.fetch("escalations", f"{run_id}.json")) and b'"notified": true' in tickets,
+                 timeout=60, what="the supervisor to call on_escalate again")
+        callers = {int(p.name.rsplit(".", 1)[1]) for p in gate.parent.glob(f"{run_id}.*")}
+        assert len(callers) == 2 and escalating.pid in callers  # once by each: the supervisor's worker repaired it
+        assert store.read(run_id).cursor.seq >= head.seq and timeouts(store, run_id) == 1
+        log = hosts.stop("host-b")
+        assert "found their run locked" not in log, log[-3000:]  # it waited for the holder, it did not collide
+    finally:
+        if escalating.poll() is None:
+            escalating.kill()
+            escalating.wait(10)
         store.close()
