@@ -3,7 +3,9 @@
 One loop in one thread, over four parts: the run table (engine.supervise.runs: each
 run folded incrementally from its journal), the agenda (engine.supervise.agenda:
 deadlines and back-offs), the mailroom (engine.supervise.mailroom: the inbox's files)
-and the step timeouts (engine.supervise.timeouts). The loop itself keeps the ready set
+and the step timeouts (engine.supervise.timeouts); on a store supervisors share, the
+claims (engine.supervise.claims: due deadlines are claimed, so that one supervisor fires
+each). The loop itself keeps the ready set
 (runs that need an advance) and decides, from a run's new records, what it needs. It
 never runs an action: each `advance` or `deliver` goes to a worker process
 (engine.supervise.workers), at most one job per run at a time; a delivery to a run at
