@@ -295,10 +295,12 @@ class Supervisor:
                 self._ready[run_id] = None
             if self.metrics and claimed:
                 self.metrics.deadlines_claimed.inc(len(claimed))
-            for run_id, seq in self.claims.ticket_checks_due():
-                state = self.runs[run_id].state
-                if state.status == "escalated" and state.escalation is not None and state.escalation.seq == seq:
-                    self._check_ticket(run_id, seq)
+            for run_id, seq in self.claims.ticket_checks_due():  # escalations their holder has had time to finish
+                tracked = self.runs.get(run_id)
+                escalation = tracked.state.escalation if tracked is not None else None
+                if (escalation is not None and escalation.seq == seq and tracked is not None
+                        and tracked.state.status == "escalated" and not self._held(run_id)):
+                    self._check_ticket(run_id, seq)  # (our own job's end checks it anyway)
             return
         for run_id, deadline in self.agenda.due():
             state = self.runs[run_id].state
