@@ -70,7 +70,7 @@ class Claims:
         self._next_look = 0.0  # time.monotonic() of the next look whatever happens
         self._seen: dict[str, tuple[datetime, float]] = {}  # passed deadline -> when seen, until claimed
         self._tickets: dict[str, tuple[int, float]] = {}  # escalated run held elsewhere -> (seq, next look)
-        self._waited: set[str] = set()  # runs whose deferred ticket check was logged (once each)
+        self._waited: set[str] = set()  # runs whose deferred ticket check was logged (until found free)
 
     def take(self, passed: list[tuple[str, datetime]], room: int) -> list[str]:
         """The runs to advance now: due timers claimed for up to `room` free workers, checked
@@ -115,6 +115,7 @@ class Claims:
         """Should the ticket check of the run's escalation (at `seq`) wait? Yes while another
         process holds the run: it is then returned by `ticket_checks_due` a moment later."""
         if not self.held(run_id):
+            self._waited.discard(run_id)
             return False
         if run_id not in self._waited:
             self._waited.add(run_id)
