@@ -175,7 +175,8 @@ class Supervisor:
                 self._sleep(next_rescan, once)
         finally:
             self._shutdown(watcher)
-        if self.claims is not None:
+        if self.claims is not None:  # a clean stop (a database gone raised above: its claims run out)
+            self.claims.release()  # claims not acted on: another supervisor may take them now
             log.info("%d due deadlines claimed from the store and fired here", self.claims.fired)
         if self.locked_out:
             log.info("%d jobs found their run locked by another process (another supervisor, or a "
@@ -214,8 +215,6 @@ class Supervisor:
         drained = stopping.drain(self.pool, self.stops, self.pacing.grace, self.wake)
         self._handle(drained.finished)  # files delivered inbox files; refreshes the runs' rows
         stopping.report(drained, self.stops, self._where)
-        if self.claims is not None:
-            self.claims.release()  # claims not acted on: another supervisor may take them now
         self.mailroom.close()
         self.pool.close()
         self.lane.close()
