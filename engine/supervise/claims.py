@@ -3,8 +3,8 @@
 On a store with timers (journal.timers), a passed deadline in this supervisor's agenda is
 only a reason to look: the run is advanced by the supervisor that *claims* its timer, one
 indexed `FOR UPDATE SKIP LOCKED` statement that takes due timers nobody else holds, and
-never more than this supervisor has free workers for (so a second supervisor takes the
-rest). Two supervisors never dispatch the same due run; a claim runs out after the store's
+never more than this supervisor's free workers can take, with as many again queued (so a
+second supervisor takes the rest). Two supervisors never dispatch the same due run; a claim runs out after the store's
 lease, so the claims of a supervisor that died are taken by another.
 
 When it looks: when its agenda (fed by the journals it folds) saw a deadline pass, again
@@ -73,8 +73,8 @@ class Claims:
         self._waited: set[str] = set()  # runs whose deferred ticket check was logged (until found free)
 
     def take(self, passed: list[tuple[str, datetime]], room: int) -> list[str]:
-        """The runs to advance now: due timers claimed for up to `room` free workers, checked
-        in the journal. `passed`: the deadlines the agenda saw pass since the last call."""
+        """The runs to advance now: up to `room` due timers claimed, checked in the journal.
+        `passed`: the deadlines the agenda saw pass since the last call."""
         mono = time.monotonic()
         for run_id, deadline in passed:
             self._seen.setdefault(run_id, (deadline, mono))
@@ -141,7 +141,14 @@ class Claims:
             log.warning("could not give back this supervisor's claims (%s); they run out by themselves", exc)
 
     def _stands(self, due: Due) -> bool:
-        """Does the journal confirm the claimed deadline? If not, repair the timer from it."""
+        """Does the journal confirm the claimed deadline? If not, repair the timer from it.
+
+        The run's fold (kept current by the appends' notifications) is asked first; the journal
+        is read again only when it disagrees, before anything is repaired. A fold behind the
+        journal costs at most an advance that finds nothing to do."""
+        tracked = self.runs.get(due.run_id)
+        if tracked is not None and not tracked.broken and rests_until(tracked.state) == due.due:
+            return True
         tracked = self.runs.refresh(due.run_id)
         if tracked is None or tracked.broken:
             self.timers.clear(due.run_id, due.seq)  # gone (archived) or left alone as damaged
