@@ -3,7 +3,7 @@
 On a store with timers (journal.timers), a passed deadline in this supervisor's agenda is
 only a reason to look: the run is advanced by the supervisor that *claims* its timer, one
 indexed `FOR UPDATE SKIP LOCKED` statement that takes due timers nobody else holds, and
-never more than this supervisor's free workers can take, with as many again queued (so a
+never more than this supervisor's free workers can take with twice its pool queued (so a
 second supervisor takes the rest). Two supervisors never dispatch the same due run; a claim runs out after the store's
 lease, so the claims of a supervisor that died are taken by another.
 

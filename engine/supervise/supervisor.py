@@ -286,10 +286,11 @@ class Supervisor:
 
     def _fire_due(self) -> None:
         if self.claims is not None:  # a shared store: advance only the due runs this supervisor claims
-            # Claim what the free workers can take now, and as many again queued (so that a worker
-            # that finishes finds its next run without waiting for a claim), less the runs ready now.
+            # Claim in batches: once fewer runs are ready than there are workers (those backing off
+            # aside), what the free workers can take now and twice the pool queued, so that a worker
+            # that finishes finds its next run without waiting for a claim.
             ready_now = sum(1 for r in self._ready if not self._held(r) and not self.agenda.held_back(r))
-            room = len(self.pool.idle()) + self.pool.size - ready_now
+            room = len(self.pool.idle()) + 2 * self.pool.size - ready_now if ready_now < self.pool.size else 0
             claimed = self.claims.take(self.agenda.due(), room)
             for run_id in claimed:
                 self._ready[run_id] = None

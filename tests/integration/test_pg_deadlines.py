@@ -223,7 +223,7 @@ def test_a_supervisor_killed_holding_claims_loses_them_after_the_lease_and_the_o
         held = hosts.sql("SELECT run_id, claimed_until > now() FROM ratchet_timers WHERE claimed_by IS NOT NULL")
         assert held and all(running for _, running in held), held  # it died holding claims that still run
         claimed = sorted(str(run_id) for run_id, _ in held)
-        assert len(claimed) == 4  # its 2 free workers' worth, and as many again queued
+        assert len(claimed) == 6  # its 2 free workers' worth, and twice its pool queued
         assert hosts.fired() == 0  # it fired nothing
 
         hosts.supervise("host-b")
