@@ -18,6 +18,7 @@ from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.runner import Runner
 from engine.supervise.message import Message
+from journal import pg_schema
 from journal.pg_store import PgStore
 from journal.pg_timers import CLAIM, CLEAR, ENSURE, RELEASE, SET
 
@@ -166,3 +167,20 @@ def test_timer_statements_commit_without_waiting_for_the_disk(store: PgStore, pg
                "ensure": (ENSURE, [["r2"], [T0], [1]])}
         assert conn.execute(*run[statement]).rowcount == 1
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+
+
+def test_a_version_below_the_highest_applied_is_still_applied(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrations written on parallel branches land out of order: a schema migrated to a later
+    version before this one shipped still gets it (here 0003, the timers, missing under a 99)."""
+    shipped = pg_schema.migrations()
+    monkeypatch.setattr(pg_schema, "migrations", lambda: [*shipped, (99, "SELECT 1;")])
+    monkeypatch.setattr(pg_schema, "LATEST", 99)
+    assert PgStore(pg_url).init() == (0, 99)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE ratchet_timers")
+        conn.execute("DELETE FROM ratchet_schema_version WHERE version = 3")  # as if 0003 came after 99
+    assert PgStore(pg_url).init() == (99, 99)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT to_regclass('ratchet_timers') IS NOT NULL").fetchone() == (True,)
+        versions = {row[0] for row in conn.execute("SELECT version FROM ratchet_schema_version")}
+    assert versions == {v for v, _ in shipped} | {99}
