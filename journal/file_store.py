@@ -45,6 +45,7 @@ class FileStore:
         self.durability = durability
         self.location = str(self.runs_dir)
         self._archive = FileArchive(self.root / "archive", self.runs_dir, durability)
+        self.timers = None  # one supervisor per home: its agenda keeps the deadlines (journal.timers)
 
     def path(self, run_id: str) -> Path:
         """The journal's file (raises InvalidRunIdError for an id that is no safe name)."""

@@ -44,21 +44,31 @@ def current_version(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     return int(row[0]) if row else 0  # type: ignore[call-overload]
 
 
+def applied(conn: psycopg.Connection[tuple[object, ...]]) -> set[int]:
+    """The versions applied to the schema (none: no Ratchet tables yet)."""
+    exists = conn.execute("SELECT to_regclass('ratchet_schema_version') IS NOT NULL").fetchone()
+    if not exists or not exists[0]:
+        return set()
+    return {int(row[0]) for row in conn.execute("SELECT version FROM ratchet_schema_version")}  # type: ignore[call-overload]
+
+
 def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str, where: str) -> tuple[int, int]:
-    """Bring the schema to LATEST. Returns (version before, version after)."""
+    """Bring the schema to LATEST: apply every shipped version not applied yet, in order (also one
+    below the highest applied: versions made on parallel branches may land out of order).
+    Returns (version before, version after)."""
     before = current_version(conn)
     if before > LATEST:
         raise JournalError(f"{where}: schema version {before} is newer than this Ratchet knows ({LATEST}); "
                            "upgrade Ratchet")
-    if before == LATEST:
+    if not {version for version, _ in migrations()} - applied(conn):
         return before, before
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(schema, "migrate")])
         conn.execute("CREATE TABLE IF NOT EXISTS ratchet_schema_version ("
                      "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        now = current_version(conn)  # another process may have migrated while we waited
+        done = applied(conn)  # another process may have migrated while we waited
         for version, script in migrations():
-            if version > now:
+            if version not in done:
                 conn.execute(script.encode())  # several statements, no parameters: one simple query
                 conn.execute("INSERT INTO ratchet_schema_version (version) VALUES (%s)", [version])
     return before, LATEST

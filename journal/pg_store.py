@@ -3,6 +3,7 @@
     ratchet_runs(run_id, last_seq, head, change, txid, owner, owner_pid, lease_until, archived)
     ratchet_records(run_id, seq, line)      one row per record: its exact JSON line
     ratchet_side_files(kind, name, data)    escalation tickets and the like
+    ratchet_timers(run_id, due_at, seq, ...)  resting runs' deadlines, claimed by supervisors (journal.pg_timers)
 
 Opened by `journal.open_store("postgresql://...")`; the tables are created (or migrated)
 on first use in the schema the connection's `search_path` names (journal.pg_schema).
@@ -40,6 +41,7 @@ from journal.durable import publish
 from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
 from journal.messages import MessageState, Posted, Posting
 from journal.pg_schema import lock_key, migrate
+from journal.pg_timers import PgTimers
 from journal.pg_writer import Conn, LeaseKeeper, PgWriter
 from journal.reader import decode_line, line_hash, parse
 from journal.records import GENESIS, AnyRecord
@@ -104,6 +106,7 @@ class PgStore:
         self._schema = ""
         self._keeper = LeaseKeeper(self.lease)
         self._host = socket.gethostname()
+        self.timers = PgTimers(self._query, self._execute, lease=self.lease)  # deadlines supervisors claim
 
     # --- connections --------------------------------------------------------------------
 

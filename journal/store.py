@@ -35,6 +35,7 @@ import msgspec
 
 from journal.errors import InvalidRunIdError, JournalError
 from journal.records import GENESIS, AnyRecord, Record
+from journal.timers import Timers
 from journal.verify import VerifyResult
 
 Durability = Literal["fsync", "none"]  # "none": no fsync (tests and benchmarks only)
@@ -119,6 +120,11 @@ class Store(Protocol):
     """Where a home's journals live. Every method is safe from many processes at once."""
 
     location: str  # where the journals are, for people: a folder, a database URL
+
+    @property
+    def timers(self) -> Timers | None:
+        """Durable deadlines that supervisors claim (journal.timers); None: each supervisor's agenda decides."""
+        ...
 
     def where(self, run_id: str) -> str:
         """Where one run's journal is, for messages (`file:line` style for files)."""

@@ -29,6 +29,7 @@ import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,9 @@ class Runner:
             if not drive:
                 self._flush(session)
                 return run_id, None
-            return run_id, self._drive(session)
+            rs = self._drive(session)
+            self._keep_timer(session, rested=False)
+            return run_id, rs
 
     def advance(self, run_id: str, *, abandoned: str | None = None,
                 abandoned_seq: int | None = None, children: list[str] | tuple[str, ...] | None = None) -> RunState:
@@ -429,6 +432,7 @@ class Runner:
             if not rs.run_id:  # created, but the crash came before run_started was durable
                 raise UnknownRunError(run_id, store.where(run_id))
             s = _Session(writer, rs, self.cache.machine(rs))
+            rested = _rests_until(rs) is not None  # a shared store may hold a timer for it (journal.timers)
             # A crash may have come between `escalated` and its ticket...
             if rs.status == RunStatus.ESCALATED and rs.escalation is not None:
                 tickets.open_ticket(store, rs, rs.escalation, s.machine)
@@ -437,8 +441,23 @@ class Runner:
             self._seal_owed(s)
             yield s
             self._escalate_stale_wait(s)
+            self._keep_timer(s, rested)
             if not s.batch and s.writer.last_seq == rs.last_seq:  # all of it is on disk
                 self.cache.remember(run_id, writer, rs)
+
+    def _keep_timer(self, s: _Session, rested: bool) -> None:
+        """On a store that supervisors share, keep the run's timer as the journal now says: its
+        deadline if it rests with one (this also ends the claim that sent us), else none. After the
+        append, never before: a crash in between leaves a stale timer or none, which the
+        supervisors repair from the journal (engine.supervise.claims)."""
+        timers = self.home.store.timers
+        if timers is None:
+            return
+        due = _rests_until(s.rs)
+        if due is not None:
+            timers.set(s.rs.run_id, due, s.rs.last_seq)
+        elif rested:  # a run that never rested with a deadline has no timer: no round trip for it
+            timers.clear(s.rs.run_id, s.rs.last_seq)
 
     def _escalate_stale_wait(self, s: _Session) -> None:
         """A session that leaves the run waiting on conditions that no longer import
@@ -451,3 +470,9 @@ class Runner:
         self._flush(s)
         tickets.open_ticket(self.home.store, s.rs, record, s.machine)
 
+
+def _rests_until(rs: RunState) -> datetime | None:
+    """The deadline of a run at rest with one (a wait's timeout, a retry's back-off), else None."""
+    if rs.status in (RunStatus.WAITING, RunStatus.RETRYING):
+        return rs.deadline
+    return None

@@ -5,6 +5,8 @@ Two kinds of dates, on two clocks:
 - deadlines (a waiting state's timeout, a retry's due date) are business time, on the
   run's `Clock` (a `FileClock` in tests): a heap keyed on the date. A run has one current
   deadline; rescheduling it leaves the old heap entry behind, skipped when it comes up.
+  On a store that supervisors share (PostgreSQL), a passed deadline only says when to
+  look: the run is advanced by the supervisor that claims its timer (engine.supervise.claims).
 - back-offs (a run whose job failed, made no progress, or found the run locked) are
   engine time, on `time.monotonic()`: one entry per run holding the date it is held back
   until and its consecutive failures, which double the next back-off (0.5 s, 1 s, 2 s,

@@ -17,7 +17,8 @@ each number comes from:
 - **fsync latency**: the only figure the journal does not hold. Each worker times its own
   journal fsyncs (journal.writer.on_sync) and sends them back with the job's result.
 - **Inbox files** and **worker restarts**: counted by the mailroom and by the loop as it
-  files a file or handles a dead or killed worker.
+  files a file or handles a dead or killed worker; **jobs locked out** and **deadlines
+  claimed** by the loop as a job comes back locked, and as it claims due timers.
 
 Label values come from small sets (machine, state, status, outcome, a reason from a
 fixed list): never a run id or a person (README, "Metrics").
@@ -94,6 +95,10 @@ class Metrics(Collector):
                                        ["result", "reason"], registry=r)
         self.worker_restarts = PromCounter("ratchet_worker_restarts", "Worker processes replaced (died or killed).",
                                            ["reason"], registry=r)
+        self.locked_out = PromCounter("ratchet_jobs_locked_out", "Jobs that found their run held by another process "
+                                      "(another supervisor, a `ratchet run`): a wasted round trip.", registry=r)
+        self.deadlines_claimed = PromCounter("ratchet_deadlines_claimed", "Due deadlines and retries this supervisor "
+                                             "claimed from a shared store (PostgreSQL) and advanced.", registry=r)
         r.register(self)
 
     def serve(self, host: str, port: int) -> tuple[str, int]:
@@ -149,6 +154,8 @@ class Metrics(Collector):
         """A worker's job came back: its fsync times, and a restart if it died or was killed."""
         for seconds in result.fsync_s:
             self.fsync_seconds.observe(seconds)
+        if result.outcome == "locked":
+            self.locked_out.inc()
         if result.outcome in ("died", "killed"):
             self.worker_restarts.labels(result.outcome).inc()
 

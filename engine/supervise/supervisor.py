@@ -3,7 +3,9 @@
 One loop in one thread, over four parts: the run table (engine.supervise.runs: each
 run folded incrementally from its journal), the agenda (engine.supervise.agenda:
 deadlines and back-offs), the mailroom (engine.supervise.mailroom: the inbox's files)
-and the step timeouts (engine.supervise.timeouts). The loop itself keeps the ready set
+and the step timeouts (engine.supervise.timeouts); on a store supervisors share, the
+claims (engine.supervise.claims: due deadlines are claimed, so that one supervisor fires
+each). The loop itself keeps the ready set
 (runs that need an advance) and decides, from a run's new records, what it needs. It
 never runs an action: each `advance` or `deliver` goes to a worker process
 (engine.supervise.workers), at most one job per run at a time; a delivery to a run at
@@ -44,6 +46,7 @@ from engine.run.status import RunStatus
 from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
+from engine.supervise.claims import Claims
 from engine.supervise.forkserver import start_forkserver
 from engine.supervise.jobs import Job, Result
 from engine.supervise.lane import MailLane
@@ -99,6 +102,9 @@ class Supervisor:
         self.mailroom = Mailroom(home, self.runs)
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
         self.family = Family(home, self.runs)  # fan-out: children's ends to parents, unwanted children cancelled
+        timers = home.store.timers  # a shared store: due deadlines are claimed, not taken from the agenda
+        self.claims = (Claims(timers, clock, self.runs, every=rescan, held=home.store.held)
+                       if timers is not None else None)
         self._ready: dict[str, None] = {}  # runs that need an advance (insertion-ordered)
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
@@ -120,6 +126,8 @@ class Supervisor:
             watcher = Watcher(self.home.inbox, self.home.store, self.wake)
             watcher.start()
         self.runs.scan()
+        if self.claims is not None:
+            self.claims.adopt()  # timers for resting runs that have none (imported, or lost to a crash)
         self._repair_seals()
         self._tidy_ticket_copies()
         self.mailroom.adopt()
@@ -179,6 +187,9 @@ class Supervisor:
                 self._sleep(next_rescan, once)
         finally:
             self._shutdown(watcher)
+        if self.claims is not None:  # a clean stop (a database gone raised above: its claims run out)
+            self.claims.release()  # claims not acted on: another supervisor may take them now
+            log.info("%d due deadlines claimed from the store and fired here", self.claims.fired)
         if self.locked_out:
             log.info("%d jobs found their run locked by another process (another supervisor, or a "
                      "`ratchet run`) and waited for it", self.locked_out)
@@ -263,6 +274,8 @@ class Supervisor:
         one whose on_escalate was not called. An advance repairs both (Runner._session)."""
         if (run_id, seq) in self._tickets_checked:
             return
+        if self.claims is not None and self.claims.defer_ticket_check(run_id, seq):
+            return  # another supervisor's worker escalated it and is writing its ticket: look once it is done
         self._tickets_checked.add((run_id, seq))
         ticket = tickets.read_ticket(self.home.store, run_id)
         if ticket is None or ticket.get("seq") != seq or not ticket.get("notified"):
@@ -297,6 +310,24 @@ class Supervisor:
                 self.runs.refresh(worker.current.run_id)
 
     def _fire_due(self) -> None:
+        if self.claims is not None:  # a shared store: advance only the due runs this supervisor claims
+            # Claim in batches: once fewer runs are ready than there are workers (those backing off
+            # aside), what the free workers can take now and twice the pool queued, so that a worker
+            # that finishes finds its next run without waiting for a claim.
+            ready_now = sum(1 for r in self._ready if not self._held(r) and not self.agenda.held_back(r))
+            room = len(self.pool.idle()) + 2 * self.pool.size - ready_now if ready_now < self.pool.size else 0
+            claimed = self.claims.take(self.agenda.due(), room)
+            for run_id in claimed:
+                self._ready[run_id] = None
+            if self.metrics and claimed:
+                self.metrics.deadlines_claimed.inc(len(claimed))
+            for run_id, seq in self.claims.ticket_checks_due():  # escalations their holder has had time to finish
+                tracked = self.runs.get(run_id)
+                escalation = tracked.state.escalation if tracked is not None else None
+                if (escalation is not None and escalation.seq == seq and tracked is not None
+                        and tracked.state.status == "escalated" and not self._held(run_id)):
+                    self._check_ticket(run_id, seq)  # (our own job's end checks it anyway)
+            return
         for run_id, deadline in self.agenda.due():
             state = self.runs[run_id].state
             if state.deadline == deadline and state.status in ("waiting", "retrying"):
