@@ -63,6 +63,16 @@ def start_forkserver() -> None:
         _server = ForkServer.fork()
 
 
+def stop_forkserver() -> None:
+    """Close the server and reap it (it exits at EOF on its socket): a stopped supervisor leaves
+    no process behind, nor a zombie, also when it ran inside a longer-lived process (an
+    application, tests). Its workers are gone by then (WorkerPool.close)."""
+    global _server
+    server, _server = _server, None
+    if server is not None:
+        server.close()
+
+
 def spawn(job_fd: int, lifeline_fd: int, home: str, machines: str) -> ForkedProcess | None:
     """A new worker serving the job pipe `job_fd`, or None when there is no server (never
     started, or it died: the caller falls back to another way to start it)."""
@@ -98,6 +108,11 @@ class ForkServer:
         theirs.close()
         ours.settimeout(REPLY_TIMEOUT)
         return cls(ours, pid)
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(ChildProcessError):  # reaped already (an application's own wait)
+            os.waitpid(self.pid, 0)
 
     def spawn(self, job_fd: int, lifeline_fd: int, home: str, machines: str) -> ForkedProcess | None:
         """Ask for a worker and return at once: a job may be sent on its pipe before it exists."""

@@ -47,7 +47,7 @@ from engine.supervise import stopping
 from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
 from engine.supervise.claims import Claims
-from engine.supervise.forkserver import start_forkserver
+from engine.supervise.forkserver import start_forkserver, stop_forkserver
 from engine.supervise.jobs import Job, Result
 from engine.supervise.lane import MailLane
 from engine.supervise.mailroom import Mailroom
@@ -230,6 +230,7 @@ class Supervisor:
         self.mailroom.close()
         self.pool.close()
         self.lane.close()
+        stop_forkserver()  # its workers are gone: the server too, reaped
         self.wake.close()
 
     def _where(self, run_id: str) -> str:

@@ -222,3 +222,34 @@ def test_a_process_running_threads_gets_workers_from_an_execd_forkserver_instead
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["None", "['error']", "True"], out.stdout  # no fork server; a working worker
+
+
+IN_PROCESS = """
+import os, sys
+from pathlib import Path
+from click.testing import CliRunner
+from engine.cli import main
+
+result = CliRunner().invoke(main, ["--home", sys.argv[1], "supervise", "--once"])
+assert result.exit_code == 0, result.output
+mine = []
+for entry in Path("/proc").iterdir():  # children of this process, zombies included
+    if entry.name.isdigit():
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid():
+            mine.append((entry.name, stat[0]))
+print(mine)
+"""
+
+
+def test_a_supervisor_run_inside_a_longer_lived_process_leaves_no_process_behind(env: Env, tmp_path: Path):
+    # An application (or a test) that runs `supervise --once` in its own process: the fork server
+    # it forked is closed and reaped at the stop, not left running, nor as a zombie.
+    env.start("r1")
+    out = subprocess.run([sys.executable, "-c", IN_PROCESS, str(env.home.root)], cwd=env.dir,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
