@@ -3,8 +3,9 @@
 1. Durable steps/s: N runs x K task steps, one after another in one process, every
    record fsync'd as in production. A run costs K+1 fdatasyncs ([run_started +
    step_started], then each outcome with the next step_started or run_finished) plus one
-   fsync of `runs/` for the new journal file. The actions do nothing, so this measures
-   the engine and the disk.
+   fsync of `runs/` for the new journal file: the syncs are counted, every thread's, not
+   assumed. The actions do nothing, so this
+   measures the engine and the disk.
 2. The disk's bounds, measured in the same `runs/` folder as the engine's journals and
    interleaved with them round by round (file creation on this disk costs what was
    deleted nearby lately, so a floor measured elsewhere or at another time is no floor):
@@ -22,6 +23,7 @@ of the per-round ratios (each from the same round's measurements).
 
     python bench/runner_bench.py                       # 3 rounds of 2000 x 5, peers, 10,000 x 20
     python bench/runner_bench.py --runs 200 --no-peers --journals 1000
+    python bench/runner_bench.py --compare /tmp/main      # and main's engine, round by round
 
 Prints one JSON document.
 """
@@ -34,6 +36,7 @@ import multiprocessing
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,20 +70,64 @@ def write_machine(folder: Path, steps: int) -> Path:
     return path
 
 
+class SyncCounter:
+    """Counts the process's real fsync and fdatasync calls (every thread's) while it is
+    entered, and still makes them."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __enter__(self) -> SyncCounter:
+        self._real = os.fsync, os.fdatasync
+
+        def counted(real):
+            def sync(fd):
+                self.calls += 1
+                return real(fd)
+            return sync
+
+        os.fsync, os.fdatasync = (counted(f) for f in self._real)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.fsync, os.fdatasync = self._real
+
+
 def durable_steps(folder: Path, runs: int, steps: int, first: int = 0) -> dict:
     machine = write_machine(folder, steps)
     runner = Runner(Home(folder / "steps").ensure(), clock=FakeClock())
-    began = time.perf_counter()
-    for i in range(first, first + runs):
-        rs = runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
-        if rs.status != "finished":
-            raise RuntimeError(f"run {rs.run_id} did not finish")
-    elapsed = time.perf_counter() - began
+    with SyncCounter() as syncs:
+        began = time.perf_counter()
+        for i in range(first, first + runs):
+            rs = runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
+            if rs.status != "finished":
+                raise RuntimeError(f"run {rs.run_id} did not finish")
+        elapsed = time.perf_counter() - began
     return {"runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
             "durable_steps_per_s": round(runs * steps / elapsed, 1),
             "runs_per_s": round(runs / elapsed, 1),
-            "syncs_per_run": steps + 2, "syncs_per_step": round((steps + 2) / steps, 3),
+            # counted, not assumed: K+1 fdatasyncs and the folder fsync of each new journal
+            "syncs_per_run": round(syncs.calls / runs, 3), "syncs_per_step": round(syncs.calls / (runs * steps), 3),
             "ms_per_step": round(elapsed * 1000 / (runs * steps), 3)}
+
+
+STEPS_IN = """
+import json, sys
+from pathlib import Path
+sys.path[:0] = [sys.argv[1] + "/bench", sys.argv[1]]
+import runner_bench
+folder, runs, steps, first = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+runner_bench.durable_steps(folder, 20, steps, first=10**7 + first)  # warm: imports, the key, the machine
+print(json.dumps(runner_bench.durable_steps(folder, runs, steps, first=first)))
+"""
+
+
+def durable_steps_of(tree: Path, folder: Path, runs: int, steps: int, first: int) -> dict:
+    """`durable_steps` as the code at `tree` (this clone, or an earlier one: --compare) runs
+    it, in a fresh interpreter warmed by 20 runs, in the same home and runs/ folder."""
+    out = subprocess.run([sys.executable, "-c", STEPS_IN, str(tree), str(folder), str(runs), str(steps),
+                          str(first)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def _drive_runs(args: tuple) -> None:
@@ -114,23 +161,40 @@ def spread(values: list[float]) -> dict:
             "max": round(max(values), 3)}
 
 
-def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int) -> dict:
+def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare: Path | None = None) -> dict:
     """Each round: the engine's N x K runs, then the disk's two bounds in the very folder its
-    journals are in (runs/), so the engine and its floors share the disk's state."""
+    journals are in (runs/), so the engine and its floors share the disk's state. With
+    `compare`, both trees run in fresh interpreters each round, in turn first."""
     runs_dir = Home(folder / "steps").ensure().store.root / "runs"
-    ours, probes, floors = [], [], []
+    ours, before, probes, floors = [], [], [], []
     for r in range(rounds):
-        ours.append(durable_steps(folder, runs, steps, first=r * runs))
+        if compare is None:
+            ours.append(durable_steps(folder, runs, steps, first=r * runs))
+        else:  # which goes first alternates: the first after the floors meets their writeback
+            for tree in ((ROOT, compare) if r % 2 == 0 else (compare, ROOT)):
+                timed = durable_steps_of(tree, folder, runs, steps, first=(2 * r + (tree != ROOT)) * runs)
+                (ours if tree == ROOT else before).append(timed)
         probes.append(fsync_rate(runs_dir / f"probe{r}")["fsyncs_per_s"])
         floors.append(raw_run_pattern(runs_dir, steps, runs, prefix=f"raw{r}-"))
     rates = [o["durable_steps_per_s"] for o in ours]
-    per_step = ours[0]["syncs_per_step"]
-    bounds = [p / per_step for p in probes]
+    per_step = statistics.median(o["syncs_per_step"] for o in ours)
+    bounds = [p / o["syncs_per_step"] for p, o in zip(probes, ours, strict=True)]
+    compared = {}
+    if compare is not None:
+        rates_before = [b["durable_steps_per_s"] for b in before]
+        compared = {"compared_with": {
+            "tree": str(compare), "how": "each round both trees, in turn first, fresh interpreters, same runs/ folder",
+            "durable_steps_per_s": spread(rates_before),
+            "syncs_per_step": statistics.median(b["syncs_per_step"] for b in before),
+            "vs_bound": spread([b["durable_steps_per_s"] / (p / b["syncs_per_step"])
+                                for b, p in zip(before, probes, strict=True)]),
+            "this_tree_vs_that": spread([o / b for o, b in zip(rates, rates_before, strict=True)])}}
     return {
+        **compared,
         "durable_steps": {"runs_per_round": runs, "steps_per_run": steps, "rounds": rounds,
                           "durable_steps_per_s": spread(rates),
                           "ms_per_step": spread([o["ms_per_step"] for o in ours]),
-                          "syncs_per_run": ours[0]["syncs_per_run"], "syncs_per_step": per_step},
+                          "syncs_per_run": spread([o["syncs_per_run"] for o in ours]), "syncs_per_step": per_step},
         "disk_bound": {
             "folder": "the journals' own runs/ folder, interleaved round by round",
             "disk_fsyncs_per_s": spread(probes), "bound_steps_per_s": spread(bounds),
@@ -226,10 +290,12 @@ def main() -> None:
     parser.add_argument("--journals", type=int, default=10_000)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temp folder)")
     parser.add_argument("--no-peers", action="store_true", help="skip DBOS and LangGraph")
+    parser.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                        help="also time the engine of the clone at DIR (e.g. a `git archive` of main), interleaved")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="ratchet-runner-bench-", dir=args.dir))
     try:
-        measured = interleaved_rounds(folder, args.runs, args.steps, args.rounds)
+        measured = interleaved_rounds(folder, args.runs, args.steps, args.rounds, args.compare)
         ours = measured["durable_steps"]["durable_steps_per_s"]["median"]
         bound = measured["disk_bound"]["bound_steps_per_s"]["median"]
         in_workers = durable_steps_in_workers(folder, args.runs, args.steps, 2)
