@@ -1,0 +1,95 @@
+"""Where the PostgreSQL store's parts meet: message rows, claimed timers, seal rows, the fork
+server, metrics. Each test is a user's or an attacker's path through two of them, with the
+real console script on a fresh schema of the session's private server, time on the file clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psycopg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from waiting import wait_for
+
+RATCHET = str(Path(sys.executable).parent / "ratchet")
+REVIEW = """
+name: review
+version: 1
+initial: review
+states:
+  review: {approvers: [alice, bob], timeout: 1d}
+  done: {final: true}
+transitions:
+  - {trigger: approve, source: review, dest: done}
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path, pg_url: str) -> dict[str, str]:
+    (tmp_path / "clock").write_text("2026-11-27T09:41:00Z")
+    (tmp_path / "review.yaml").write_text(REVIEW)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")}
+    return clean | {"RATCHET_HOME": str(tmp_path / "home"), "RATCHET_CLOCK_FILE": str(tmp_path / "clock"),
+                    "RATCHET_STORE": pg_url}
+
+
+def ok(env: dict[str, str], *args: str) -> str:
+    out = subprocess.run([RATCHET, *args], env=env, cwd=Path(env["RATCHET_HOME"]).parent, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out.stdout
+
+
+def sql(env: dict[str, str], query: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    with psycopg.connect(env["RATCHET_STORE"], autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+@pytest.mark.slow  # a supervisor with its metrics endpoint
+def test_message_rows_settled_by_a_supervisor_are_counted_in_its_metrics(env, tmp_path):
+    """On PostgreSQL `ratchet approve` posts a row, not a file: the supervisor that settles the
+    row counts it in ratchet_inbox_files_total as it counts a file, accepted or refused by
+    reason (a row a forger wrote by SQL for someone who is not an approver included)."""
+    ok(env, "start", "review.yaml", "--id", "m1")
+    ok(env, "start", "review.yaml", "--id", "m2")
+    ok(env, "supervise", "--once")
+    ok(env, "approve", "m1", "--by", "alice")
+    [[at]] = sql(env, "SELECT answers FROM ratchet_messages")
+    sql(env, "INSERT INTO ratchet_messages (key, run_id, body, format, answers, posted_by)"
+             " VALUES ('forged', 'm2', %s, 'json', %s, 'psql')",
+        [b'{"run": "m2", "trigger": "approve", "by": "mallory"}\n', at])
+    log = tmp_path / "supervisor.log"
+    with open(log, "w") as err:
+        supervisor = subprocess.Popen([RATCHET, "supervise", "--metrics-port", "0"], cwd=tmp_path, stderr=err,
+                                      env=env)
+    try:
+        port = int(wait_for(lambda: re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", log.read_text()),
+                            what="the metrics address").group(1))
+        wait_for(lambda: not sql(env, "SELECT 1 FROM ratchet_messages WHERE state = 'queued'"), what="rows settled")
+        samples = scrape(port)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=60)
+    assert sorted(sql(env, "SELECT key <> 'forged', state FROM ratchet_messages")) == [(False, "refused"),
+                                                                                         (True, "delivered")]
+    files = {labels: v for (name, labels), v in samples.items() if name == "ratchet_inbox_files_total"}
+    assert files == {(("reason", ""), ("result", "accepted")): 1.0,
+                     (("reason", "not an approver"), ("result", "refused")): 1.0}, files
+    assert json.loads(ok(env, "status", "m1", "--json"))[0]["state"] == "done"
