@@ -93,3 +93,75 @@ def test_message_rows_settled_by_a_supervisor_are_counted_in_its_metrics(env, tm
     assert files == {(("reason", ""), ("result", "accepted")): 1.0,
                      (("reason", "not an approver"), ("result", "refused")): 1.0}, files
     assert json.loads(ok(env, "status", "m1", "--json"))[0]["state"] == "done"
+
+
+@pytest.mark.slow  # two supervisors, a kill -9, a lease to run out
+def test_a_supervisor_killed_holding_claims_and_message_rows_leaves_every_run_decided_once(tmp_path, pg_url):
+    """Two supervisors on one store; 30 waits pass their deadline at the moment cancels and
+    approvals for 20 of them are posted as rows; one supervisor is killed (kill -9, its fork
+    server and workers too) in the middle of it. The other finishes everything: every row
+    settled and journaled at most once, each run decided once (a timeout, a cancel or an
+    approval, never two), the journals verify, and a timer is left exactly for the runs
+    resting with a deadline."""
+    from test_pg_deadlines import Hosts
+
+    from engine.api import Ratchet
+    from journal import Cancelled, TimeoutFired, TriggerReceived
+    from journal.pg_store import PgStore
+
+    hosts = Hosts(tmp_path, pg_url, RATCHET_PG_LEASE="2")
+    try:
+        ids = hosts.start_runs(30)
+        for name in ("host-a", "host-b"):
+            hosts.supervise(name, workers=2)
+        for name in ("host-a", "host-b"):
+            hosts.wait_up(name, 30)
+        api = Ratchet(hosts.home("host-a"), store=pg_url)
+        hosts.clock.advance(2 * 3600)  # every wait's hour is over while the messages come
+        for n, run_id in enumerate(ids[:20]):
+            if n % 2:
+                api.cancel(run_id, by="alice", reason="no longer needed")
+            else:
+                api.approve(run_id, by="alice")
+        os.killpg(hosts.procs["host-a"].pid, signal.SIGKILL)  # mid-way: claims and rows in flight
+        hosts.procs["host-a"].wait(10)
+
+        def settled() -> bool:
+            queued = hosts.sql("SELECT count(*) FROM ratchet_messages WHERE state = 'queued'")[0][0]
+            return queued == 0 and hosts.fired() + _count(hosts, "cancelled") >= 20
+        wait_for(settled, timeout=90, what="every row settled by the survivor")
+        store = PgStore(pg_url)
+        try:
+            wait_for(lambda: all(_decided(store, run_id) for run_id in ids), timeout=60, what="every run decided")
+            rows = {key: (run_id, state) for key, run_id, state in hosts.sql(
+                "SELECT key, run_id, state FROM ratchet_messages")}
+            assert len(rows) == 20 and all(state in ("delivered", "refused") for _, state in rows.values())
+            for run_id in ids:
+                records = store.read(run_id).records
+                assert store.verify(run_id).ok, run_id
+                timeouts = sum(isinstance(r, TimeoutFired) for r in records)
+                cancels = sum(isinstance(r, Cancelled) for r in records)
+                received = [r for r in records if isinstance(r, TriggerReceived)]
+                assert timeouts + cancels + len(received) == 1, (run_id, records)
+                keys = [r.source_file for r in records if getattr(r, "source_file", None)]
+                assert len(keys) == len(set(keys)), run_id  # no row journaled twice
+            resting = {run_id for run_id in ids
+                       if any(isinstance(r, TriggerReceived) for r in store.read(run_id).records)}
+            timers = {str(row[0]) for row in hosts.sql("SELECT run_id FROM ratchet_timers")}
+            assert timers == resting  # approved runs wait in 'second' (1d); nobody else keeps a timer
+        finally:
+            store.close()
+    finally:
+        hosts.cleanup()
+
+
+def _count(hosts, record_type: str) -> int:
+    rows = hosts.sql("SELECT count(*) FROM ratchet_records WHERE position(%s IN convert_from(line, 'UTF8')) > 0",
+                     [f'"type":"{record_type}"'])
+    return int(rows[0][0])
+
+
+def _decided(store, run_id: str) -> bool:
+    from journal import Cancelled, TimeoutFired, TriggerReceived
+
+    return any(isinstance(r, (Cancelled, TimeoutFired, TriggerReceived)) for r in store.read(run_id).records)
