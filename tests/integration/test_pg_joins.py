@@ -165,3 +165,24 @@ def _decided(store, run_id: str) -> bool:
     from journal import Cancelled, TimeoutFired, TriggerReceived
 
     return any(isinstance(r, (Cancelled, TimeoutFired, TriggerReceived)) for r in store.read(run_id).records)
+
+
+def test_a_journal_cut_in_the_database_is_left_alone_not_appended_to_across_the_hole(env, tmp_path):
+    """Someone with SQL access deletes a finished run's last records (its run_finished and
+    seal), leaving the run's row saying the chain ends further on. The supervisor's fold then
+    sees a run owed a move; its worker must not append after the row's end (which would chain
+    a record to lines that are gone and leave a hole), but leave the run alone, saying why.
+    `verify` names the cut (the seal's side row)."""
+    ok(env, "start", "review.yaml", "--id", "c1")
+    ok(env, "supervise", "--once")
+    ok(env, "approve", "c1", "--by", "alice")
+    ok(env, "supervise", "--once")
+    [[last]] = sql(env, "SELECT max(seq) FROM ratchet_records WHERE run_id = 'c1'")
+    sql(env, "DELETE FROM ratchet_records WHERE run_id = 'c1' AND seq >= %s", [int(last) - 1])  # finished, sealed
+    out = subprocess.run([RATCHET, "supervise", "--once"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    seqs = [int(row[0]) for row in sql(env, "SELECT seq FROM ratchet_records WHERE run_id = 'c1' ORDER BY seq")]
+    assert seqs == list(range(1, int(last) - 1)), (seqs, out.stderr[-2000:])  # nothing appended across the hole
+    assert f"the journal ends at record {int(last) - 2}" in out.stderr, out.stderr[-2000:]
+    verify = subprocess.run([RATCHET, "verify", "c1"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert verify.returncode == 1 and "lines were cut off its end" in verify.stdout + verify.stderr
