@@ -186,3 +186,21 @@ def test_a_journal_cut_in_the_database_is_left_alone_not_appended_to_across_the_
     assert f"the journal ends at record {int(last) - 2}" in out.stderr, out.stderr[-2000:]
     verify = subprocess.run([RATCHET, "verify", "c1"], env=env, cwd=tmp_path, capture_output=True, text=True)
     assert verify.returncode == 1 and "lines were cut off its end" in verify.stdout + verify.stderr
+
+
+def test_db_init_on_a_database_an_older_main_migrated_around_a_gap_says_it_migrated(env):
+    """Versions 1, 2 and 4 applied (migration 0004 landed on main before 0003): `ratchet db init`
+    applies 3 and says it migrated, not that the schema was up to date."""
+    from journal.pg_schema import LATEST, migrations
+
+    with psycopg.connect(env["RATCHET_STORE"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE ratchet_schema_version (version integer PRIMARY KEY,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())")
+        for version, script in migrations():
+            if version != 3:
+                conn.execute(script.encode())
+                conn.execute("INSERT INTO ratchet_schema_version (version) VALUES (%s)", [version])
+    said = ok(env, "db", "init")
+    assert said.endswith(f"schema version {LATEST} (migrated from version 2)\n"), said
+    assert sql(env, "SELECT to_regclass('ratchet_timers') IS NOT NULL") == [(True,)]
+    assert ok(env, "db", "init").endswith(f"schema version {LATEST} (up to date)\n")
