@@ -204,3 +204,60 @@ def test_db_init_on_a_database_an_older_main_migrated_around_a_gap_says_it_migra
     assert said.endswith(f"schema version {LATEST} (migrated from version 2)\n"), said
     assert sql(env, "SELECT to_regclass('ratchet_timers') IS NOT NULL") == [(True,)]
     assert ok(env, "db", "init").endswith(f"schema version {LATEST} (up to date)\n")
+
+
+GATED = """
+name: gated
+version: 1
+initial: work
+states:
+  work: {action: "gated_actions:work", timeout: 1m}
+  done: {final: true}
+transitions:
+  - {trigger: ok, source: work, dest: done}
+"""
+GATED_ACTIONS = """
+import os, time
+def work(ctx):
+    while not os.path.exists(os.environ["GATE"]):  # the test opens the gate
+        time.sleep(0.05)
+    return {}
+"""
+
+
+@pytest.mark.slow  # a step held open for a while
+def test_a_cancel_row_for_a_run_another_process_holds_is_tried_again_after_a_pause_not_in_a_loop(env, tmp_path):
+    """On PostgreSQL every supervisor sees every cancel row, also for runs another process holds
+    (a `ratchet run` here; another host's worker running on_cancel): the delivery finds the run
+    locked and must wait LOCKED_BACKOFF (0.5 s) like any other job, not be dispatched again at
+    once, over and over (it was: thousands of worker round trips per second)."""
+    (tmp_path / "gated.yaml").write_text(GATED)
+    (tmp_path / "gated_actions.py").write_text(GATED_ACTIONS)
+    env = env | {"PYTHONPATH": str(tmp_path), "GATE": str(tmp_path / "gate")}
+    ok(env, "start", "gated.yaml", "--id", "g1")
+    holder = subprocess.Popen([RATCHET, "run", "gated.yaml", "--id", "g1"], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "supervisor.log"
+    supervisor = None
+    try:
+        wait_for(lambda: sql(env, "SELECT 1 FROM ratchet_records WHERE run_id = 'g1' AND seq = 2"),
+                 what="the step started in `ratchet run`")
+        with open(log, "w") as err:
+            supervisor = subprocess.Popen([RATCHET, "supervise"], cwd=tmp_path, stderr=err, env=env)
+        wait_for(lambda: "supervising 1 runs" in log.read_text(), what="the supervisor up")
+        ok(env, "cancel", "g1", "--by", "alice")
+        wait_for(lambda: sql(env, "SELECT 1 FROM ratchet_messages"), what="the cancel posted")
+        import time
+        time.sleep(2)  # a window in which the held run's cancel is tried: a few times, not thousands
+        (tmp_path / "gate").touch()
+        assert holder.wait(60) == 0
+        wait_for(lambda: not sql(env, "SELECT 1 FROM ratchet_messages WHERE state = 'queued'"), what="row settled")
+    finally:
+        (tmp_path / "gate").touch()
+        if supervisor is not None:
+            supervisor.send_signal(signal.SIGTERM)
+            supervisor.wait(timeout=60)
+        holder.wait(60)
+    found = re.search(r"(\d+) jobs found their run locked", log.read_text())
+    locked = int(found.group(1)) if found else 0
+    assert 1 <= locked <= 20, log.read_text()[-2000:]
