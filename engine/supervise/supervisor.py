@@ -399,6 +399,7 @@ class Supervisor:
         if not self.pool.idle():
             return
         cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
+        self._cancel_locked.intersection_update(cancelling)  # delivered elsewhere meanwhile: forgotten (bounded)
         ready = _spread(self._ready) if self.locked_out else self._ready  # another process takes runs too
         for run_id in list(dict.fromkeys([*cancelling, *ready, *self.mailroom.runs_with_mail()])):
             if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
