@@ -60,8 +60,10 @@ def migrate(conn: psycopg.Connection[tuple[object, ...]], schema: str, where: st
     if before > LATEST:
         raise JournalError(f"{where}: schema version {before} is newer than this Ratchet knows ({LATEST}); "
                            "upgrade Ratchet")
-    if not {version for version, _ in migrations()} - applied(conn):
+    missing = {version for version, _ in migrations()} - applied(conn)
+    if not missing:
         return before, before
+    before = min(before, min(missing) - 1)  # a gap below the highest applied: the schema was as old as it
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(schema, "migrate")])
         conn.execute("CREATE TABLE IF NOT EXISTS ratchet_schema_version ("

@@ -43,7 +43,14 @@ class RunCache:
                 for record in grown.records:
                     rs.apply(record)
                 return rs
-        return fold(self.store.read(run_id).records)
+        rs = fold(self.store.read(run_id).records)
+        if rs.last_seq != writer.last_seq:
+            # A database store's writer starts from the run's row, not its last line: rows deleted
+            # under it would have the next record chained across the hole. Leave the run alone.
+            raise JournalError(f"{self.store.where(run_id)}: the journal ends at record {rs.last_seq}, but its "
+                               f"writer holds it at record {writer.last_seq}: records were cut off its end; "
+                               "run 'ratchet verify'")
+        return rs
 
     def remember(self, run_id: str, writer: Writer, rs: RunState) -> None:
         """Keep `rs`, all of which is on disk up to `writer`'s cursor, for the next session."""

@@ -213,7 +213,7 @@ class Mailroom:
                 if posted.posting.key not in queued:
                     self._accept_row(self.postbox, posted)
             for item, accepted, reason in self.postbox.settled_files():
-                self._file(item, accepted, reason)
+                self._file(item, accepted, reason, counted=False)  # counted by the supervisor that settled it
         except OSError as exc:
             log.error("posted messages: %s; looking again at the next rescan", exc)
 
@@ -224,17 +224,19 @@ class Mailroom:
         try:
             message, raw = parse_message_object(row.body, "." + row.format)
         except InvalidMessageError as exc:
-            self._settle(row.key, False, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason)
+            self._settle(row.key, False, f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason, kind=exc.reason)
             return
         if message.run != row.run_id:
-            self._settle(row.key, False, f"the row names run '{row.run_id}' but its message is for '{message.run}'")
+            self._settle(row.key, False, f"the row names run '{row.run_id}' but its message is for '{message.run}'",
+                         kind="wrong run")
             return
         tracked = self.runs.refresh(message.run)
         if tracked is None:
-            self._settle(row.key, False, f"unknown run: no run '{message.run}' in {self.home.store.location}")
+            self._settle(row.key, False, f"unknown run: no run '{message.run}' in {self.home.store.location}",
+                         kind="unknown run")
             return
         if tracked.broken:
-            self._settle(row.key, False, f"run's journal is damaged: {tracked.broken}")
+            self._settle(row.key, False, f"run's journal is damaged: {tracked.broken}", kind="damaged journal")
             return
         answer = tracked.state.inbox_files.get(row.key)
         if answer is not None:  # journaled before a crash (here or on another host): only the settling was missing
@@ -245,9 +247,10 @@ class Mailroom:
         letter = Letter(row.key, message, row.answers, sender=sender)
         self._queues.setdefault(message.run, deque()).append(letter)
 
-    def _settle(self, key: str, accepted: bool, reason: str) -> None:
+    def _settle(self, key: str, accepted: bool, reason: str, kind: str = "refused by the run") -> None:
         """A row's delivery is journaled (or refused before any run could journal it): mark the
-        row, then file this host's file of it, if any."""
+        row, then file this host's file of it, if any. The metrics count it here, once, where the
+        row was settled (`kind`: the refusal's label, as a file's `_reject` reason)."""
         postbox = self.postbox
         if postbox is None:
             return
@@ -256,8 +259,11 @@ class Mailroom:
             log.warning("refused message %s: %s", key, reason)
         item = postbox.posted.pop(key, None)
         if item is not None:
-            self._file(item, accepted, reason)
-        elif settled and accepted:
+            self._file(item, accepted, reason, counted=settled)
+            return
+        if settled and self.observer is not None:
+            self.observer.inbox_filed(accepted, "" if accepted else kind, reason)
+        if settled and accepted:
             log.info("applied %s", key)
 
     # --- delivering ---------------------------------------------------------------------------
@@ -325,7 +331,7 @@ class Mailroom:
 
     def _refuse_damaged(self, letter: Letter | Claimed, error: str) -> None:
         if isinstance(letter, Letter) and letter.item is None:
-            self._settle(letter.key, False, f"run's journal is damaged: {error}")
+            self._settle(letter.key, False, f"run's journal is damaged: {error}", kind="damaged journal")
             return
         item = letter.item if isinstance(letter, Letter) else letter
         if item is None:
@@ -335,23 +341,23 @@ class Mailroom:
         except OSError as exc:
             log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
 
-    def _file(self, item: Claimed, accepted: bool, reason: str) -> None:
+    def _file(self, item: Claimed, accepted: bool, reason: str, *, counted: bool = True) -> None:
         try:
             if accepted:
                 target = self.box.mark_done(item)
                 self._sent.discard(item.key)
-                if self.observer is not None:
+                if self.observer is not None and counted:
                     self.observer.inbox_filed(True)
                 log.info("applied %s", target.name)
             else:
-                self._reject(item, "refused by the run", reason)
+                self._reject(item, "refused by the run", reason, counted=counted)
         except OSError as exc:
             log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
 
-    def _reject(self, item: Claimed, reason: str, detail: str) -> None:
+    def _reject(self, item: Claimed, reason: str, detail: str, *, counted: bool = True) -> None:
         target = self.box.reject(item, reason, detail)
         self._sent.discard(item.key)
-        if self.observer is not None:
+        if self.observer is not None and counted:
             self.observer.inbox_filed(False, reason, detail)
         log.warning("rejected %s: %s: %s", target.name, reason, detail)
 

@@ -109,6 +109,7 @@ class Supervisor:
         self._tickets_checked: set[tuple[str, int]] = set()  # (run, escalated seq) whose ticket was looked at
         self._stopping = threading.Event()
         self.locked_out = 0  # jobs that found their run locked by another process (logged at stop)
+        self._cancel_locked: set[str] = set()  # runs whose cancel found them locked: it waits out the back-off
         self.stops = Stops()
         self.metrics = self.runs.observer = self.mailroom.observer = metrics  # fed by the runs and the mailroom
 
@@ -398,13 +399,15 @@ class Supervisor:
         if not self.pool.idle():
             return
         cancelling = self.mailroom.cancelling()  # before anything else: they end what they find
+        self._cancel_locked.intersection_update(cancelling)  # delivered elsewhere meanwhile: forgotten (bounded)
         ready = _spread(self._ready) if self.locked_out else self._ready  # another process takes runs too
         for run_id in list(dict.fromkeys([*cancelling, *ready, *self.mailroom.runs_with_mail()])):
             if not self.pool.idle() or self._stopping.is_set():  # a stop dispatches nothing more
                 return
             cancel = run_id in cancelling
-            if self._held(run_id) or (self.agenda.held_back(run_id) and not cancel):
+            if self._held(run_id) or (self.agenda.held_back(run_id) and (not cancel or run_id in self._cancel_locked)):
                 continue
+            self._cancel_locked.discard(run_id)
             job = self.mailroom.next_delivery(run_id) if cancel else self._next_job(run_id)  # a cancel first
             if job is not None:
                 self.timeouts.handed_over(run_id)
@@ -442,6 +445,8 @@ class Supervisor:
                           LOCKED_BACKOFF)
                 if job.kind == "advance":
                     self._ready[run_id] = None
+                elif job.message is not None and job.message.cancel:
+                    self._cancel_locked.add(run_id)  # a cancel skips back-offs, not this one
                 self.agenda.back_off(run_id, LOCKED_BACKOFF)
             elif result.outcome == "error":
                 log.error("%s of run %s failed: %s", job.kind, run_id, result.error)
