@@ -167,7 +167,7 @@ class Mailroom:
             return
         tracked = self.runs.refresh(message.run)  # up to date: the file answers what the run is at now
         if tracked is None:
-            self._reject(item, "unknown run", f"no run '{message.run}' in {self.home.store.location}")
+            self._reject(item, *self._no_such_run(message.run))
             return
         if tracked.broken:
             self._refuse_damaged(item, tracked.broken)
@@ -232,8 +232,8 @@ class Mailroom:
             return
         tracked = self.runs.refresh(message.run)
         if tracked is None:
-            self._settle(row.key, False, f"unknown run: no run '{message.run}' in {self.home.store.location}",
-                         kind="unknown run")
+            kind, detail = self._no_such_run(message.run)
+            self._settle(row.key, False, f"{kind}: {detail}", kind=kind)
             return
         if tracked.broken:
             self._settle(row.key, False, f"run's journal is damaged: {tracked.broken}", kind="damaged journal")
@@ -353,6 +353,15 @@ class Mailroom:
                 self._reject(item, "refused by the run", reason, counted=counted)
         except OSError as exc:
             log.error("inbox file %s: %s; it stays claimed and is filed again at the next start", item.key, exc)
+
+    def _no_such_run(self, run_id: str) -> tuple[str, str]:
+        """(reason, detail) for a message to a run the table does not hold: archived (it ended
+        and was retired: nothing applies to it any more), or unknown."""
+        store = self.home.store
+        if run_id in store.archived_ids():  # a rare path: the listing is read only here
+            return "archived run", (f"run '{run_id}' is archived in {store.location}: it ended, and nothing "
+                                    "more can be applied to it")
+        return "unknown run", f"no run '{run_id}' in {store.location}"
 
     def _reject(self, item: Claimed, reason: str, detail: str, *, counted: bool = True) -> None:
         target = self.box.reject(item, reason, detail)

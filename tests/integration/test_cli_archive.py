@@ -201,3 +201,25 @@ def test_messages_to_an_archived_run_say_it_is_archived(home: Path) -> None:
     for args in (("send", "renewal-acme", "approve", "--by", "alice"), ("cancel", "renewal-acme", "--by", "ops")):
         result = cli(home, *args)
         assert result.exit_code == 1 and "run 'renewal-acme' is archived" in result.stderr, result.output
+
+
+def test_an_inbox_file_for_an_archived_run_is_refused_as_archived_not_unknown(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file dropped before the run was archived (or by hand): the supervisor's refusal says why.
+    from engine.home import Home
+    from engine.supervise.message import Message, write_message
+
+    home = tmp_path / "fresh"
+    (tmp_path / "clock").write_text("2026-11-01T09:00:00Z")
+    monkeypatch.setenv("RATCHET_CLOCK_FILE", str(tmp_path / "clock"))
+    machine = tmp_path / "instant.yaml"
+    machine.write_text("name: instant\nversion: 1\ninitial: done\nstates:\n  done: {final: true}\ntransitions: []\n")
+    assert cli(home, "run", str(machine), "--id", "gone").exit_code == 0
+    (tmp_path / "clock").write_text("2026-12-28T09:00:00Z")
+    assert cli(home, "archive", "--finished-before", "7d").exit_code == 0
+    write_message(Home(home), Message(run="gone", trigger="approve", by="alice"))
+    assert cli(home, "supervise", "--once").exit_code == 0
+    notes = list((home / "inbox" / "rejected").glob("*.error.txt"))
+    assert len(notes) == 1
+    reason, detail = notes[0].read_text().splitlines()[:2]  # the note: its reason, then the detail
+    assert reason == "archived run" and detail.startswith("run 'gone' is archived in "), (reason, detail)
