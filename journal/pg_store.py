@@ -389,9 +389,8 @@ class PgStore:
                       " THEN current_setting('synchronous_commit') ELSE 'off' END, true)) AS durability"
                       " ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data", [kind, name, data, sync])
         if self.home is not None:
-            target = self.home / kind / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            publish(target.with_name(f".{name}.{os.getpid()}.tmp"), target, data, sync=sync)
+            (self.home / kind).mkdir(parents=True, exist_ok=True)
+            _write_copy(self.home / kind, name, data, sync=sync)
         return where
 
     def fetch(self, kind: str, name: str) -> bytes | None:
@@ -403,8 +402,7 @@ class PgStore:
         self.locate(kind, name)
         self._execute("DELETE FROM ratchet_side_files WHERE kind = %s AND name = %s", [kind, name])
         if self.home is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.home / kind / name)
+            _drop_copy(self.home / kind, name)
 
     def tidy_copies(self, kind: str) -> list[str]:
         """Bring this host's copies of `kind` in line with the rows: a copy whose row another
@@ -441,11 +439,10 @@ class PgStore:
                 copy = None
             data = rows.get(name)
             if data is None and copy is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(folder / name)
+                _drop_copy(folder, name)
                 changed.append(name)
             elif data is not None and copy != data and (copy is not None or restore):
-                publish(folder / f".{name}.{os.getpid()}.tmp", folder / name, data, sync=False)
+                _write_copy(folder, name, data, sync=False)
                 changed.append(name)
         return changed
 
@@ -502,6 +499,17 @@ class PgStore:
 
     def __repr__(self) -> str:
         return f"PgStore({self.location!r})"
+
+
+def _write_copy(folder: Path, name: str, data: bytes, *, sync: bool) -> None:
+    """This host's file copy of a side row, replaced atomically (a dot-named temporary first:
+    `tidy_copies` and people's tools skip it)."""
+    publish(folder / f".{name}.{os.getpid()}.tmp", folder / name, data, sync=sync)
+
+
+def _drop_copy(folder: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(folder / name)
 
 
 def _fetch_bool(conn: Conn, query: Any, params: Any) -> bool:
