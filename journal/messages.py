@@ -10,7 +10,14 @@ sharing the store delivers it, not only the host whose inbox folder got the file
 - `queued_messages()` lists the messages not yet settled, oldest first;
 - `settle_message(key, accepted, reason)` marks one delivered or refused, once;
 - `message_states(keys)` says how each settled (a host files the inbox file it posted);
-- `watch_messages(on_post)` hints that a message was posted or settled.
+- `watch_messages(on_post)` hints that a message was posted or settled;
+- `expire_messages(before, limit)` deletes at most `limit` settled messages settled before
+  `before`, the oldest first (the retention: queued messages are never deleted). Two
+  callers at once delete different messages and never wait for each other.
+
+A settled message can be deleted at any time without a message applying twice: the run's
+journal records the key of every message it applied or refused (`source_file`), and a
+delivery checks it under the run's lock, so the same key posted again is a no-op.
 
 `body` is the message as its file carries it, byte for byte (a signature still verifies on
 it); the store never judges it. Who sent it is judged by whoever delivers it
@@ -21,6 +28,7 @@ it); the store never judges it. Who sent it is judged by whoever delivers it
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -52,6 +60,7 @@ class Posted(msgspec.Struct, frozen=True):
     posting: Posting
     state: MessageState = "queued"
     reason: str | None = None
+    posted_at: datetime | None = None  # when it reached the store (the server's clock)
 
 
 @runtime_checkable
@@ -69,6 +78,8 @@ class MessageBox(Protocol):
     def watch_messages(self, on_post: Callable[[str], None]) -> Watch: ...
 
     def locate_message(self, key: str) -> str: ...
+
+    def expire_messages(self, before: datetime, limit: int) -> int: ...
 
 
 def message_box(store: Any) -> MessageBox | None:

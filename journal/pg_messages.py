@@ -6,11 +6,18 @@ message channel, sent at commit, so every supervisor sharing the store looks at 
 Settling a row (delivered, refused) notifies too: the host that posted it files its inbox
 file. The rows are hints and a record for people; the run's journal is what decides
 whether a message was applied (its key is the `source_file` of the decision record).
+
+Settled rows are kept for people, then deleted by `expire` (the retention, migration 0006): a
+batch of the oldest settled rows, found by a partial index on `settled_at` and locked with
+`FOR UPDATE SKIP LOCKED`, so two supervisors expiring at once take different rows and never
+wait for each other. Queued rows are never in a batch. `forget_settled` deletes an archived
+run's settled rows (`ratchet archive`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -21,7 +28,8 @@ from journal.store import Watch
 if TYPE_CHECKING:
     from journal.pg_store import PgStore
 
-_COLUMNS = "id, key, run_id, body, format, answers, posted_by, verified_by, via, problem, attestation, state, reason"
+_COLUMNS = ("id, key, run_id, body, format, answers, posted_by, verified_by, via, problem, attestation, state, reason,"
+            " posted_at")
 
 
 def channel(store: PgStore) -> str:
@@ -76,6 +84,19 @@ def states(store: PgStore, keys: Iterable[str]) -> dict[str, tuple[MessageState,
     return {str(key): (state, reason) for key, state, reason in rows}
 
 
+def expire(store: PgStore, before: datetime, limit: int) -> int:
+    """Delete at most `limit` settled rows settled before `before`, the oldest first: how many."""
+    return store._execute(
+        "DELETE FROM ratchet_messages WHERE id IN (SELECT id FROM ratchet_messages"
+        " WHERE state <> 'queued' AND settled_at < %s ORDER BY settled_at LIMIT %s FOR UPDATE SKIP LOCKED)",
+        [before, limit])
+
+
+def forget_settled(conn: psycopg.Connection[Any], run_id: str) -> int:
+    """Delete the settled rows of `run_id` (archived); its queued ones stay, to be refused."""
+    return conn.execute("DELETE FROM ratchet_messages WHERE run_id = %s AND state <> 'queued'", [run_id]).rowcount
+
+
 def watch(store: PgStore, on_post: Callable[[str], None]) -> Watch:
     from journal.pg_watch import NotifyWatch  # a thread and a connection of its own
 
@@ -84,8 +105,8 @@ def watch(store: PgStore, on_post: Callable[[str], None]) -> Watch:
 
 def _posted(row: tuple[Any, ...]) -> Posted:
     (id_, key, run_id, body, format_, answers, posted_by, verified_by, via, problem, attestation, state,
-     reason) = row
+     reason, posted_at) = row
     posting = Posting(key=key, run_id=run_id, body=bytes(body), format=format_, answers=answers,
                       posted_by=posted_by, verified_by=verified_by, via=via, problem=problem,
                       attestation=attestation)
-    return Posted(id=int(id_), posting=posting, state=state, reason=reason)
+    return Posted(id=int(id_), posting=posting, state=state, reason=reason, posted_at=posted_at)

@@ -29,6 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -460,6 +461,8 @@ class PgStore:
             if done != 1:
                 raise JournalError(f"{self.where(run_id)}: run '{run_id}' changed while it was archived; "
                                    "verify it again")
+            with writer.lock:  # its settled messages go with it (a crash first: the retention deletes them)
+                pg_messages.forget_settled(writer.conn, run_id)
             if on_step is not None:
                 on_step("archived")
         return f"{self.location}/archive/{run_id}"
@@ -496,6 +499,9 @@ class PgStore:
 
     def locate_message(self, key: str) -> str:
         return f"{self.location}/messages/{key}"
+
+    def expire_messages(self, before: datetime, limit: int) -> int:
+        return pg_messages.expire(self, before, limit)
 
     def __repr__(self) -> str:
         return f"PgStore({self.location!r})"

@@ -26,6 +26,18 @@ class Escalation:
 
 
 @dataclass(frozen=True)
+class QueuedMessage:
+    """A message sent to the run and not applied yet (an inbox file, or a PostgreSQL row)."""
+
+    asks: str  # the trigger ("approve"), or "resolve skip approve", "cancel", "upgrade"
+    by: str  # who it says sent it (proven only when the supervisor applies it)
+    since: datetime  # when it was written (a file) or reached the store (a row), UTC
+    age_s: float  # how long it has waited, as of the snapshot
+    key: str  # the key its delivery will be journaled under (`source_file`), or the inbox file's name
+    where: str  # "inbox" (not claimed yet), "claimed" (by a supervisor), "row" (PostgreSQL)
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     """Where one run stands now: its state and status, what and whom it waits on, until
     when, why it escalated, its data. A value: call `Ratchet.get` again for a newer one.
@@ -35,7 +47,8 @@ class RunSnapshot:
     says why). The fields after `data` are the facts `ratchet status` adds to the journal's
     word: `held` (a process moves it now), `stalled` (it should be moving and nobody holds
     it), `overdue_s` (past its deadline or retry time), `code_changed` (modules changed
-    since it started), `archived` (retired by `ratchet archive`).
+    since it started), `archived` (retired by `ratchet archive`), `queued` (messages sent to
+    it and not applied yet, oldest first).
     """
 
     id: str
@@ -65,6 +78,7 @@ class RunSnapshot:
     parent: str | None = None  # the run that spawned this one (fan-out)
     children: str | None = None  # a parent in its spawning state: "2/5 finished, 3 live"
     children_escalated: tuple[str, ...] = ()  # its live children escalated now: "ID: reason"
+    queued: tuple[QueuedMessage, ...] = ()  # sent, not applied yet (refusals are in its journal)
 
     @property
     def ended(self) -> bool:
@@ -85,4 +99,6 @@ def snapshot_of(row: StatusRow, state: RunState | None) -> RunSnapshot:
         overdue_s=row.overdue_s, retry_attempt=row.retry_attempt, retry_attempts=row.retry_attempts,
         code_changed=tuple(row.code_changed), archived=row.archived, error=row.error,
         parent=row.parent, children=row.children, children_escalated=tuple(row.children_escalated),
+        queued=tuple(QueuedMessage(asks=q["asks"], by=q["by"], since=parse_iso(q["since"]), age_s=q["age_s"],
+                                   key=q["key"], where=q["where"]) for q in row.queued),
     )

@@ -42,9 +42,14 @@ if TYPE_CHECKING:
                    "Needs prometheus-client: pip install 'ratchet[metrics]'.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, metavar="HOST",
               help="The address --metrics-port binds (0.0.0.0: every interface).")
+@click.option("--message-retention", metavar="DURATION",
+              help="PostgreSQL: how long a settled message row (delivered or refused) is kept before "
+                   "supervisors delete it (default: $RATCHET_MESSAGE_RETENTION, else 7d; 0s: not kept). "
+                   "Queued rows are never deleted.")
 @click.pass_context
 def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace: float,
-              job_timeout: float, quiet: bool, metrics_port: int | None, metrics_host: str) -> None:
+              job_timeout: float, quiet: bool, metrics_port: int | None, metrics_host: str,
+              message_retention: str | None) -> None:
     """Drive every run: resume, apply the inbox, fire deadlines.
 
     HOME must exist (`ratchet start` or `ratchet run` creates it): a mistyped
@@ -83,7 +88,9 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     from engine.run.sealing import home_key
     from engine.supervise import worker  # noqa: F401  (what both sides need, imported once before the fork)
     from engine.supervise.forkserver import start_forkserver
+    from engine.supervise.retention import retention_seconds
 
+    keep = retention_seconds(message_retention)  # a bad value is refused before anything starts
     home = existing_home(ctx)
     # Forked now, before the supervisor's own modules: no thread runs yet, and the server
     # imports the runner on one core while this process imports the rest on the other.
@@ -102,6 +109,8 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
     metrics = _metrics(metrics_host, metrics_port) if metrics_port is not None else None
     supervisor = Supervisor(supervised, workers=workers, machines_dir=MACHINES_DIR,
                             rescan=rescan, grace=grace, job_timeout=job_timeout, metrics=metrics)
+    if supervisor.mailroom.retention is not None:
+        supervisor.mailroom.retention.keep = keep
     supervisor.install_signal_handlers()
     ctx.exit(supervisor.run(once=once))
 
@@ -225,6 +234,10 @@ def _cells(row: StatusRow, depth: int = 0) -> tuple[str, ...]:
             waiting += f"; {trigger} {len(who)} of {needed}" + (f" ({', '.join(who)})" if who else "")
     if row.children is not None:
         waiting = f"children: {row.children}" + (f"; or {waiting}" if waiting else "")
+    if row.queued:  # "approve by alice,bob; queued 3 s: approve by alice"
+        from engine.supervise.queued import said
+
+        waiting = "; ".join(filter(None, [waiting, said(row.queued, span)]))
     escalation = row.error or (f"{row.escalation}: {row.escalation_detail}" if row.escalation_detail
                                else row.escalation or "")
     if row.children_escalated and not escalation:

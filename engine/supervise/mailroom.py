@@ -29,6 +29,10 @@ the queues are fed from the rows (this host's and every other's), each proven ag
 the row (engine.trust.posted), and a delivery settles its row, then files the file if it
 is this host's. Delivery is idempotent on the row's key, the `source_file` the journal
 records: two supervisors may both try a row, the run's single writer journals it once.
+A file whose row another supervisor settled is filed as the run's journal has it (a row
+marked delivered that the journal does not know is not believed), and one whose row is
+gone (settled, then expired: engine.supervise.retention) is checked again from the start:
+the journal answers it, or it is posted again and delivered once.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from engine.errors import InvalidMessageError
@@ -47,6 +52,7 @@ from engine.supervise import inbox
 from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
 from engine.supervise.postbox import Postbox
+from engine.supervise.retention import Retention, retention_seconds
 from engine.supervise.runs import RunTable
 from engine.trust.sender import FileFacts, Sender, prove
 from journal.messages import Posted, message_box
@@ -88,6 +94,7 @@ class Mailroom:
         self._people: PeopleBook | None = None  # people.yaml, read with the first file (pydantic: not at start)
         box = message_box(home.store)
         self.postbox = Postbox(home, box) if box is not None else None  # messages as rows (PostgreSQL)
+        self.retention = Retention(box, retention_seconds()) if box is not None else None  # settled rows expire
 
     def warm_up(self) -> None:
         """Import what reading a file needs (the message and people.yaml models: pydantic,
@@ -212,10 +219,33 @@ class Mailroom:
             for posted in self.postbox.queued():
                 if posted.posting.key not in queued:
                     self._accept_row(self.postbox, posted)
-            for item, accepted, reason in self.postbox.settled_files():
-                self._file(item, accepted, reason, counted=False)  # counted by the supervisor that settled it
+            for item, run_id, state, reason in self.postbox.settled_files():
+                self._file_settled(item, run_id, state, reason)
         except OSError as exc:
             log.error("posted messages: %s; looking again at the next rescan", exc)
+
+    def _file_settled(self, item: Claimed, run_id: str, state: str | None, reason: str) -> None:
+        """File this host's file whose row settled (`state`) or is gone (None): as the run's journal
+        has it; else as the row says if refused (before any run journaled it: an unknown run, say);
+        a row gone is checked again from the start (posted again, it is delivered once)."""
+        tracked = self.runs.refresh(run_id) if run_id else None
+        answer = tracked.state.inbox_files.get(item.key) if tracked is not None and not tracked.broken else None
+        if answer is not None:
+            self._file(item, *answer, counted=False)  # counted by the supervisor that settled it
+        elif state == "refused":
+            self._file(item, False, reason, counted=False)
+        elif state is None:
+            log.info("inbox file %s: its row is gone (expired) and its run never journaled it; checking it again",
+                     item.key)
+            self._accept(item)
+        else:  # marked delivered, and no journal knows it: a row changed by hand is not believed
+            self._reject(item, "not applied", f"its row in {self.home.store.location} says delivered, but run "
+                         f"'{run_id}' never journaled it (a row changed by hand?); send it again")
+
+    def expire(self, now: datetime) -> None:
+        """Delete the store's settled messages older than the retention (PostgreSQL; at start and each rescan)."""
+        if self.retention is not None:
+            self.retention.expire(now)
 
     def _accept_row(self, postbox: Postbox, posted: Posted) -> None:
         from engine.supervise.message import parse_message_object
@@ -257,7 +287,7 @@ class Mailroom:
         settled = postbox.settle(key, accepted, reason)  # False: another supervisor settled it first
         if settled and not accepted:
             log.warning("refused message %s: %s", key, reason)
-        item = postbox.posted.pop(key, None)
+        item = postbox.take(key)
         if item is not None:
             self._file(item, accepted, reason, counted=settled)
             return

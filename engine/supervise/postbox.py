@@ -8,7 +8,8 @@ records as `source_file`, unique (a nanosecond stamp and this process's id) and 
 before it is used — with what this host proved, signed with the home's key
 (engine.trust.posted). Posting again after a crash inserts nothing. The file stays claimed
 until its row is settled (by this supervisor or another), then is filed in done/ or
-rejected/ as on the file store.
+rejected/ as the run's journal has it (the mailroom asks it: a row is a hint, and may be gone,
+expired by the retention, engine.supervise.retention, before this host looked).
 
 Rows are delivered by the mailroom like files, and proven again from the row by the
 supervisor that delivers them (engine.trust.posted): a flag in a row proves nothing.
@@ -51,6 +52,7 @@ class Postbox:
         self.home = home
         self.box = box
         self.posted: dict[str, Claimed] = {}  # key -> this host's file, claimed until its row settles
+        self._run_of: dict[str, str] = {}  # key -> the run it was posted for
         self._key: Ed25519PrivateKey | None = None
 
     def home_key(self) -> Ed25519PrivateKey:
@@ -74,6 +76,12 @@ class Postbox:
 
         crash_point("message_posted")  # posted, not filed: a restart posts nothing again
         self.posted[item.key] = item
+        self._run_of[item.key] = run_id
+
+    def take(self, key: str) -> Claimed | None:
+        """This host's file posted under `key`, no longer waited for (None: not this host's)."""
+        self._run_of.pop(key, None)
+        return self.posted.pop(key, None)
 
     def queued(self) -> list[Posted]:
         return self.box.queued_messages()
@@ -85,13 +93,18 @@ class Postbox:
         """Mark the row; False if it was settled already (by another supervisor)."""
         return self.box.settle_message(key, accepted, reason)
 
-    def settled_files(self) -> list[tuple[Claimed, bool, str]]:
-        """This host's posted files whose rows are settled now: (file, applied, why not)."""
+    def settled_files(self) -> list[tuple[Claimed, str, MessageState | None, str]]:
+        """This host's posted files whose rows settled, or are gone (expired before this host
+        looked): (file, its run, the row's state (None: gone), why it was refused)."""
         if not self.posted:
             return []
         states: dict[str, tuple[MessageState, str | None]] = self.box.message_states(self.posted)
-        done = []
-        for key, (state, reason) in states.items():
+        done: list[tuple[Claimed, str, MessageState | None, str]] = []
+        for key in list(self.posted):
+            state, reason = states.get(key, (None, None))
             if state != "queued":
-                done.append((self.posted.pop(key), state == "delivered", reason or ""))
+                run_id = self._run_of.get(key, "")
+                item = self.take(key)
+                if item is not None:
+                    done.append((item, run_id, state, reason or ""))
         return done

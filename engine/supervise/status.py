@@ -7,7 +7,9 @@ Besides the journal, a row says what only the present can tell: whether a proces
 a run that should be moving (`held`; else it is `stalled`: no worker has it), how long a
 wait or a retry is past its time (`overdue_s`, by the clock), and which modules its
 definition names have changed since it started (`code_changed`, from the fingerprints
-in `run_started`; each module is hashed once per listing).
+in `run_started`; each module is hashed once per listing), and the messages sent to it and
+not applied yet (`queued`: engine.supervise.queued, one look at the inbox and the store's
+rows per listing).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from engine.home import Home
 from engine.run.clock import clock_from_env, iso
 from engine.run.replay import RunState, fold
 from engine.run.status import RunStatus
+from engine.supervise.queued import Queued, queued_index, shown_for
 from journal import Cursor, JournalError
 
 
@@ -71,6 +74,7 @@ class StatusRow:
     parent: str | None = None  # the run that spawned this one (fan-out)
     children: str | None = None  # a parent waiting for its children: "2/5 finished, 3 live"
     children_escalated: list[str] = field(default_factory=list)  # its live children escalated now: "id: reason"
+    queued: list[dict[str, Any]] = field(default_factory=list)  # messages sent, not applied yet: asks, by, since
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,11 +110,14 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
 
 
 def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime | None = None,
-                folded: dict[str, RunState] | None = None) -> list[StatusRow]:
+                folded: dict[str, RunState] | None = None,
+                queued: dict[str, list[Queued]] | None = None) -> list[StatusRow]:
     """Rows for `run_ids` (default: every run in the home), in id order, as of `now`
     (default: the clock's now). `folded`, if given, receives each row's RunState (the
-    Python API's snapshots add its data to the row, from the same read)."""
+    Python API's snapshots add its data to the row, from the same read); `queued`: the
+    home's queued messages, if the caller looked already (else looked up here, once)."""
     now = now or clock_from_env().now()
+    index = queued if queued is not None else queued_index(home)
     code = CodeCheck()
     rows: list[StatusRow] = []
     parents: list[tuple[StatusRow, list[str]]] = []
@@ -129,6 +136,7 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         row = row_of(run_id, state)
+        row.queued = shown_for(index, run_id, state.inbox_files, now)
         if folded is not None:
             folded[run_id] = state
         owes = state.ended and state.todo is not None  # a cancelled run whose on_cancel is owed

@@ -144,6 +144,7 @@ class Supervisor:
         # What reading an inbox file needs (pydantic models) is imported in a thread once the first
         # jobs are done, or after WARM_UP s: never on two busy cores with the steps of a recovery.
         cold, warm_by = not once, time.monotonic() + WARM_UP
+        self.mailroom.expire(self.agenda.clock.now())  # settled message rows past their retention (PostgreSQL)
         next_rescan = time.monotonic() + self.pacing.rescan
         next_journal_rescan = time.monotonic() + max(self.pacing.rescan, JOURNAL_RESCAN)
         try:
@@ -171,6 +172,7 @@ class Supervisor:
                         self.mailroom.adopt()  # files claimed by a supervisor that died meanwhile
                         self._tidy_ticket_copies()
                         self.mailroom.scan()
+                        self.mailroom.expire(self.agenda.clock.now())
                         next_rescan = time.monotonic() + self.pacing.rescan
                 self._refresh_busy(read_now=changed, hinted=watcher is not None and watcher.alive())
                 self._consider_changed()

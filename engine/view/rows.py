@@ -9,7 +9,9 @@ wait or retry past its deadline (how overdue), a run that should be moving (held
 stalled), a journal being created or damaged; a parent, when a child's row is built again
 (its row shows the escalated ones). Every row is built again once a minute
 anyway, for what only the present tells and no record announces (`code_changed`: a
-module edited on disk).
+module edited on disk). The messages queued for each run (`queued`) are looked up at every
+`rows`, once for all runs (engine.supervise.queued), and set on the kept rows: a message
+sent or filed changes no journal.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from datetime import datetime
 
 from engine.home import Home
 from engine.run.clock import iso
+from engine.run.replay import RunState
 from engine.run.status import RunStatus
+from engine.supervise.queued import queued_index, shown_for
 from engine.supervise.status import JournalStatus, StatusRow, status_rows
 
 _ALWAYS = {RunStatus.RUNNING, JournalStatus.STARTING, JournalStatus.DAMAGED}
@@ -37,6 +41,7 @@ class RowCache:
         self._changed: set[str] = set()
         self._lock = threading.Lock()
         self._full_at = 0.0  # monotonic time of the last rebuild of every row
+        self._answered: dict[str, frozenset[str]] = {}  # run -> the message keys its journal answered
 
     def mark(self, run_ids: Iterable[str]) -> None:
         """These runs' journals changed: their rows are built again at the next `rows`."""
@@ -53,13 +58,22 @@ class RowCache:
                 self._full_at, self._rows = time.monotonic(), {}
             stale = [run_id for run_id in ids
                      if run_id in changed or run_id not in self._rows or _moves(self._rows[run_id], moment)]
-            built = status_rows(self.home, stale, now=now)
+            queued, folded = queued_index(self.home), dict[str, RunState]()
+            built = status_rows(self.home, stale, now=now, folded=folded, queued=queued)
             # A parent's row shows its escalated children, which no record of its own announces.
             known = set(ids).difference(stale)
             parents = sorted({row.parent for row in built if row.parent in known})
-            for row in [*built, *status_rows(self.home, parents, now=now)] if parents else built:
+            if parents:
+                built += status_rows(self.home, parents, now=now, folded=folded, queued=queued)
+            for row in built:
                 self._rows[row.run_id] = row
+            for run_id, state in folded.items():
+                if state.inbox_files:  # most runs answered none: nothing kept for them
+                    self._answered[run_id] = frozenset(state.inbox_files)
             self._rows = {run_id: self._rows[run_id] for run_id in ids}  # archived ones leave
+            self._answered = {run_id: self._answered[run_id] for run_id in ids if run_id in self._answered}
+            for run_id, row in self._rows.items():
+                row.queued = shown_for(queued, run_id, self._answered.get(run_id, frozenset()), now)
             return list(self._rows.values())
 
 

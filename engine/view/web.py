@@ -5,7 +5,8 @@ script (`live.js`) listens to `/events` (server-sent events) and, when the store
 journal grew, fetches the page's fragment again: the page updates without a reload. The
 store's hint stream (`Store.watch`) wakes a thread that asks `Store.changes` what really
 changed, once a second at the latest (hints may be lost); each batch of changed runs
-bumps a generation number, which is what `/events` sends.
+bumps a generation number, which is what `/events` sends. So does a change in the messages
+queued for runs (sent, or filed: no journal grows), looked at in the same turn.
 
 Nothing here writes: no route takes a POST, and every read goes through the home's store.
 """
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from engine.home import Home
 from engine.run.clock import clock_from_env
+from engine.supervise.queued import queued_keys
 from engine.view.dashboard import Filters, listing
 from engine.view.report import UnknownRunError, environment, render_report, run_context
 from engine.view.rows import RowCache
@@ -49,8 +51,11 @@ class Generations:
     """Counts batches of changes in the store: a number the pages compare with their own."""
 
     def __init__(self, store: Store, *, interval: float = 1.0,
-                 on_changes: Callable[[list[str]], None] | None = None) -> None:
+                 on_changes: Callable[[list[str]], None] | None = None,
+                 also: Callable[[], object] | None = None) -> None:
         self.store = store
+        self.also = also  # something else the pages show that no journal announces: a change bumps too
+        self._also_seen: object = None
         self.interval = interval
         self.on_changes = on_changes  # told which runs changed, before the number moves
         self.number = 0
@@ -94,13 +99,24 @@ class Generations:
                 if self.on_changes is not None:
                     self.on_changes(changes.run_ids)
                 self.number += 1
+            elif self.also is not None and self._also_changed():
+                self.number += 1
+
+    def _also_changed(self) -> bool:
+        try:
+            seen = self.also() if self.also is not None else None
+        except Exception:  # a store hiccup must not end live updates: log it, look again
+            log.exception("ratchet ui: cannot look at the queued messages; trying again")
+            return False
+        changed, self._also_seen = seen != self._also_seen, seen
+        return changed
 
 
 def create_app(home: Home, *, interval: float = 1.0) -> Starlette:
     """The dashboard of `home`, read-only."""
     store = home.store
     cache = RowCache(home)
-    generations = Generations(store, interval=interval, on_changes=cache.mark)
+    generations = Generations(store, interval=interval, on_changes=cache.mark, also=lambda: queued_keys(home))
     env = environment()
 
     def page(template: str, request: Request, seen: int, **context: Any) -> Response:
