@@ -52,7 +52,7 @@ from engine.supervise import inbox
 from engine.supervise.inbox import ClaimBox, Claimed
 from engine.supervise.jobs import Job, Result
 from engine.supervise.postbox import Postbox
-from engine.supervise.retention import Retention, retention_seconds
+from engine.supervise.retention import Retention
 from engine.supervise.runs import RunTable
 from engine.trust.sender import FileFacts, Sender, prove
 from journal.messages import Posted, message_box
@@ -94,7 +94,7 @@ class Mailroom:
         self._people: PeopleBook | None = None  # people.yaml, read with the first file (pydantic: not at start)
         box = message_box(home.store)
         self.postbox = Postbox(home, box) if box is not None else None  # messages as rows (PostgreSQL)
-        self.retention = Retention(box, retention_seconds()) if box is not None else None  # settled rows expire
+        self.retention = Retention(box) if box is not None else None  # settled rows expire (PostgreSQL)
 
     def warm_up(self) -> None:
         """Import what reading a file needs (the message and people.yaml models: pydantic,

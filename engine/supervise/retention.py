@@ -47,13 +47,15 @@ def retention_seconds(value: str | None = None) -> float:
 class Retention:
     """Expires a store's settled messages older than `keep` seconds (see the module's docstring)."""
 
-    def __init__(self, box: MessageBox, keep: float) -> None:
+    def __init__(self, box: MessageBox, keep: float | None = None) -> None:
         self.box = box
-        self.keep = keep
-        self.expired = 0  # rows this supervisor deleted (said at stop)
+        self.keep = keep  # None: RATCHET_MESSAGE_RETENTION or the default, read at the first look
+        self.expired = 0  # rows this supervisor deleted
 
     def expire(self, now: datetime) -> int:
         """Delete what is due as of `now` (the engine's clock), in bounded batches: how many rows."""
+        if self.keep is None:
+            self.keep = retention_seconds()
         before = now - timedelta(seconds=self.keep)
         done = 0
         try:

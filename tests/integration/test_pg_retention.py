@@ -235,6 +235,8 @@ def test_a_delivered_row_is_kept_for_the_retention_then_deleted_by_a_supervisor(
     bad = ratchet(env, "supervise", "--once", "--message-retention", "a week")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad
     assert "--message-retention='a week': bad duration" in bad.stderr and "hint: e.g. 7d" in bad.stderr
+    bad = ratchet(env, "supervise", "--once", RATCHET_MESSAGE_RETENTION="-1d")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "RATCHET_MESSAGE_RETENTION='-1d'" in bad.stderr, bad
 
 
 @pytest.mark.slow  # three supervisor runs
