@@ -110,12 +110,14 @@ def row_of(run_id: str, state: RunState) -> StatusRow:
 
 
 def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime | None = None,
-                folded: dict[str, RunState] | None = None,
-                queued: dict[str, list[Queued]] | None = None) -> list[StatusRow]:
+                folded: dict[str, RunState] | None = None, queued: dict[str, list[Queued]] | None = None,
+                answered: dict[str, frozenset[str]] | None = None) -> list[StatusRow]:
     """Rows for `run_ids` (default: every run in the home), in id order, as of `now`
     (default: the clock's now). `folded`, if given, receives each row's RunState (the
     Python API's snapshots add its data to the row, from the same read); `queued`: the
-    home's queued messages, if the caller looked already (else looked up here, once)."""
+    home's queued messages, if the caller looked already (else looked up here, once);
+    `answered`, if given, receives the message keys the journal answered of each run that
+    has messages queued (the dashboard filters them out again later, without the journal)."""
     now = now or clock_from_env().now()
     index = queued if queued is not None else queued_index(home)
     code = CodeCheck()
@@ -136,7 +138,10 @@ def status_rows(home: Home, run_ids: list[str] | None = None, *, now: datetime |
             rows.append(StatusRow(run_id=run_id, status=JournalStatus.STARTING))
             continue
         row = row_of(run_id, state)
-        row.queued = shown_for(index, run_id, state.inbox_files, now)
+        if run_id in index:
+            row.queued = shown_for(index, run_id, state.inbox_files, now)
+            if answered is not None:
+                answered[run_id] = frozenset(state.inbox_files)
         if folded is not None:
             folded[run_id] = state
         owes = state.ended and state.todo is not None  # a cancelled run whose on_cancel is owed

@@ -23,7 +23,6 @@ from datetime import datetime
 
 from engine.home import Home
 from engine.run.clock import iso
-from engine.run.replay import RunState
 from engine.run.status import RunStatus
 from engine.supervise.queued import queued_index, shown_for
 from engine.supervise.status import JournalStatus, StatusRow, status_rows
@@ -41,7 +40,8 @@ class RowCache:
         self._changed: set[str] = set()
         self._lock = threading.Lock()
         self._full_at = 0.0  # monotonic time of the last rebuild of every row
-        self._answered: dict[str, frozenset[str]] = {}  # run -> the message keys its journal answered
+        self._answered: dict[str, frozenset[str]] = {}  # run with messages queued -> the keys its journal answered
+        self._had_queued: set[str] = set()  # runs with messages queued at the last look
 
     def mark(self, run_ids: Iterable[str]) -> None:
         """These runs' journals changed: their rows are built again at the next `rows`."""
@@ -58,22 +58,23 @@ class RowCache:
                 self._full_at, self._rows = time.monotonic(), {}
             stale = [run_id for run_id in ids
                      if run_id in changed or run_id not in self._rows or _moves(self._rows[run_id], moment)]
-            queued, folded = queued_index(self.home), dict[str, RunState]()
-            built = status_rows(self.home, stale, now=now, folded=folded, queued=queued)
+            queued, answered = queued_index(self.home), dict[str, frozenset[str]]()
+            built = status_rows(self.home, stale, now=now, queued=queued, answered=answered)
             # A parent's row shows its escalated children, which no record of its own announces.
             known = set(ids).difference(stale)
             parents = sorted({row.parent for row in built if row.parent in known})
             if parents:
-                built += status_rows(self.home, parents, now=now, folded=folded, queued=queued)
+                built += status_rows(self.home, parents, now=now, queued=queued, answered=answered)
             for row in built:
                 self._rows[row.run_id] = row
-            for run_id, state in folded.items():
-                if state.inbox_files:  # most runs answered none: nothing kept for them
-                    self._answered[run_id] = frozenset(state.inbox_files)
             self._rows = {run_id: self._rows[run_id] for run_id in ids}  # archived ones leave
-            self._answered = {run_id: self._answered[run_id] for run_id in ids if run_id in self._answered}
-            for run_id, row in self._rows.items():
-                row.queued = shown_for(queued, run_id, self._answered.get(run_id, frozenset()), now)
+            # Messages come and go without a journal record: set them on the kept rows too (only
+            # rows that have some, or had some at the last look: a few, among thousands).
+            self._answered.update(answered)
+            for run_id in self._had_queued.union(queued).intersection(self._rows):
+                self._rows[run_id].queued = shown_for(queued, run_id, self._answered.get(run_id, frozenset()), now)
+            self._had_queued = set(queued)
+            self._answered = {run_id: keys for run_id, keys in self._answered.items() if run_id in queued}
             return list(self._rows.values())
 
 
