@@ -8,7 +8,7 @@ warm up, then again under cProfile, and prints:
    server: round trips and commits), and the measure's own figures;
 2. the server's statements by total execution time, with calls and mean time per call
    (execution only: a commit's WAL flush is not in it);
-3. `EXPLAIN ANALYZE` of one append (journal.pg_writer.APPEND), rolled back.
+3. `EXPLAIN ANALYZE` of one append (journal.pg_group.BATCH, a batch of one), rolled back.
 
     python bench/pg_profile.py [--runs 300] [--steps 5] [--top 25]
 """
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from pg_bench import in_process  # noqa: E402
 
-from journal.pg_writer import APPEND  # noqa: E402
+from journal.pg_group import BATCH  # noqa: E402
 
 from pg_cluster import running_cluster  # noqa: E402
 
@@ -78,8 +78,11 @@ def main() -> None:
             conn.execute("UPDATE ratchet_runs SET owner = 'profile' WHERE run_id = %s", [run])
             line = b'{"type":"transition"}'
             print("\nEXPLAIN ANALYZE of one append of two lines (rolled back):")
-            for (text,) in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + APPEND,
-                                        [last + 2, "0" * 64, 30.0, run, "profile", last, head, last, [line, line]]):
+            params = {"lease": 30.0, "runs": [run], "owners": ["profile"], "seqs": [last], "heads": [head],
+                      "new_seqs": [last + 2], "new_heads": ["0" * 64], "kind": "seals", "seal_runs": [],
+                      "seal_names": [], "seals": [], "line_runs": [run, run], "line_seqs": [last + 1, last + 2],
+                      "lines": [line, line]}
+            for (text,) in conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + BATCH, params):
                 print(text)
             conn.rollback()
 

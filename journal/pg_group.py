@@ -1,7 +1,8 @@
 """Group commit across runs: the appends that wait at the same moment in one process go to
 the server together, as one statement in one transaction, with one COMMIT.
 
-Each append keeps its own conditions, checked row by row in that statement: its run's row
+Each append keeps its own conditions, checked row by row in that statement (APPEND, the
+same conditions, when an append goes alone): its run's row
 is updated only if this writer still owns the run and the chain still ends where the writer
 thinks (`owner`, `last_seq`, `head`), and only the lines of the runs so updated are inserted
 (unique `(run_id, seq)`). So one writer that lost its run appends nothing while the others
@@ -38,7 +39,30 @@ import psycopg
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-# The batch's arrays, one element per append (b.*) or per line (l.*) or per kept seal (s.*).
+# One append alone (the common case of a process that drives one run at a time): the same
+# conditions with plain parameters, which the server runs in a third of the batch's time.
+OWNED = """
+WITH owned AS (
+    UPDATE ratchet_runs
+       SET last_seq = %s, head = %s, change = nextval('ratchet_change'),
+           txid = pg_current_xact_id(), lease_until = now() + %s * interval '1 second'
+     WHERE run_id = %s AND owner = %s AND last_seq = %s AND head = %s
+ RETURNING run_id
+)"""
+LINES = """
+INSERT INTO ratchet_records (run_id, seq, line)
+SELECT owned.run_id, %s + t.n, t.line
+  FROM owned, unnest(%s::bytea[]) WITH ORDINALITY AS t(line, n)
+"""
+APPEND = OWNED + LINES
+# An append that ends in a seal also keeps the seal as the run's side file (journal.seal).
+APPEND_SEALED = OWNED + """,
+kept AS (
+    INSERT INTO ratchet_side_files (kind, name, data) SELECT %s, %s, %s FROM owned
+        ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data
+)""" + LINES
+
+# Several appends: arrays with one element per append (b.*), per line (l.*), per kept seal (s.*).
 BATCH = """
 WITH owned AS (
     UPDATE ratchet_runs AS r
@@ -171,10 +195,16 @@ class GroupCommit:
         try:
             with conn.pipeline():
                 conn.execute("BEGIN")
-                appended = conn.execute(BATCH, self._params(batch))
+                if len(batch) == 1:
+                    appended = conn.execute(*self._alone(batch[0]))
+                else:
+                    appended = conn.execute(BATCH, self._params(batch))
                 conn.execute("COMMIT")
                 conn.execute(HINTS, [self._channel, [p.run_id for p in batch]])
-            inserted = {str(run): int(count) for run, count in appended.fetchall()}  # type: ignore[call-overload]
+            if len(batch) == 1:
+                inserted = {batch[0].run_id: appended.rowcount}
+            else:
+                inserted = {str(run): int(count) for run, count in appended.fetchall()}  # type: ignore[call-overload]
         except psycopg.Error as exc:
             if conn.broken or conn.closed:
                 for pending in batch:
@@ -200,6 +230,12 @@ class GroupCommit:
                 pending.settle(Outcome.LOST)
             else:  # cannot be: a run's lines go in whole or not at all
                 pending.settle(Outcome.FAILED, RuntimeError(f"{count} of {len(pending.lines)} lines inserted"))
+
+    def _alone(self, p: Pending) -> tuple[str, list[object]]:
+        params: list[object] = [p.seq, p.prev, self._lease, p.run_id, p.owner, p.last_seq, p.head]
+        if p.seal is None:
+            return APPEND, [*params, p.last_seq, p.lines]
+        return APPEND_SEALED, [*params, self._seal_kind, p.seal[0], p.seal[1], p.last_seq, p.lines]
 
     def _params(self, batch: list[Pending]) -> dict[str, object]:
         line_runs: list[str] = []

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from journal import JournalError, JournalLockedError, JournalNotFoundError, JournalWriteError, Record, Transition
-from journal.pg_group import BATCH
+from journal.pg_group import APPEND_SEALED, BATCH
 from journal.pg_store import PgStore
 from journal.pg_writer import PgWriter
 from journal.seal import KIND, fetch_seal, seal_after, side_name
@@ -79,7 +79,9 @@ def test_a_writer_whose_run_was_taken_keeps_neither_its_lines_nor_its_seal(store
     assert len(store.read("r1").records) == 2 and store.verify("r1").ok
 
 
-def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(store: PgStore, pg_url: str) -> None:
+@pytest.mark.parametrize("statement", ["alone", "batched"])
+def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(store: PgStore, pg_url: str,
+                                                                            statement: str) -> None:
     """The same statement sent again, by its owner, with the parameters of an earlier append
     (a retry, or someone replaying captured traffic): the chain has moved on, so nothing lands."""
     with store.writer("r1", create=True) as writer:
@@ -90,13 +92,18 @@ def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(st
         assert first is not None and newest != first
         with psycopg.connect(pg_url, autocommit=True) as other:
             other.execute("SET search_path TO " + store._schema)
-            # (the batched statement of journal.pg_group: every append goes through it)
-            replayed = other.execute(BATCH, {
-                "lease": 30.0, "runs": ["r1"], "owners": [writer.owner], "seqs": [0], "heads": ["0" * 64],
-                "new_seqs": [2], "new_heads": ["forged-head"], "kind": KIND, "seal_runs": ["r1"],
-                "seal_names": [side_name("r1")], "seals": [first], "line_runs": ["r1", "r1"], "line_seqs": [1, 2],
-                "lines": [b'{"forged":1}', first.rstrip(b"\n")]})
-            assert replayed.fetchall() == []
+            if statement == "alone":  # an append on its own (journal.pg_group)
+                replayed = other.execute(APPEND_SEALED, [2, "forged-head", 30.0, "r1", writer.owner, 0,
+                                                         "0" * 64, KIND, side_name("r1"), first, 0,
+                                                         [b'{"forged":1}', first.rstrip(b"\n")]])
+                assert replayed.rowcount == 0
+            else:  # the same inside a batch of appends of several runs
+                replayed = other.execute(BATCH, {
+                    "lease": 30.0, "runs": ["r1"], "owners": [writer.owner], "seqs": [0], "heads": ["0" * 64],
+                    "new_seqs": [2], "new_heads": ["forged-head"], "kind": KIND, "seal_runs": ["r1"],
+                    "seal_names": [side_name("r1")], "seals": [first], "line_runs": ["r1", "r1"],
+                    "line_seqs": [1, 2], "lines": [b'{"forged":1}', first.rstrip(b"\n")]})
+                assert replayed.fetchall() == []
     assert store.fetch(KIND, side_name("r1")) == newest
     assert store.verify("r1").ok
 
