@@ -142,6 +142,18 @@ class PgStore:
                 self._pid = os.getpid()
         return self._pool
 
+    def reserve(self, writers: int) -> None:
+        """Make room in this process's pool for `writers` writers open at once (each holds a
+        connection while it owns its run) and a query beside each (engine.run.concurrent's
+        lanes): without it, 8 lanes holding 8 writers wait for a 9th connection forever."""
+        with self._guard:
+            wanted = 2 * writers + 1
+            if wanted <= self._pool_size:
+                return
+            self._pool_size = wanted
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.resize(self._pool.min_size, wanted)
+
     def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
         try:
             with self.pool().connection() as conn:
@@ -518,7 +530,7 @@ class PgStore:
 def _write_copy(folder: Path, name: str, data: bytes, *, sync: bool) -> None:
     """This host's file copy of a side row, replaced atomically (a dot-named temporary first:
     `tidy_copies` and people's tools skip it)."""
-    publish(folder / f".{name}.{os.getpid()}.tmp", folder / name, data, sync=sync)
+    publish(folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp", folder / name, data, sync=sync)  # per thread
 
 
 def _drop_copy(folder: Path, name: str) -> None:
