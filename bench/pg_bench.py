@@ -16,8 +16,9 @@ within a round.
    chain and inserts the lines), write transactions (transaction ids the server handed
    out: every commit that had to reach the disk), and every transaction the database
    counted, reads included (pg_stat_database; its counters may lag a little).
-3b. Ratchet in one process with T lanes (`--lanes 2,4,8`): T threads, each with its own
-   Runner, sharing one Home and its store, taking the N runs in turn. Appends of several
+3b. Ratchet in one process with T lanes (`--lanes 2,4,8`): engine.run.concurrent's driver,
+   T threads, each with its own Runner, sharing one Home and its store, taking the N runs
+   in turn. Appends of several
    runs that wait at the same moment are committed together (journal/pg_group.py): its
    durable commits per step (transactions that inserted journal lines, counted from the
    rows' `xmin`) fall below its appends per step.
@@ -77,6 +78,7 @@ from runner_bench import write_machine  # noqa: E402
 
 from engine.home import Home  # noqa: E402
 from engine.run.clock import FakeClock  # noqa: E402
+from engine.run.concurrent import Driver, Launch  # noqa: E402
 from engine.run.runner import Runner  # noqa: E402
 
 from pg_cluster import running_cluster  # noqa: E402
@@ -209,55 +211,28 @@ def durable_commits(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def drive_lanes(runners: list[Runner], machine: Path, runs: int) -> None:
-    """T lanes (threads), each with its own Runner on one shared Home, taking runs in turn."""
-    todo = iter(range(runs))
-    guard = threading.Lock()
-    failed: list[BaseException] = []
-
-    def lane(runner: Runner) -> None:
-        try:
-            while True:
-                with guard:
-                    i = next(todo, None)
-                if i is None:
-                    return
-                if runner.launch(machine, {"i": i}, run_id=f"run{i:06d}").status != "finished":
-                    raise RuntimeError(f"run{i:06d} did not finish")
-        except BaseException as exc:
-            failed.append(exc)
-
-    threads = [threading.Thread(target=lane, args=(runner,)) for runner in runners]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failed:
-        raise failed[0]
-
-
-def lanes_home(folder: Path, store_url: str, lanes: int) -> Home:
-    home = Home(folder, store=store_url).ensure()
-    reserve = getattr(home.store, "reserve", None)
-    if reserve is not None:
-        reserve(lanes)  # a writer and a query per lane in the pool
-    else:
-        home.store._pool_size = 2 * lanes + 1  # type: ignore[attr-defined]
-    return home
+def drive_lanes(driver: Driver, machine: Path, runs: int) -> None:
+    """The N runs over the driver's lanes (engine.run.concurrent), each checked."""
+    outcomes = driver.drive([Launch(machine, {"i": i}, run_id=f"run{i:06d}") for i in range(runs)])
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, BaseException):
+            raise RuntimeError(f"run{i:06d} failed") from outcome
+        if outcome.status != "finished":
+            raise RuntimeError(f"run{i:06d} did not finish")
 
 
 def in_lanes(url: str, folder: Path, runs: int, steps: int, lanes: int, tag: str = "") -> dict:
     """N runs x K steps driven by `lanes` threads in one process (see the module's docstring)."""
     store_url = fresh_schema(url, "bench_lanes")
     machine = write_machine(folder, steps)
-    home = lanes_home(folder / f"lanes{lanes}{tag}", store_url, lanes)
-    runners = [Runner(home, clock=FakeClock()) for _ in range(lanes)]
-    runners[0].launch(machine, {"i": -1}, run_id="warm-up")
+    home = Home(folder / f"lanes{lanes}{tag}", store=store_url).ensure()
+    driver = Driver(home, threads=lanes, clock=FakeClock())
+    driver.runners[0].launch(machine, {"i": -1}, run_id="warm-up")
     home.store.close()  # type: ignore[attr-defined]  # statistics: see in_process
     xacts, appends, xids = counters(store_url)
     began = time.perf_counter()
     cpu = time.process_time()
-    drive_lanes(runners, machine, runs)
+    drive_lanes(driver, machine, runs)
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     group = home.store.group()  # type: ignore[attr-defined]
     batches, grouped = group.batches, group.appends
@@ -321,11 +296,11 @@ def round_trips(url: str, folder: Path, runs: int, steps: int, lanes: int = 1) -
     (untimed: counting costs CPU; one at a time, the count does not vary)."""
     store_url = fresh_schema(url, "bench_round_trips")
     machine = write_machine(folder, steps)
-    home = lanes_home(folder / f"round-trips-{lanes}", store_url, lanes)
-    runners = [Runner(home, clock=FakeClock()) for _ in range(lanes)]
-    runners[0].launch(machine, {"i": -1}, run_id="warm-up")
+    home = Home(folder / f"round-trips-{lanes}", store=store_url).ensure()
+    driver = Driver(home, threads=lanes, clock=FakeClock())
+    driver.runners[0].launch(machine, {"i": -1}, run_id="warm-up")
     with RoundTrips().counting() as trips:
-        drive_lanes(runners, machine, runs)
+        drive_lanes(driver, machine, runs)
     home.store.close()  # type: ignore[attr-defined]
     return {"runs": runs, "lanes": lanes, "round_trips_per_step": round(trips.count / (runs * steps), 3),
             "round_trips_per_run": round(trips.count / runs, 2),

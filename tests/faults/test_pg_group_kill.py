@@ -3,8 +3,8 @@ and again, then drive its runs to the end, and prove from the database and an ou
 that nothing was lost, torn or repeated.
 
 Each child (tests/faults/forked.py: a real process, a real SIGKILL) drives 24 runs of a
-4-step machine on the PostgreSQL store with 8 lanes: threads, each with its own Runner,
-sharing one Home and its store, so that their appends meet in batches. It dies at the n-th
+4-step machine on the PostgreSQL store with 8 lanes (engine.run.concurrent: threads, each
+with its own Runner, sharing one Home and its store), so that their appends meet in batches. It dies at the n-th
 batch of two appends or more, inside the batch's pipeline: after the batched statement went
 out and before its COMMIT ("before"), or just after the COMMIT went out, before its answer
 came back ("after"). Before dying it writes down the batch: each run's chain end before
@@ -23,9 +23,10 @@ import json
 import os
 import shutil
 import signal
-import threading
 from collections import Counter
 from pathlib import Path
+
+import psycopg
 
 from journal import JournalLockedError, RunStarted, StepSucceeded
 from journal.pg_store import PgStore
@@ -36,6 +37,14 @@ from waiting import wait_for
 ACTIONS = Path(__file__).resolve().parents[1] / "integration" / "sup_acts.py"  # ledger deduplicated by key
 LANES, RUNS, STEPS = 8, 24, 4
 KILLS = ((2, "before"), (3, "after"), (5, "after"), (4, "before"), (7, "after"))
+
+
+def advisory_locks(pg_url: str) -> int:
+    """Advisory locks held in the database: writers' sessions still open."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database ="
+                           " (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()
+    return int(row[0]) if row else -1
 
 
 def write_machine(folder: Path) -> Path:
@@ -52,8 +61,6 @@ def write_machine(folder: Path) -> Path:
 
 def crash_inside_batch(n: int, when: str, record: Path) -> None:
     """In this (child) process: SIGKILL at the n-th batch of two appends or more, at `when`."""
-    import psycopg
-
     from journal.pg_group import GroupCommit
 
     batches = {"count": 0, "armed": False}
@@ -80,35 +87,23 @@ def crash_inside_batch(n: int, when: str, record: Path) -> None:
 
 
 def drive_all(folder: Path, url: str, machine: Path) -> dict[str, str]:
-    """In the child: 8 lanes drive every run until it ends; a run still locked by the killed
-    process (until the server notices its closed socket) is tried again."""
+    """In the child: 8 lanes (engine.run.concurrent) drive every run until it ends; a run still
+    locked by the killed process (until the server notices its closed socket) goes again."""
     from engine.home import Home
-    from engine.run.runner import Runner
+    from engine.run.concurrent import Driver, Launch
 
-    home = Home(folder / "home", store=url).ensure()
-    home.store._pool_size = 2 * LANES + 2  # type: ignore[attr-defined]  # a writer and a read per lane
+    driver = Driver(Home(folder / "home", store=url).ensure(), threads=LANES)
     todo = [f"run{i:02d}" for i in range(RUNS)]
-    guard = threading.Lock()
     ended: dict[str, str] = {}
-
-    def lane() -> None:
-        runner = Runner(home)
-        while True:
-            with guard:
-                if not todo:
-                    return
-                run_id = todo.pop(0)
-            try:
-                ended[run_id] = runner.launch(machine, {}, run_id=run_id).status
-            except JournalLockedError:
-                with guard:
-                    todo.append(run_id)
-
-    threads = [threading.Thread(target=lane) for _ in range(LANES)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    while todo:
+        outcomes = driver.drive([Launch(machine, run_id=run_id) for run_id in todo])
+        for run_id, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, JournalLockedError):
+                continue
+            if isinstance(outcome, BaseException):
+                raise outcome
+            ended[run_id] = outcome.status
+        todo = [run_id for run_id in todo if run_id not in ended]
     return ended
 
 
@@ -128,6 +123,9 @@ def test_kill_9_inside_a_batched_commit_loses_tears_and_repeats_nothing(tmp_path
 
             code, result = run_forked(killed, env, tmp_path / "result.json", cwd=tmp_path)
             assert code == -signal.SIGKILL, result
+            # The server finishes what the dead process sent (a COMMIT may still be on its way to
+            # the disk) before it ends that process's sessions: read only once they are gone.
+            wait_for(lambda: not advisory_locks(pg_url), timeout=15, what="the killed process's sessions ended")
             batch = json.loads(record.read_text())
             assert len(batch) >= 2
             ends = {run_id: store.read(run_id).cursor.seq for run_id, _, _ in batch}
@@ -139,8 +137,6 @@ def test_kill_9_inside_a_batched_commit_loses_tears_and_repeats_nothing(tmp_path
             print(f"killed {when} the COMMIT of a batch of {len(batch)}: landed {landed}")
             for run_id in store.run_ids():
                 assert store.verify(run_id).ok, run_id
-            wait_for(lambda: not any(store.held(r) for r in store.run_ids()), timeout=15,
-                     what="the killed process's sessions ended")
         code, ended = run_forked(lambda: drive_all(tmp_path, pg_url, machine), env, tmp_path / "result.json",
                                  cwd=tmp_path)
         assert code == 0, ended
