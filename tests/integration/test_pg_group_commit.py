@@ -183,3 +183,37 @@ def test_when_the_leaders_connection_dies_mid_batch_a_follower_learns_its_own_ou
     assert [r.source for r in store.read("follower").records if isinstance(r, Transition)] == ["s1", "s2"]
     for run_id in ("gate", "leader", "follower"):
         assert store.verify(run_id).ok
+
+
+def test_a_batch_whose_statement_fails_is_sent_again_append_by_append(
+        store: PgStore, pool: ThreadPoolExecutor, pg_url: str) -> None:
+    """A row put behind the store's back where r5's next line goes (damage, or a foreign
+    writer) fails the batched statement for everyone: it is rolled back and each append is
+    sent again alone, so only r5's fails (nothing of it inserted) and the others land."""
+    runs = [f"r{i}" for i in range(LANES)]
+    writers = opened(store, runs)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as foreign:
+            foreign.execute(f"SET search_path TO {store._schema}")
+            foreign.execute("INSERT INTO ratchet_records (run_id, seq, line) VALUES ('r5', 2, 'foreign')")
+        with row_locked(pg_url, store, "r0"):
+            first = pool.submit(step(writers[0], 1))
+            waiting_on_lock(pg_url)
+            rest = {w.run_id: pool.submit(step(w, 1)) for w in writers[1:]}
+            wait_for(lambda: store.group().queued == LANES - 1, what="the other appends queued")
+        assert first.result(timeout=20) == 1
+        with pytest.raises(JournalWriteError, match="append failed.*duplicate key"):
+            rest.pop("r5").result(timeout=20)
+        assert [f.result(timeout=20) for f in rest.values()] == [1] * (LANES - 2)
+        assert writers[5].broken and writers[5].last_seq == 1
+    finally:
+        for writer in writers:
+            writer.close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {store._schema}")
+        assert conn.execute("SELECT last_seq FROM ratchet_runs WHERE run_id = 'r5'").fetchone() == (1,)
+        assert conn.execute("SELECT line FROM ratchet_records WHERE run_id = 'r5' AND seq = 2").fetchone() == (
+            b"foreign",)
+    for run_id in runs:
+        if run_id != "r5":
+            assert store.read(run_id).cursor.seq == 2 and store.verify(run_id).ok
