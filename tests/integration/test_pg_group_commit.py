@@ -18,6 +18,7 @@ import psycopg
 import pytest
 
 from journal import JournalWriteError, Transition
+from journal.pg_group import numbers, texts
 from journal.pg_store import PgStore
 from journal.pg_writer import PgWriter
 
@@ -217,3 +218,13 @@ def test_a_batch_whose_statement_fails_is_sent_again_append_by_append(
     for run_id in runs:
         if run_id != "r5":
             assert store.read(run_id).cursor.seq == 2 and store.verify(run_id).ok
+
+
+@pytest.mark.parametrize("values", [["r1", "a.b-c_d"], ['quote"d', "back\\slash", "comma,brace{}", " spaced ", ""], []])
+def test_the_batch_array_literals_read_back_as_written(pg_url: str, values: list[str]) -> None:
+    """The batch passes its arrays as literals (journal.pg_group.texts, numbers): whatever a
+    run id or an owner token holds reads back element for element."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT %s::text[]", [texts(values)]).fetchone() == (values,)
+        numbers_back = conn.execute("SELECT %s::bigint[]", [numbers(range(len(values)))]).fetchone()
+        assert numbers_back == (list(range(len(values))),)

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from journal import JournalError, JournalLockedError, JournalNotFoundError, JournalWriteError, Record, Transition
-from journal.pg_group import APPEND_SEALED, BATCH
+from journal.pg_group import APPEND_SEALED, BATCH, Pending
 from journal.pg_store import PgStore
 from journal.pg_writer import PgWriter
 from journal.seal import KIND, fetch_seal, seal_after, side_name
@@ -92,18 +92,15 @@ def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(st
         assert first is not None and newest != first
         with psycopg.connect(pg_url, autocommit=True) as other:
             other.execute("SET search_path TO " + store._schema)
-            if statement == "alone":  # an append on its own (journal.pg_group)
-                replayed = other.execute(APPEND_SEALED, [2, "forged-head", 30.0, "r1", writer.owner, 0,
-                                                         "0" * 64, KIND, side_name("r1"), first, 0,
-                                                         [b'{"forged":1}', first.rstrip(b"\n")]])
-                assert replayed.rowcount == 0
+            forged = Pending(conn=other, run_id="r1", owner=writer.owner, last_seq=0, head="0" * 64, seq=2,
+                             prev="forged-head", lines=[b'{"forged":1}', first.rstrip(b"\n")],
+                             seal=(side_name("r1"), first))
+            if statement == "alone":  # an append on its own (journal.pg_group: APPEND_SEALED)
+                query, params = store.group()._alone(forged)
+                assert query == APPEND_SEALED
+                assert other.execute(query, params).rowcount == 0
             else:  # the same inside a batch of appends of several runs
-                replayed = other.execute(BATCH, {
-                    "lease": 30.0, "runs": ["r1"], "owners": [writer.owner], "seqs": [0], "heads": ["0" * 64],
-                    "new_seqs": [2], "new_heads": ["forged-head"], "kind": KIND, "seal_runs": ["r1"],
-                    "seal_names": [side_name("r1")], "seals": [first], "line_runs": ["r1", "r1"],
-                    "line_seqs": [1, 2], "lines": [b'{"forged":1}', first.rstrip(b"\n")]})
-                assert replayed.fetchall() == []
+                assert other.execute(BATCH, store.group()._params([forged])).fetchall() == []
     assert store.fetch(KIND, side_name("r1")) == newest
     assert store.verify("r1").ok
 
