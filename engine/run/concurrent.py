@@ -94,14 +94,25 @@ class Driver:
         todo: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
         for group in _groups(jobs):
             todo.put(group)
-        lanes = [threading.Thread(target=self._lane, args=(runner, jobs, todo, outcomes),
-                                  name=f"ratchet-lane-{n}", daemon=True)
-                 for n, runner in enumerate(self.runners[:max(1, min(self.threads, len(jobs)))])]
-        for lane in lanes:
-            lane.start()
-        for lane in lanes:
-            while lane.is_alive():
-                lane.join(0.2)  # a timeout keeps the main thread able to run signal handlers
+        # Each lane says when it is done with an Event: Thread.join interrupted by an exception
+        # (Ctrl-C) may take a live thread for stopped (CPython 3.11, bpo-45274's fix), and
+        # the interrupt must not leave a lane running its step while the caller goes on.
+        lanes = [(threading.Thread(target=self._lane, args=(runner, jobs, todo, outcomes, done),
+                                   name=f"ratchet-lane-{n}", daemon=True), done)
+                 for n, runner in enumerate(self.runners[:max(1, min(self.threads, len(jobs)))])
+                 for done in [threading.Event()]]
+        try:
+            for lane, _ in lanes:
+                lane.start()
+            for _, done in lanes:
+                while not done.wait(0.2):  # a timeout keeps the main thread able to run signal handlers
+                    pass
+        except BaseException:  # Ctrl-C without draining_on, or a signal handler's exception: stop gracefully
+            self.drain()
+            for lane, done in lanes:
+                if lane.ident is not None:  # it runs (or ran); one not yet running will see the drain
+                    done.wait()
+            raise
         return [o if o is not None else NotDrivenError(jobs[i]) for i, o in enumerate(outcomes)]
 
     def drain(self) -> None:
@@ -131,16 +142,19 @@ class Driver:
                 signal.signal(sig, handler)
 
     def _lane(self, runner: Runner, jobs: Sequence[Job], todo: queue.SimpleQueue[list[int]],
-              outcomes: list[Outcome | None]) -> None:
-        while not self._drained.is_set():
-            try:
-                group = todo.get_nowait()
-            except queue.Empty:
-                return
-            for i in group:
-                if self._drained.is_set():
+              outcomes: list[Outcome | None], done: threading.Event) -> None:
+        try:
+            while not self._drained.is_set():
+                try:
+                    group = todo.get_nowait()
+                except queue.Empty:
                     return
-                outcomes[i] = _drive_one(runner, jobs[i])
+                for i in group:
+                    if self._drained.is_set():
+                        return
+                    outcomes[i] = _drive_one(runner, jobs[i])
+        finally:
+            done.set()
 
 
 def _drive_one(runner: Runner, job: Job) -> Outcome:

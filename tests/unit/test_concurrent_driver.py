@@ -8,6 +8,7 @@ Real journals in tmp_path, real threads; the actions make lanes meet inside thei
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -194,3 +195,32 @@ def test_run_here_drives_launches_and_ids_and_returns_snapshots(tmp_path, machin
 def test_a_driver_needs_a_lane(tmp_path):
     with pytest.raises(ValueError, match="at least one lane"):
         Driver(Home(tmp_path / "h"), threads=0)
+
+
+def test_an_interrupt_of_the_waiting_thread_drains_the_lanes_before_it_propagates(tmp_path, machine):
+    """Ctrl-C lands in the thread that waits on the lanes (here: a KeyboardInterrupt raised in
+    it from an action): the lanes finish their steps in hand and start no other before the
+    interrupt goes on, so no lane is left running inside a dying interpreter."""
+    import ctypes
+
+    home = Home(tmp_path / "h").ensure()
+    driver = Driver(home, threads=2, clock=FakeClock(START))
+    waiter = threading.get_ident()
+    meeting = threading.Barrier(2, timeout=20)
+
+    def meet(run_id: str) -> None:
+        if meeting.wait() == 0:  # both lanes are inside an action: interrupt the waiting thread
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(waiter), ctypes.py_object(KeyboardInterrupt))
+        for _ in range(2000):  # hold the step until the interrupt has drained the driver
+            if driver.drained:
+                return
+            time.sleep(0.01)
+
+    acts.MEET = meet
+    with pytest.raises(KeyboardInterrupt):
+        driver.drive(jobs_for(machine, 8))
+    assert driver.drained
+    started = [r for run_id in home.store.run_ids() for r in home.store.read(run_id).records
+               if isinstance(r, StepStarted)]
+    assert len(started) == 2  # the two steps in hand, no other
+    assert not [r for r in home.store.run_ids() if fold(home.store.read(r).records).in_flight]  # all journaled
