@@ -136,8 +136,10 @@ class PgWriter:
         except psycopg.Error as exc:
             pending.error = exc
             return Outcome.UNKNOWN
-        if row is None:
-            return Outcome.LOST
+        if row is None:  # taken over meanwhile: whether this append landed first, only a reopen can tell
+            pending.error = RuntimeError(f"the connection of its batch was lost ({pending.error}), and the run "
+                                         "was taken over meanwhile")
+            return Outcome.UNKNOWN
         self.owner = owner
         if (row[0], row[1]) == (pending.seq, pending.prev):
             return Outcome.LANDED
