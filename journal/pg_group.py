@@ -24,7 +24,7 @@ What each failure leaves (each writer's `last_seq`/`head` moves only on LANDED):
   a taker of the leader's own run): the commit may or may not have happened. The leader's
   own append is UNKNOWN (its writer refuses appends; the run is reopened from the
   database). Each follower is UNKNOWN too, and finds out on its own connection
-  (journal.pg_writer, `settle`) whether its lines landed;
+  (journal.pg_writer, `PgWriter._settle`) whether its lines landed;
 - kill -9 of the process: the transaction commits whole or not at all; every run is
   reopened from what the database holds.
 """

@@ -103,7 +103,11 @@ class PgWriter:
             for _ in range(RESENDS):
                 pending = Pending(conn=self.conn, run_id=self.run_id, owner=self.owner, last_seq=self.last_seq,
                                   head=self.last_hash, seq=seq, prev=prev, lines=lines, seal=seal)
-                outcome: Outcome | None = self._group.commit(pending)
+                try:
+                    outcome: Outcome | None = self._group.commit(pending)
+                except BaseException as interrupted:  # while leading: the connection's state is unknown
+                    self._broken = f"interrupted mid-append ({type(interrupted).__name__})"
+                    raise
                 if outcome is Outcome.UNKNOWN and not pending.led:
                     outcome = self._settle(pending)  # another writer's connection failed: ask on ours
                 if outcome is not None:
