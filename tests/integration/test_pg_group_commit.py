@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from journal import JournalWriteError, Transition
-from journal.pg_group import numbers, texts
+from journal.pg_group import GroupCommit, numbers, texts
 from journal.pg_store import PgStore
 from journal.pg_writer import PgWriter
 
@@ -228,3 +228,45 @@ def test_the_batch_array_literals_read_back_as_written(pg_url: str, values: list
         assert conn.execute("SELECT %s::text[]", [texts(values)]).fetchone() == (values,)
         numbers_back = conn.execute("SELECT %s::bigint[]", [numbers(range(len(values)))]).fetchone()
         assert numbers_back == (list(range(len(values))),)
+
+
+class Interrupted(Exception):
+    """Stands for anything but a database error escaping a leader (a KeyboardInterrupt, a bug)."""
+
+
+def test_a_leader_interrupted_mid_batch_leaves_no_follower_waiting(
+        store: PgStore, pool: ThreadPoolExecutor, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever escapes the leader, every append of its batch gets an outcome: the leader's
+    writer refuses appends from then on, and its follower asks on its own connection, finds
+    that nothing landed, and sends its lines again."""
+    writers = opened(store, ["gate", "leader", "follower"])
+    gate, leader, follower = writers
+    real_send = GroupCommit._send
+
+    def send(self: GroupCommit, conn: psycopg.Connection, batch: list) -> None:  # type: ignore[type-arg]
+        if len(batch) == 2:
+            raise Interrupted()
+        real_send(self, conn, batch)
+
+    monkeypatch.setattr(GroupCommit, "_send", send)
+    try:
+        with row_locked(pg_url, store, "gate"):
+            gated = pool.submit(step(gate, 1))
+            waiting_on_lock(pg_url)
+            led = pool.submit(step(leader, 1))
+            wait_for(lambda: store.group().queued == 1, what="the leader queued")
+            followed = pool.submit(step(follower, 1))
+            wait_for(lambda: store.group().queued == 2, what="the follower queued")
+        assert gated.result(timeout=20) == 1
+        with pytest.raises(Interrupted):
+            led.result(timeout=20)
+        assert followed.result(timeout=20) == 1
+        assert leader.broken and leader.last_seq == 1
+        with pytest.raises(JournalWriteError, match="unusable"):
+            step(leader, 2)()
+        assert follower.last_seq == 2 and not follower.broken
+    finally:
+        for writer in writers:
+            writer.close()
+    assert store.read("leader").cursor.seq == 1
+    assert store.read("follower").cursor.seq == 2 and store.verify("follower").ok
