@@ -20,8 +20,9 @@
    embedded SQLite (its default rollback journal, and WAL at synchronous=FULL) and
    LangGraph with SqliteSaver at durability="sync" (`pip install -e '.[bench]'`; skipped
    with a note when not installed, or with --no-peers), each sequential and with the same
-   T workflows at once (`peers.py --concurrency T`), rounds interleaved. Each engine's best
-   configuration is compared with Ratchet's best, and sequential with sequential.
+   T workflows at once (`peers.py --concurrency T`), one round of each after each of
+   Ratchet's rounds. Each engine's best configuration is compared with Ratchet's best,
+   and sequential with sequential, round by round (the median of the per-round ratios).
 5. Replay: read + decode + fold 10,000 journals of 20 records (warm page cache), target < 1 s.
 
 Every rate is the median of `--rounds` rounds, with its min-max; a ratio is the median
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,11 +191,12 @@ def spread(values: list[float]) -> dict:
 
 
 def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare: Path | None = None,
-                       lanes: tuple[int, ...] = ()) -> dict:
+                       lanes: tuple[int, ...] = (), between: Callable[[int], None] | None = None) -> dict:
     """Each round: the engine's N x K runs, one after another and over each number of `lanes`
     (their order rotating round by round), then the disk's two bounds in the very folder its
-    journals are in (runs/), so the engine and its floors share the disk's state. With
-    `compare`, both trees run in fresh interpreters each round, in turn first."""
+    journals are in (runs/), so the engine and its floors share the disk's state, then
+    `between(round)` (the peers' round). With `compare`, both trees run in fresh
+    interpreters each round, in turn first."""
     runs_dir = Home(folder / "steps").ensure().store.root / "runs"
     ours, before, probes, floors = [], [], [], []
     laned: dict[int, list[dict]] = {t: [] for t in lanes}
@@ -211,6 +214,8 @@ def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare
                 (ours if tree == ROOT else before).append(timed)
         probes.append(fsync_rate(runs_dir / f"probe{r}")["fsyncs_per_s"])
         floors.append(raw_run_pattern(runs_dir, steps, runs, prefix=f"raw{r}-"))
+        if between is not None:
+            between(r)
     rates = [o["durable_steps_per_s"] for o in ours]
     per_step = statistics.median(o["syncs_per_step"] for o in ours)
     bounds = [p / o["syncs_per_step"] for p, o in zip(probes, ours, strict=True)]
@@ -238,7 +243,12 @@ def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare
         concurrent["best"] = {"threads": best["threads"], "durable_steps_per_s": best["durable_steps_per_s"],
                               "vs_bound": best["vs_bound"], "target": "vs_bound >= 0.75",
                               "met": best["vs_bound"]["median"] >= 0.75}
+    # Ratchet's best configuration in each round (sequential or some number of lanes): what
+    # the peers' best is compared with, round by round.
+    best_by_round = [max([o["durable_steps_per_s"], *(laned[t][r]["durable_steps_per_s"] for t in lanes)])
+                     for r, o in enumerate(ours)]
     return {
+        "_rates_by_round": {"sequential": rates, "best": best_by_round},
         **compared,
         "one_process_lanes": concurrent,
         "durable_steps": {"runs_per_round": runs, "steps_per_run": steps, "rounds": rounds,
@@ -274,18 +284,22 @@ def raw_run_pattern(folder: Path, steps: int, runs: int = 500, prefix: str = "ra
     return round(runs * steps / elapsed, 1)
 
 
-def peers(runs: int, steps: int, rounds: int, ours: float, ours_best: float | None = None,
+def peer_round(results: dict[tuple[str, int], list[dict]], runs: int, steps: int, lanes: tuple[int, ...]) -> None:
+    """One round of every peer, sequential and at each concurrency of `lanes`, into `results`."""
+    for name in PEERS:
+        for c in (1, *lanes):
+            results.setdefault((name, c), []).append(measure_peer(name, runs, steps, concurrency=c))
+
+
+def peers(results: dict[tuple[str, int], list[dict]], ours: list[float], ours_best: list[float],
           lanes: tuple[int, ...] = ()) -> dict:
-    """Each peer's steps/s on the same workload over `rounds` rounds, sequential and with each
-    concurrency of `lanes` (configurations interleaved round by round), and Ratchet's ratios:
-    sequential to sequential (`ours`), and Ratchet's best (`ours_best`) to the peer's best
-    configuration. DBOS's targets are against its best configuration of all."""
-    configs = [(name, c) for name in PEERS for c in (1, *lanes)]
-    results: dict[tuple[str, int], list[dict]] = {cfg: [] for cfg in configs}
-    for _ in range(rounds):
-        for name, c in configs:
-            results[(name, c)].append(measure_peer(name, runs, steps, concurrency=c))
-    ours_best = ours_best or ours
+    """Each peer's steps/s over the rounds (`peer_round`, run between Ratchet's), sequential
+    and at each concurrency of `lanes`, and Ratchet's ratios, each the median of the
+    per-round ratios: sequential to sequential (`ours`, by round), and Ratchet's best
+    configuration to the peer's best (`ours_best`, by round). DBOS's target is against its
+    best configuration of all."""
+    rounds = len(ours)
+    runs, steps = next(iter(results.values()))[0].get("runs"), next(iter(results.values()))[0].get("steps_per_run")
     out: dict = {}
     for name in PEERS:
         entry: dict = {"runs": runs, "steps_per_run": steps, "rounds": rounds}
@@ -308,18 +322,21 @@ def peers(runs: int, steps: int, rounds: int, ours: float, ours_best: float | No
         best = max(medians, key=lambda c: medians[c])
         entry["steps_per_s"] = entry[f"concurrency_{best}"]["steps_per_s"]  # its best configuration
         entry["best_concurrency"] = best
-        entry["ratchet_ratio"] = round(ours_best / medians[best], 2)  # best vs best
-        if 1 in medians:
-            entry["ratchet_ratio_sequential"] = round(ours / medians[1], 2)  # one at a time on both sides
+        peer_best = [max(results[(name, c)][r]["steps_per_s"] for c in medians) for r in range(rounds)]
+        entry["ratchet_ratio"] = spread([o / p for o, p in zip(ours_best, peer_best, strict=True)])  # best vs best
+        if 1 in medians:  # one at a time on both sides
+            entry["ratchet_ratio_sequential"] = spread([o / results[(name, 1)][r]["steps_per_s"]
+                                                        for r, o in enumerate(ours)])
         out[name] = entry
     dbos = [n for n in ("dbos", "dbos-wal") if "steps_per_s" in out.get(n, {})]
     targets = {}
     if dbos:
         best_dbos = max(dbos, key=lambda n: out[n]["steps_per_s"]["median"])
         targets[f"ratchet >= 5x DBOS at its best ({best_dbos}, concurrency "
-                f"{out[best_dbos]['best_concurrency']})"] = out[best_dbos]["ratchet_ratio"] >= 5.0
+                f"{out[best_dbos]['best_concurrency']})"] = out[best_dbos]["ratchet_ratio"]["median"] >= 5.0
     if "steps_per_s" in out.get("langgraph", {}):
-        targets['ratchet >= 3x LangGraph durability="sync" at its best'] = out["langgraph"]["ratchet_ratio"] >= 3.0
+        targets['ratchet >= 3x LangGraph durability="sync" at its best'] = (
+            out["langgraph"]["ratchet_ratio"]["median"] >= 3.0)
     out["targets"] = targets
     return out
 
@@ -377,10 +394,11 @@ def main() -> None:
         parser.error(f"--lanes {args.lanes!r}: each number of lanes must be at least 1")
     folder = Path(tempfile.mkdtemp(prefix="ratchet-runner-bench-", dir=args.dir))
     try:
-        measured = interleaved_rounds(folder, args.runs, args.steps, args.rounds, args.compare, lanes)
-        ours = measured["durable_steps"]["durable_steps_per_s"]["median"]
-        best_lanes = measured["one_process_lanes"].get("best")
-        ours_best = max(ours, best_lanes["durable_steps_per_s"]["median"]) if best_lanes else ours
+        peer_results: dict[tuple[str, int], list[dict]] = {}
+        between = None if args.no_peers else (
+            lambda r: peer_round(peer_results, args.peer_runs or args.runs, args.steps, lanes))
+        measured = interleaved_rounds(folder, args.runs, args.steps, args.rounds, args.compare, lanes, between)
+        by_round = measured.pop("_rates_by_round")
         bound = measured["disk_bound"]["bound_steps_per_s"]["median"]
         in_workers = durable_steps_in_workers(folder, args.runs, args.steps, 2)
         in_workers["vs_bound"] = round(in_workers["durable_steps_per_s"] / bound, 3)
@@ -389,8 +407,7 @@ def main() -> None:
             "python": sys.version.split()[0], "cpus": os.cpu_count(), "dir": str(folder),
             **measured,
             "durable_steps_2_workers": in_workers,
-            "peers": {} if args.no_peers else peers(args.peer_runs or args.runs, args.steps, args.rounds, ours,
-                                                    ours_best, lanes),
+            "peers": {} if args.no_peers else peers(peer_results, by_round["sequential"], by_round["best"], lanes),
             "replay": replay(folder, args.journals),
             "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews every rate
         }

@@ -18,7 +18,9 @@ slot: the exception is returned there, with its traceback.
 `drain()` is a graceful stop, safe from a signal handler: every lane's step in hand
 finishes and its outcome is journaled, no lane journals a next `step_started`, and jobs
 not begun are returned as `NotDrivenError`. A drained run resumes at its state's entry
-on its next advance (Runner.drain).
+on its next advance (Runner.drain). An exception in the thread that waits on the lanes
+(Ctrl-C's KeyboardInterrupt) drains them too, and waits for their steps in hand, before
+it goes on.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class Driver:
     def __init__(self, home: Home | Path | str, *, threads: int = DEFAULT_THREADS, clock: Clock | None = None,
                  machines_dir: Path | str = Path("machines"), sealing: bool = True) -> None:
         if threads < 1:
-            raise ValueError(f"threads={threads}: at least one lane is needed")
+            raise ValueError(f"threads={threads}: at least one lane is needed; hint: threads={DEFAULT_THREADS}")
         self.home = home if isinstance(home, Home) else Home(home)
         self.threads = threads
         self.clock = clock or clock_from_env()
