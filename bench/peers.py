@@ -8,6 +8,7 @@ benchmark. The child prints exactly one JSON line on stdout:
     python bench/peers.py dbos-wal  --runs 2000 --steps 5 --workdir DIR
     python bench/peers.py langgraph --runs 2000 --steps 5 --workdir DIR
     python bench/peers.py dbos-pg   --runs 300 --steps 5 --url postgresql://...   (bench/pg_bench.py)
+    python bench/peers.py dbos-wal  --runs 2000 --steps 5 --concurrency 4   (4 workflows at once)
     python bench/peers.py fsync     --workdir DIR [--seconds 2]
     python bench/peers.py all       --runs 2000 --steps 5 [--peer-runs N] [--fsyncs]
 
@@ -27,11 +28,17 @@ from the workload (`setup_seconds`); `seconds` covers the N workflows only.
 fsyncs the WAL: just as durable as its default rollback journal, and about twice as fast
 here); Ratchet's ratio to DBOS is taken against the faster of the two.
 
-Runs are sequential for every engine (as Ratchet drives them): DBOS is launched once and
-its workflows are called directly, not through a queue; LangGraph invokes one thread
-after another on one SqliteSaver. Each peer's workload is bracketed by a 0.5 s fsync
-probe (`disk_fsyncs_per_s_before_after`): a drop there means something else was using
-the disk, and the numbers are not comparable.
+By default runs are sequential for every engine (as Ratchet's Runner drives them): DBOS
+is launched once and its workflows are called directly, not through a queue; LangGraph
+invokes one thread after another on one SqliteSaver. `--concurrency T` runs T at once, as
+Ratchet's concurrent driver does (engine.run.concurrent): T Python threads each call the
+next workflow directly (DBOS: a workflow function called from T threads, DBOS's own
+concurrency for synchronous code; a queue would add its polling and its rows), or invoke
+the next LangGraph thread (its own thread_id) on the one SqliteSaver, whose connection is
+opened with check_same_thread=False and which serialises its cursors with its own lock.
+Each peer's workload is bracketed by a 0.5 s fsync probe
+(`disk_fsyncs_per_s_before_after`): a drop there means something else was using the disk,
+and the numbers are not comparable.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +78,20 @@ def _result(engine: str, n_runs: int, k_steps: int, seconds: float, **extra) -> 
         "steps_per_s": round(steps / seconds, 1) if seconds > 0 else None,
         **extra,
     }
+
+
+def _each(n_runs: int, concurrency: int, one: Callable[[int], None]) -> float:
+    """Seconds to call `one(j)` for j in 0..n-1: one after another, or from `concurrency`
+    threads, each taking the next j as it finishes one (every result is checked by `one`)."""
+    t0 = time.perf_counter()
+    if concurrency <= 1:
+        for j in range(n_runs):
+            one(j)
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            for _ in pool.map(one, range(n_runs)):  # re-raises the first failure
+                pass
+    return time.perf_counter() - t0
 
 
 def _pragmas(execute) -> dict:
@@ -115,9 +138,9 @@ def _sqlite_wal_full(db_path: Path) -> None:
         dbapi_connection.execute("PRAGMA synchronous=FULL")
 
 
-def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> dict:
-    """N DBOS workflows of K `@DBOS.step()` calls, one after another, SQLite system database
-    (`wal`: in WAL mode at synchronous=FULL)."""
+def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False, concurrency: int = 1) -> dict:
+    """N DBOS workflows of K `@DBOS.step()` calls, `concurrency` at a time, SQLite system
+    database (`wal`: in WAL mode at synchronous=FULL)."""
     import sqlalchemy as sa
     from dbos import DBOS, DBOSConfig
 
@@ -141,7 +164,7 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
         with engine.connect() as conn:
             pragmas = _pragmas(lambda sql: conn.execute(sa.text(sql)).scalar())
 
-        seconds = _drive_dbos(chain, n_runs, k_steps)
+        seconds = _drive_dbos(chain, n_runs, k_steps, concurrency)
 
         with engine.connect() as conn:
             recorded = conn.execute(sa.text("SELECT count(*) FROM operation_outputs")).scalar()
@@ -155,6 +178,7 @@ def run_dbos(n_runs: int, k_steps: int, workdir: Path, *, wal: bool = False) -> 
         k_steps,
         seconds,
         setup_seconds=round(setup, 3),
+        concurrency=concurrency,
         version=version("dbos"),
         step_records=recorded,
         verified=recorded == n_runs * k_steps,
@@ -182,21 +206,22 @@ def _dbos_chain() -> Any:
     return chain
 
 
-def _drive_dbos(chain: Any, n_runs: int, k_steps: int) -> float:
-    """Seconds to run N workflows one after another, each checked."""
+def _drive_dbos(chain: Any, n_runs: int, k_steps: int, concurrency: int = 1) -> float:
+    """Seconds to run N workflows, `concurrency` at a time (threads), each checked."""
     from dbos import SetWorkflowID
 
     expected = {f"step_{i}": i for i in range(k_steps)}
-    t0 = time.perf_counter()
-    for j in range(n_runs):
-        with SetWorkflowID(_run_id(j)):
+
+    def one(j: int) -> None:
+        with SetWorkflowID(_run_id(j)):  # a context variable: each thread sets its own
             out = chain({"run": j}, k_steps)
         if out != expected:
             raise RuntimeError(f"dbos: workflow {_run_id(j)} returned {out!r}")
-    return time.perf_counter() - t0
+
+    return _each(n_runs, concurrency, one)
 
 
-def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
+def run_dbos_pg(n_runs: int, k_steps: int, url: str, concurrency: int = 1) -> dict:
     """The same N x K workload on DBOS with a PostgreSQL system database (its production
     backend): `url` names the database, which DBOS creates if missing (bench/pg_bench.py
     gives it a fresh one on the same server as Ratchet's store)."""
@@ -217,7 +242,7 @@ def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
         next_xid = sa.text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
         with engine.connect() as conn:
             xid = conn.execute(next_xid).scalar()
-        seconds = _drive_dbos(chain, n_runs, k_steps)
+        seconds = _drive_dbos(chain, n_runs, k_steps, concurrency)
         with engine.connect() as conn:  # transaction ids handed out: DBOS's write transactions
             xids = conn.execute(next_xid).scalar() - xid
         with engine.connect() as conn:
@@ -226,14 +251,16 @@ def run_dbos_pg(n_runs: int, k_steps: int, url: str) -> dict:
         DBOS.destroy(destroy_registry=True)
     from importlib.metadata import version
 
-    return _result("dbos-pg", n_runs, k_steps, seconds, setup_seconds=round(setup, 3), version=version("dbos"),
+    return _result("dbos-pg", n_runs, k_steps, seconds, setup_seconds=round(setup, 3), concurrency=concurrency,
+                   version=version("dbos"),
                    step_records=recorded, verified=recorded == n_runs * k_steps, xids=xids,
                    durable_commits=settings["fsync"] == "on" and settings["synchronous_commit"] == "on",
                    **{f"pg_{k}": v for k, v in settings.items()})
 
 
-def run_langgraph(n_runs: int, k_steps: int, workdir: Path) -> dict:
-    """N LangGraph threads through a chain of K nodes, SqliteSaver, `durability="sync"`."""
+def run_langgraph(n_runs: int, k_steps: int, workdir: Path, concurrency: int = 1) -> dict:
+    """N LangGraph threads through a chain of K nodes, SqliteSaver, `durability="sync"`,
+    `concurrency` at a time (Python threads sharing the saver, each with its own thread_id)."""
     from typing import TypedDict
 
     from langgraph.checkpoint.sqlite import SqliteSaver
@@ -270,13 +297,13 @@ def run_langgraph(n_runs: int, k_steps: int, workdir: Path) -> dict:
         with saver.lock:
             pragmas = _pragmas(lambda sql: conn.execute(sql).fetchone()[0])
 
-        t0 = time.perf_counter()
-        for j in range(n_runs):
+        def one(j: int) -> None:
             config = {"configurable": {"thread_id": _run_id(j)}}
             out = graph.invoke({"run": j}, config=config, durability="sync")
             if any(out.get(f"step_{i}") != i for i in range(k_steps)):
                 raise RuntimeError(f"langgraph: thread {_run_id(j)} ended with {out!r}")
-        seconds = time.perf_counter() - t0
+
+        seconds = _each(n_runs, concurrency, one)
 
         with saver.lock:
             checkpoints = conn.execute("SELECT count(*) FROM checkpoints").fetchone()[0]
@@ -291,6 +318,7 @@ def run_langgraph(n_runs: int, k_steps: int, workdir: Path) -> dict:
         k_steps,
         seconds,
         setup_seconds=round(setup, 3),
+        concurrency=concurrency,
         version=version("langgraph"),
         checkpoint_sqlite_version=version("langgraph-checkpoint-sqlite"),
         durability="sync",
@@ -344,9 +372,9 @@ def fsync_rate(workdir: Path, seconds: float = 2.0, line: bytes = b"x" * 150 + b
 # --- the parent side: fresh interpreters --------------------------------------------
 
 
-def _child_cmd(name: str, n: int, k: int, workdir: Path) -> list[str]:
+def _child_cmd(name: str, n: int, k: int, workdir: Path, concurrency: int = 1) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), name,
-            "--runs", str(n), "--steps", str(k), "--workdir", str(workdir)]
+            "--runs", str(n), "--steps", str(k), "--workdir", str(workdir), "--concurrency", str(concurrency)]
 
 
 def _last_json_line(stdout: str) -> dict:
@@ -357,7 +385,7 @@ def _last_json_line(stdout: str) -> dict:
 
 
 def measure_peer(name: str, n: int, k: int, *, workdir: Path | None = None,
-                 timeout: float = 1800.0, requested_runs: int | None = None) -> dict:
+                 timeout: float = 1800.0, requested_runs: int | None = None, concurrency: int = 1) -> dict:
     """Run one peer (or "fsync") in a fresh interpreter and return its JSON result.
 
     Never raises for a peer failure: returns {"engine": name, "error": ...} instead.
@@ -366,7 +394,7 @@ def measure_peer(name: str, n: int, k: int, *, workdir: Path | None = None,
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{name}-")) if own else Path(workdir)
     try:
-        proc = subprocess.run(_child_cmd(name, n, k, workdir), capture_output=True,
+        proc = subprocess.run(_child_cmd(name, n, k, workdir, concurrency), capture_output=True,
                               text=True, timeout=timeout, check=False)
         if proc.returncode != 0:
             tail = proc.stderr.strip().splitlines()[-3:]
@@ -449,16 +477,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--url", help="(dbos-pg) the PostgreSQL system database DBOS uses")
     parser.add_argument("--seconds", type=float, default=2.0, help="(fsync) probe length")
+    parser.add_argument("--concurrency", type=int, default=1, metavar="T",
+                        help="(dbos, dbos-wal, dbos-pg, langgraph) run T workflows at once, in threads (default 1)")
     parser.add_argument("--no-probe", action="store_true",
                         help="(dbos, langgraph) skip the disk probe around the workload")
     parser.add_argument("--fsyncs", action="store_true",
                         help="(all) also count each peer's fsyncs per step with strace")
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error(f"--concurrency {args.concurrency}: at least 1")
 
     if args.what == "dbos-pg":
         if not args.url:
             parser.error("dbos-pg: --url is required; hint: postgresql://USER@HOST:PORT/DATABASE")
-        print(json.dumps(run_dbos_pg(args.runs, args.steps, args.url)), flush=True)
+        print(json.dumps(run_dbos_pg(args.runs, args.steps, args.url, args.concurrency)), flush=True)
         return 0
     if args.what != "all":
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ratchet-bench-{args.what}-"))
@@ -468,9 +500,10 @@ def main(argv: list[str] | None = None) -> int:
             probe = args.runs > 0 and not args.no_probe
             before = fsync_rate(workdir, PROBE_SECONDS)["fsyncs_per_s"] if probe else None
             if args.what == "langgraph":
-                result = run_langgraph(args.runs, args.steps, workdir)
+                result = run_langgraph(args.runs, args.steps, workdir, args.concurrency)
             else:
-                result = run_dbos(args.runs, args.steps, workdir, wal=args.what == "dbos-wal")
+                result = run_dbos(args.runs, args.steps, workdir, wal=args.what == "dbos-wal",
+                                  concurrency=args.concurrency)
             if before is not None:
                 # the disk around the workload: a drop means something else shared it
                 after = fsync_rate(workdir, PROBE_SECONDS)["fsyncs_per_s"]

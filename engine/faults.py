@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 CRASH_AT_ENV = "RATCHET_CRASH_AT"
 CRASH_COUNT_ENV = "RATCHET_CRASH_COUNT"
 
 _counts: dict[str, int] = {}
 _config: tuple[str | None, str | None] | None = None
+_lock = threading.Lock()  # lanes of one process (engine.run.concurrent) count the same points
 
 
 def _settings() -> tuple[str | None, str | None]:
@@ -37,9 +39,10 @@ def crash_point(name: str) -> None:
     crash_at, count_path = _settings()
     if crash_at is None and count_path is None:
         return
-    n = _counts[name] = _counts.get(name, 0) + 1
-    if count_path:
-        with open(count_path, "a") as f:
-            f.write(f"{name}\n")
+    with _lock:  # a read-add-write: unlocked, two lanes could both be the n-th, or neither
+        n = _counts[name] = _counts.get(name, 0) + 1
+        if count_path:
+            with open(count_path, "a") as f:
+                f.write(f"{name}\n")
     if crash_at == f"{name}:{n}":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -41,11 +41,13 @@ from journal import pg_messages
 from journal.durable import publish
 from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
 from journal.messages import MessageState, Posted, Posting
+from journal.pg_group import GroupCommit
 from journal.pg_schema import lock_key, migrate
 from journal.pg_timers import PgTimers
 from journal.pg_writer import Conn, LeaseKeeper, PgWriter
 from journal.reader import decode_line, line_hash, parse
 from journal.records import GENESIS, AnyRecord
+from journal.seal import KIND as SEALS
 from journal.store import Changes, Chunk, Cursor, Durability, Watch, check_run_id
 from journal.verify import VerifyResult, require_run_end, verify_lines
 from journal.writer import utc_now
@@ -106,6 +108,8 @@ class PgStore:
         self._guard = threading.Lock()
         self._schema = ""
         self._keeper = LeaseKeeper(self.lease)
+        self._group: GroupCommit | None = None  # this process's batches of appends (journal.pg_group)
+        self._group_pid = -1
         self._host = socket.gethostname()
         self.timers = PgTimers(self._query, self._execute, lease=self.lease)  # deadlines supervisors claim
 
@@ -138,6 +142,18 @@ class PgStore:
                                             name=f"ratchet-{os.getpid()}")
                 self._pid = os.getpid()
         return self._pool
+
+    def reserve(self, writers: int) -> None:
+        """Make room in this process's pool for `writers` writers open at once (each holds a
+        connection while it owns its run) and a query beside each (engine.run.concurrent's
+        lanes): without it, 8 lanes holding 8 writers wait for a 9th connection forever."""
+        with self._guard:
+            wanted = 2 * writers + 1
+            if wanted <= self._pool_size:
+                return
+            self._pool_size = wanted
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.resize(self._pool.min_size, wanted)
 
     def _query(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
         try:
@@ -260,10 +276,20 @@ class PgStore:
                 raise JournalError(f"{self.where(run_id)}: run '{run_id}' is archived; choose another id")
             raise JournalNotFoundError(self.where(run_id), run_id)
         writer = PgWriter(run_id=run_id, conn=conn, owner=owner, created=bool(row[1]), last_seq=int(row[2]),
-                          head=str(row[3]), lease=self.lease, channel=self.channel, where=self.where(run_id),
+                          head=str(row[3]), lease=self.lease, group=self.group(), where=self.where(run_id),
                           release=self._release(key), clock=utc_now)
         self._keeper.add(writer)
         return writer
+
+    def group(self) -> GroupCommit:
+        """This process's group commit: the appends of its writers that wait together go together
+        (a forked child starts its own: the parent's may be mid-batch)."""
+        channel = self.channel  # opens the pool first (under the same guard)
+        with self._guard:
+            if self._group is None or self._group_pid != os.getpid():
+                self._group = GroupCommit(channel=channel, lease=self.lease, seal_kind=SEALS)
+                self._group_pid = os.getpid()
+            return self._group
 
     def _release(self, key: int) -> Callable[[PgWriter], None]:
         pool_pid = os.getpid()
@@ -510,7 +536,7 @@ class PgStore:
 def _write_copy(folder: Path, name: str, data: bytes, *, sync: bool) -> None:
     """This host's file copy of a side row, replaced atomically (a dot-named temporary first:
     `tidy_copies` and people's tools skip it)."""
-    publish(folder / f".{name}.{os.getpid()}.tmp", folder / name, data, sync=sync)
+    publish(folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp", folder / name, data, sync=sync)  # per thread
 
 
 def _drop_copy(folder: Path, name: str) -> None:

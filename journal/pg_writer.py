@@ -16,14 +16,16 @@ is still its owner AND the chain still ends where the writer thinks (`last_seq`,
 then insert the lines (unique `(run_id, seq)`); watchers are notified just after it commits. A writer that lost
 its ownership, even one that wakes up after a partition with its connection alive,
 changes nothing: its append finds no row to update, inserts nothing, and the writer
-refuses every later append.
+refuses every later append. Appends of other runs of the same process that wait at the
+same moment share that statement and its transaction, each with its own conditions and
+its own outcome (journal.pg_group).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
+import uuid
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -31,8 +33,8 @@ from types import TracebackType
 import psycopg
 
 from journal.errors import JournalWriteError
+from journal.pg_group import GroupCommit, Outcome, Pending
 from journal.records import Record, Sealed
-from journal.seal import KIND as SEALS
 from journal.seal import side_name as seal_name
 from journal.store import Cursor
 from journal.writer import chain
@@ -41,37 +43,10 @@ log = logging.getLogger("ratchet.journal")
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
-OWNED = """
-WITH owned AS (
-    UPDATE ratchet_runs
-       SET last_seq = %s, head = %s, change = nextval('ratchet_change'),
-           txid = pg_current_xact_id(), lease_until = now() + %s * interval '1 second'
-     WHERE run_id = %s AND owner = %s AND last_seq = %s AND head = %s
- RETURNING run_id
-)"""
-LINES = """
-INSERT INTO ratchet_records (run_id, seq, line)
-SELECT owned.run_id, %s + t.n, t.line
-  FROM owned, unnest(%s::bytea[]) WITH ORDINALITY AS t(line, n)
-"""
-APPEND = OWNED + LINES
-# append_sealed: the seal ending the batch is also the run's side file (journal.seal).
-APPEND_SEALED = OWNED + """,
-kept AS (
-    INSERT INTO ratchet_side_files (kind, name, data) SELECT %s, %s, %s FROM owned
-        ON CONFLICT (kind, name) DO UPDATE SET data = excluded.data
-)""" + LINES
+RESENDS = 3  # an append whose batch was lost on another writer's connection, found not landed, goes again
 
-# Sent after the append commits, in a transaction of its own: a NOTIFY inside the append's
-# transaction holds a server-wide lock through that commit's fsync, so concurrent appends
-# would commit one at a time (measured: 300 commits/s from 4 clients instead of 860-1,300).
-# Pipelined behind the append's explicit COMMIT (BEGIN, append, COMMIT, hint, one Sync):
-# one round trip for both; the hint runs only once the append's transaction committed (if
-# it inserted nothing, the run being taken, the hint is spurious: harmless). A hint needs no
-# durability (`changes` is the truth): its commit does not wait for the disk. A connection
-# lost mid-pipeline is reported as a failed append even if the commit went through: the
-# writer is then unusable, and the run is reopened from what the database holds.
-HINT = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(%s, %s)"
+# After a batch lost its connection: take the run's row under a new owner token (see PgWriter._settle).
+SETTLE = "UPDATE ratchet_runs SET owner = %s WHERE run_id = %s AND owner = %s RETURNING last_seq, head"
 
 RENEW = """
 UPDATE ratchet_runs SET lease_until = now() + %(lease)s * interval '1 second'
@@ -83,13 +58,13 @@ class PgWriter:
     """Appends to one run's rows while it owns the run (see the module's docstring)."""
 
     def __init__(self, *, run_id: str, conn: Conn, owner: str, created: bool, last_seq: int, head: str,
-                 lease: float, channel: str, where: str, release: Callable[[PgWriter], None],
+                 lease: float, group: GroupCommit, where: str, release: Callable[[PgWriter], None],
                  clock: Callable[[], str]) -> None:
         self.run_id, self.created, self.owner = run_id, created, owner
         self.last_seq, self.last_hash = last_seq, head
         self.conn = conn
         self.lock = threading.Lock()  # the connection is shared with the lease keeper's thread
-        self._lease, self._channel, self._where = lease, channel, where
+        self._lease, self._group, self._where = lease, group, where
         self._release, self._clock = release, clock
         self._broken: str | None = None
         self.closed = False
@@ -115,40 +90,67 @@ class PgWriter:
         return self.append_many(records, keep_seal=True)
 
     def append_many(self, records: Sequence[Record], *, keep_seal: bool = False) -> Sequence[Record]:
-        """One transaction: all records durable (committed) when this returns, or none."""
+        """One transaction: all records durable (committed) when this returns, or none. Appends
+        of other runs that wait at the same moment share the transaction (journal.pg_group)."""
         if self._broken or self.closed:
             why = self._broken or "it was closed"
             raise JournalWriteError(f"{self._where}: writer unusable ({why}); reopen the run")
         if not records:
             return records
         lines, seq, prev = chain(records, self.last_seq, self.last_hash, self._clock)
-        params: list[object] = [seq, prev, self._lease, self.run_id, self.owner, self.last_seq, self.last_hash]
-        query = APPEND
-        if keep_seal:
-            query = APPEND_SEALED
-            params += [SEALS, seal_name(self.run_id), lines[-1] + b"\n"]  # the side file: the seal's line
-        params += [self.last_seq, lines]
+        seal = (seal_name(self.run_id), lines[-1] + b"\n") if keep_seal else None  # the side file: the seal's line
         with self.lock:
-            try:
-                with self.conn.pipeline():
-                    self.conn.execute("BEGIN")
-                    appended = self.conn.execute(query, params)
-                    self.conn.execute("COMMIT")
-                    self.conn.execute(HINT, [self._channel, self.run_id])
-                inserted = appended.rowcount
-            except psycopg.Error as exc:
-                self._broken = f"{type(exc).__name__}: {exc}".strip()
-                with contextlib.suppress(psycopg.Error):
-                    self.conn.rollback()  # out of the failed BEGIN block (the writer is unusable anyway)
-                raise JournalWriteError(f"{self._where}: append failed ({exc}); the run must be reopened "
-                                        "from the database") from exc
-        if inserted != len(lines):
+            for _ in range(RESENDS):
+                pending = Pending(conn=self.conn, run_id=self.run_id, owner=self.owner, last_seq=self.last_seq,
+                                  head=self.last_hash, seq=seq, prev=prev, lines=lines, seal=seal)
+                try:
+                    outcome: Outcome | None = self._group.commit(pending)
+                except BaseException as interrupted:  # while leading: the connection's state is unknown
+                    self._broken = f"interrupted mid-append ({type(interrupted).__name__})"
+                    raise
+                if outcome is Outcome.UNKNOWN and not pending.led:
+                    outcome = self._settle(pending)  # another writer's connection failed: ask on ours
+                if outcome is not None:
+                    break
+            else:
+                outcome = Outcome.UNKNOWN
+        if outcome is Outcome.LANDED:
+            self.last_seq, self.last_hash = seq, prev
+            return records
+        if outcome is Outcome.LOST:
             self._broken = "it lost the run's ownership"
             raise JournalWriteError(f"{self._where}: run '{self.run_id}' is no longer owned by this writer "
                                     "(its lease expired and another writer took it over); nothing was "
                                     "appended; reopen the run")
-        self.last_seq, self.last_hash = seq, prev
-        return records
+        exc = pending.error
+        self._broken = f"{type(exc).__name__}: {exc}".strip()
+        raise JournalWriteError(f"{self._where}: append failed ({exc}); the run must be reopened "
+                                "from the database") from exc
+
+    def _settle(self, pending: Pending) -> Outcome | None:
+        """The outcome of an append whose batch lost its connection (another writer's) mid-commit,
+        asked on this writer's own connection: None if it did not land (send it again).
+
+        The run's row is taken under a new owner token first: the lost batch, if its transaction
+        still runs on the server, either committed before (the row shows its chain) or can no
+        longer match the row (its owner condition fails). Nothing else changes hands."""
+        owner = f"{self.owner.rsplit('/', 1)[0]}/{uuid.uuid4().hex[:8]}"
+        try:
+            row = self.conn.execute(SETTLE, [owner, self.run_id, self.owner]).fetchone()
+        except psycopg.Error as exc:
+            pending.error = exc
+            return Outcome.UNKNOWN
+        if row is None:  # taken over meanwhile: whether this append landed first, only a reopen can tell
+            pending.error = RuntimeError(f"the connection of its batch was lost ({pending.error}), and the run "
+                                         "was taken over meanwhile")
+            return Outcome.UNKNOWN
+        self.owner = owner
+        if (row[0], row[1]) == (pending.seq, pending.prev):
+            return Outcome.LANDED
+        if (row[0], row[1]) == (pending.last_seq, pending.head):
+            return None
+        pending.error = RuntimeError(f"the run's row ends at record {row[0]}, not {pending.last_seq} nor {pending.seq}")
+        return Outcome.UNKNOWN
 
     def renew(self) -> bool:
         """Extend the lease; False (and the writer refuses appends) if it was taken over."""

@@ -6,7 +6,8 @@ toolkit by module name:
 
 - `waiting`: `wait_for`, a poll with a deadline (never a bare sleep as synchronisation);
 - `journal_builders`: journal records in one short call (`run_started`, `step_batch`);
-- `damage`: break a journal file on purpose (`lines_of`, `write_lines`, `flip_byte`, `cut_at`).
+- `damage`: break a journal file on purpose (`lines_of`, `write_lines`, `flip_byte`, `cut_at`);
+- `lane_actions`: actions for the concurrent driver's tests (a ledger lanes share, a meeting point).
 
 Code run in a subprocess gets none of this (it imports only `engine` and `journal`):
 keep such code self-contained.

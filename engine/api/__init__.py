@@ -2,6 +2,7 @@
 
 from engine.api.client import Ratchet
 from engine.api.snapshot import Escalation, RunSnapshot
+from engine.run.concurrent import Launch
 from engine.supervise.sending import Sent
 
-__all__ = ["Escalation", "Ratchet", "RunSnapshot", "Sent"]
+__all__ = ["Escalation", "Launch", "Ratchet", "RunSnapshot", "Sent"]

@@ -5,16 +5,19 @@ It does what the command line does, through the same modules: `start` is `ratche
 `get`/`list` are `ratchet status`'s rows, `history` is the journal, and
 `send`/`approve`/`reject`/`resolve`/`cancel` write exactly the inbox files the CLI
 writes (engine.supervise.sending), so an application and a person leave the same audit
-trail. Nothing here advances a run: a running `ratchet supervise` does, whatever wrote
-the message. Errors are the engine's (`engine.errors`) and the journal's
+trail. Nothing here advances a run, except `run_here` (engine.run.concurrent: runs driven
+in this process, several at a time, for a batch job without a supervisor): a running
+`ratchet supervise` does, whatever wrote the message. Errors are the engine's (`engine.errors`) and the journal's
 (`journal.JournalError`).
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
-from collections.abc import Collection
+import signal
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -23,6 +26,7 @@ from engine.api.waiting import reached, wait_until
 from engine.errors import UnknownRunError
 from engine.home import Home
 from engine.run.clock import Clock, clock_from_env
+from engine.run.concurrent import DEFAULT_THREADS, Driver, Launch
 from engine.run.replay import RunState, fold
 from engine.run.runner import Runner
 from engine.supervise.sending import Sent, compose, send
@@ -85,6 +89,34 @@ class Ratchet:
 
         runner = Runner(self.home.ensure(), clock=self.clock, machines_dir=self.machines_dir)
         return runner.start(machine, input or {}, run_id=id, by=starter(self.home.root, by))
+
+    def run_here(self, jobs: Iterable[str | Launch], *, threads: int = DEFAULT_THREADS
+                 ) -> builtins.list[RunSnapshot | BaseException]:
+        """Drive runs in this process, `threads` at a time, until each rests (waits for someone,
+        escalates, ends, or sleeps before a retry), with no supervisor: for a batch job, or an
+        application that drives its own runs. A job is a run's id (advance it) or a
+        `Launch(machine, input, run_id=None, by=None)` (start it and drive it: its first step
+        goes to disk with its start, in one fsync). Returns one item per job, in order: the
+        run's snapshot, or the exception its job raised (one run's failure never stops the
+        others).
+
+        Actions of different runs run at the same time, in threads (as in DBOS and Temporal);
+        one run's steps never overlap (jobs naming the same run go one after another). From
+        the main thread, SIGINT and SIGTERM stop it gracefully meanwhile: each step in hand
+        finishes and is journaled, no next step starts, jobs not begun are returned as
+        `engine.run.concurrent.NotDrivenError`; a later call (or a supervisor) goes on.
+        A `Launch`'s `by` defaults as `start`'s does. Children a run spawns are created, not
+        driven: drive them by id, or run a supervisor.
+        """
+        from engine.trust.people import starter
+
+        home = self.home.ensure()
+        todo = [dataclasses.replace(job, by=starter(home.root, job.by)) if isinstance(job, Launch) else job
+                for job in jobs]
+        driver = Driver(home, threads=threads, clock=self.clock, machines_dir=self.machines_dir)
+        with driver.draining_on(signal.SIGINT, signal.SIGTERM):
+            outcomes = driver.drive(todo)
+        return [o if isinstance(o, BaseException) else snapshot_of(row_of(o.run_id, o), o) for o in outcomes]
 
     def get(self, id: str) -> RunSnapshot:
         """Where run `id` stands now (archived runs too); UnknownRunError if there is none.

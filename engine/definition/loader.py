@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,16 @@ def find_child_machine(ref: str, base_dir: Path | None) -> Path:
     return find_machine(ref, folder)
 
 
-_spawn_loading: set[str] = set()  # files being loaded for a spawn check: a machine may spawn itself
+class _SpawnLoading(threading.local):
+    """The files being loaded for a spawn check in this thread (a machine may spawn itself).
+    Per thread: lanes loading machines at once (engine.run.concurrent) must not skip a check
+    because another thread is in the middle of loading that file."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+
+
+_spawn_loading = _SpawnLoading()
 
 
 def _check_spawn_machines(raw: Any, base_dir: Path | None, path: Path | None) -> list[Finding]:
@@ -173,13 +183,13 @@ def _check_spawn_machines(raw: Any, base_dir: Path | None, path: Path | None) ->
             try:
                 child = find_child_machine(ref, base_dir)
                 key = str(child.resolve())
-                if key == me or key in _spawn_loading:
+                if key == me or key in _spawn_loading.files:
                     continue  # the same machine (or one being checked): loaded already
-                _spawn_loading.add(key)
+                _spawn_loading.files.add(key)
                 try:
                     load_file(child)
                 finally:
-                    _spawn_loading.discard(key)
+                    _spawn_loading.files.discard(key)
             except DefinitionError as exc:
                 errors = [p for p in exc.problems if p.severity == "error"]
                 # Not found: its message says so; found but invalid: where in that file.

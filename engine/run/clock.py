@@ -8,6 +8,7 @@ fake time in a file so that subprocesses (fault tests, `ratchet run`) share it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,17 +47,22 @@ class SystemClock:
 
 
 class FakeClock:
-    """Time that moves only when told: `advance()` or `sleep()` (which returns at once)."""
+    """Time that moves only when told: `advance()` or `sleep()` (which returns at once).
+
+    Shared by the lanes of a concurrent driver (engine.run.concurrent): an advance is one
+    read-add-write under a lock, so two lanes sleeping at once both count."""
 
     def __init__(self, start: datetime | str = "2026-01-05T09:00:00Z") -> None:
         self._now = parse_iso(start) if isinstance(start, str) else start.astimezone(UTC)
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
         return self._now
 
     def advance(self, seconds: float) -> datetime:
-        self._now += timedelta(seconds=seconds)
-        return self._now
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            return self._now
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -78,7 +84,7 @@ class FileClock:
 
     def set(self, dt: datetime) -> None:
         # Atomic replace, so a reader in another process never sees a half-written time.
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # per thread
         tmp.write_text(iso(dt))
         os.replace(tmp, self.path)
 

@@ -12,8 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from journal import JournalError, JournalLockedError, JournalNotFoundError, JournalWriteError, Record, Transition
+from journal.pg_group import APPEND_SEALED, BATCH, Pending
 from journal.pg_store import PgStore
-from journal.pg_writer import APPEND_SEALED, PgWriter
+from journal.pg_writer import PgWriter
 from journal.seal import KIND, fetch_seal, seal_after, side_name
 
 from journal_builders import run_started, step_batch
@@ -78,7 +79,9 @@ def test_a_writer_whose_run_was_taken_keeps_neither_its_lines_nor_its_seal(store
     assert len(store.read("r1").records) == 2 and store.verify("r1").ok
 
 
-def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(store: PgStore, pg_url: str) -> None:
+@pytest.mark.parametrize("statement", ["alone", "batched"])
+def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(store: PgStore, pg_url: str,
+                                                                            statement: str) -> None:
     """The same statement sent again, by its owner, with the parameters of an earlier append
     (a retry, or someone replaying captured traffic): the chain has moved on, so nothing lands."""
     with store.writer("r1", create=True) as writer:
@@ -89,10 +92,15 @@ def test_a_replayed_sealed_append_moves_neither_the_journal_nor_its_seal_back(st
         assert first is not None and newest != first
         with psycopg.connect(pg_url, autocommit=True) as other:
             other.execute("SET search_path TO " + store._schema)
-            replayed = other.execute(APPEND_SEALED, [2, "forged-head", 30.0, "r1", writer.owner, 0,
-                                                     "0" * 64, KIND, side_name("r1"), first, 0,
-                                                     [b'{"forged":1}', first.rstrip(b"\n")]])
-            assert replayed.rowcount == 0
+            forged = Pending(conn=other, run_id="r1", owner=writer.owner, last_seq=0, head="0" * 64, seq=2,
+                             prev="forged-head", lines=[b'{"forged":1}', first.rstrip(b"\n")],
+                             seal=(side_name("r1"), first))
+            if statement == "alone":  # an append on its own (journal.pg_group: APPEND_SEALED)
+                query, params = store.group()._alone(forged)
+                assert query == APPEND_SEALED
+                assert other.execute(query, params).rowcount == 0
+            else:  # the same inside a batch of appends of several runs
+                assert other.execute(BATCH, store.group()._params([forged])).fetchall() == []
     assert store.fetch(KIND, side_name("r1")) == newest
     assert store.verify("r1").ok
 
