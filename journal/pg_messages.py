@@ -7,7 +7,7 @@ Settling a row (delivered, refused) notifies too: the host that posted it files 
 file. The rows are hints and a record for people; the run's journal is what decides
 whether a message was applied (its key is the `source_file` of the decision record).
 
-Settled rows are kept for people, then deleted by `expire` (the retention, migration 0006): a
+Settled rows are kept for people, then deleted by `expire` (the retention, migration 0005): a
 batch of the oldest settled rows, found by a partial index on `settled_at` and locked with
 `FOR UPDATE SKIP LOCKED`, so two supervisors expiring at once take different rows and never
 wait for each other. Queued rows are never in a batch. `forget_settled` deletes an archived

@@ -1,6 +1,4 @@
--- Ratchet's messages in PostgreSQL, version 6: retention of settled rows (journal/pg_messages.py).
--- (Numbered 6: version 5 was left to work made on a parallel branch; pg_schema applies versions
--- that land out of order.)
+-- Ratchet's messages in PostgreSQL, version 5: retention of settled rows (journal/pg_messages.py).
 -- A settled row (delivered, or refused with its reason) is kept for a stated time for people,
 -- then deleted by supervisors in small batches: the oldest first, by this index, never a scan of
 -- the table. `ratchet archive` deletes an archived run's settled rows by the second one. Queued
