@@ -11,6 +11,7 @@ supervisor's own modules, imported while the workers journal on the other core.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,12 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
     # Forked now, before the supervisor's own modules: no thread runs yet, and the server
     # imports the runner on one core while this process goes on on the other.
     start_forkserver()
+    # Until the supervisor can stop gracefully, a SIGTERM or Ctrl-C is kept for it: from the head
+    # start on, workers hold runs, and a stop must let their steps finish (after the fork: the
+    # server keeps the default handlers).
+    stops: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _: stops.append(signum))
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if debug:
@@ -61,4 +68,6 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
             stop_forkserver()  # its workers are gone: the server too, reaped
         raise
     supervisor.install_signal_handlers()
+    for signum in stops:
+        supervisor.stop(signum)  # its loop then starts nothing new and drains what the head start began
     return supervisor.run(once=once)

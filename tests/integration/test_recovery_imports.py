@@ -257,3 +257,31 @@ def test_a_damaged_sealing_key_stops_the_supervisor_after_its_head_start_with_no
     errors = [line for line in _log(tmp_path).splitlines() if line.startswith("ratchet: error: ")]
     assert len(errors) == 1 and "home.key" in errors[0], _log(tmp_path)
     assert (home / "runs" / "crashed.jsonl").read_bytes() == before  # the worker failed before the run's lock
+
+
+def _ours(tmp_path: Path) -> list[int]:
+    """Processes still running this test's supervisor (its fork server and workers are forks of it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(tmp_path).encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
+
+
+def test_a_sigterm_during_the_head_start_stops_gracefully(tmp_path):
+    home = _crashed(tmp_path)
+    # The signal comes while the recovered step is with its worker, before the loop exists.
+    sup = _hooked(tmp_path, home, then="kill -TERM $PPID")
+    try:
+        assert sup.wait(60) == 0, _log(tmp_path)
+    finally:
+        sup.kill()
+        sup.wait(60)
+    assert (tmp_path / "modules.json").exists()
+    types = _types(home, "crashed")
+    assert types[2:] == ["step_abandoned", "step_started", "step_succeeded", "transition", "waiting", "sealed"], types
+    wait_for(lambda: not _ours(tmp_path), timeout=10, what="the fork server and workers to end")
+    assert "Traceback" not in _log(tmp_path)
