@@ -40,9 +40,9 @@ from engine.supervise.worker import serve
 log = logging.getLogger("ratchet.supervisor")
 
 # Only for multiprocessing's forkserver (the fallback): a worker started from the `ratchet`
-# console script re-runs that script (as __mp_main__), which imports engine.cli: loaded once
-# there, that costs a worker nothing.
-FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli"]
+# console script re-runs that script (as __mp_main__), which imports engine.cli.launch: loaded
+# once there, that costs a worker nothing.
+FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli.launch"]
 
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
