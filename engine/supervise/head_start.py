@@ -50,9 +50,10 @@ class HeadStart:
     jobs: list[Job] = field(default_factory=list)
 
     def abandon(self, grace: float) -> None:
-        """The supervisor will not start after all: let the jobs finish within `grace` s,
-        as a graceful stop does (the rest are killed: a crash their runs replay), and end
-        the workers."""
+        """The supervisor will not start after all: stop as a graceful stop does (each busy
+        worker finishes the step in hand and starts no other, within `grace` s, or is killed:
+        a crash its run replays), and end the workers."""
+        self.pool.drain()
         self.pool.stop(grace)
         self.pool.close()
 
