@@ -5,12 +5,16 @@ durable, via RATCHET_CRASH_AT), and its home is copied afresh for every try. Eac
 starts `ratchet supervise` (or `supervise --once`) as a user would, through the console
 script, and times, on the wall clock:
 
-  imports      process start -> the CLI's first log line ("home ...": Python started,
-               the CLI and the supervisor's modules imported)
-  pool+scan    -> "supervising N runs" (claim box, worker pool started, journals and
-               inbox scanned)
-  first record -> the `ts` of the crashed run's first new record (a worker took the
-               run, folded it, journaled step_abandoned + step_started)
+  imports      process start -> the CLI's first log line ("home ...": Python started and
+               the modules imported that the supervisor needs before it (the fork server
+               is forked just before it; older trees imported all their modules first)
+  first record home line -> the `ts` of the crashed run's first new record (journals
+               scanned, pool started, the run handed to a worker, which folded it and
+               journaled step_abandoned + step_started)
+  total        process start -> that record
+  loop         process start -> "supervising N runs": the supervisor's loop is ready
+               (since the head start, engine.supervise.head_start, it comes after the
+               first record: the rest is imported while the worker journals)
   exit         (--once) -> the process ended
   supervisor cpu  the CPU time the supervisor's own process had used when the record
                was seen (10 ms ticks): the part of the start that load cannot shrink
@@ -27,6 +31,9 @@ Ratchet does (pip compiles it at install): PYTHONPYCACHEPREFIX points at the ben
 folder, and one untimed try per mode fills it. `--bytecode none` keeps the environment's
 PYTHONDONTWRITEBYTECODE (where set, every start compiles the engine's sources: ~45 ms of
 CPU more here).
+
+Each tree runs its own console script, as pip writes it from that tree's pyproject.toml
+(`[project.scripts]`: the entry point moved to engine.cli.launch), on this Python.
 
 Modes alternate try by try, so the machine's noise hits both alike. Prints one JSON
 document with p50/p95 (and min/max) per mode and phase, in milliseconds, and the load.
@@ -47,11 +54,21 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RATCHET = Path(sys.executable).with_name("ratchet")  # the console script, as a user runs it
+SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from {module} import {function}
+if __name__ == '__main__':
+    sys.argv[0] = re.sub(r'(-script\\.pyw|\\.exe)?$', '', sys.argv[0])
+    sys.exit({function}())
+"""  # pip's console script template
 
 MACHINE = """
 name: recovery
@@ -113,6 +130,19 @@ def _env(home: Path, code: Path | None, pycache: Path | None) -> dict[str, str]:
     return env
 
 
+def console_script(code: Path | None, folder: Path) -> Path:
+    """The `ratchet` script of the tree `code` (None: the one installed here)."""
+    if code is None:
+        return RATCHET
+    entry = tomllib.loads((code / "pyproject.toml").read_text())["project"]["scripts"]["ratchet"]
+    module, function = entry.split(":")
+    script = folder / f"bin-{code.name}" / "ratchet"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text(SCRIPT.format(python=sys.executable, module=module, function=function))
+    script.chmod(0o755)
+    return script
+
+
 def _fresh_home(template: Path, work: Path) -> Path:
     home = work / "home"
     shutil.rmtree(home, ignore_errors=True)
@@ -124,7 +154,8 @@ def cpu_try(template: Path, work: Path, code: Path | None, pycache: Path | None)
     """CPU ms of `supervise --once` recovering the run, all its processes included (perf)."""
     home = _fresh_home(template, work)
     out = work / "perf.csv"
-    subprocess.run(["perf", "stat", "-x,", "-e", "task-clock", "-o", str(out), str(RATCHET), "supervise", "--once"],
+    script = console_script(code, work.parent)
+    subprocess.run(["perf", "stat", "-x,", "-e", "task-clock", "-o", str(out), str(script), "supervise", "--once"],
                    cwd=template.parent, env=_env(home, code, pycache), stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True, timeout=120)
     line = next(line for line in out.read_text().splitlines() if "task-clock" in line)
@@ -169,7 +200,7 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
     journal = home / "runs" / "crashed.jsonl"
     before = len(_journal_lines(journal))
     env = _env(home, code, pycache)
-    args = [str(RATCHET), "supervise", *(["--once"] if once else [])]
+    args = [str(console_script(code, work.parent)), "supervise", *(["--once"] if once else [])]
     log = work / "supervise.log"
     with open(log, "wb") as err:
         began = time.time()
@@ -200,9 +231,9 @@ def one_try(template: Path, work: Path, once: bool, code: Path | None = None,
     record_at = datetime.fromisoformat(first["ts"].replace("Z", "+00:00")).timestamp()
     phases = {
         "imports": _log_time(home_line) - began,
-        "pool+scan": _log_time(supervising) - _log_time(home_line),
-        "first record": record_at - _log_time(supervising),
+        "first record": record_at - _log_time(home_line),
         "total": record_at - began,
+        "loop": _log_time(supervising) - began,
         "supervisor cpu": cpu_at_first,
     }
     if once:

@@ -149,6 +149,12 @@ def _is_user_facing(exc: Exception) -> bool:
     return isinstance(exc, (JournalError, EngineError, OSError))
 
 
+def user_error(exc: Exception) -> UserError | None:
+    """What a command's error shows outside click (engine.cli.launch), as `invoke` above shows
+    it: one line for the user's or the environment's errors, None for a bug (a traceback)."""
+    return UserError(_one_line(exc)) if _is_user_facing(exc) else None
+
+
 HOME_TYPE = click.Path(file_okay=False, path_type=Path)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
-import sys
 from typing import TYPE_CHECKING
 
 import click
 
 from engine.cli.app import UserError, existing_home, main, require_run
-from engine.cli.options import MACHINES_DIR
 from engine.cli.timeline import span, when
 from engine.run.status import RunStatus
 
@@ -84,35 +83,15 @@ def supervise(ctx: click.Context, once: bool, workers: int, rescan: float, grace
       ratchet supervise --once        # from cron
       ratchet supervise --metrics-port 9464
     """
-    from engine.home import Home  # lazy: keeps `ratchet --help` fast
-    from engine.run.sealing import home_key
-    from engine.supervise import worker  # noqa: F401  (what both sides need, imported once before the fork)
-    from engine.supervise.forkserver import start_forkserver
+    from engine.cli import supervising  # lazy: keeps `ratchet --help` fast; the console script's start too
     from engine.supervise.retention import retention_seconds
 
-    keep = retention_seconds(message_retention)  # a bad value is refused before anything starts
+    keep = retention_seconds(message_retention)  # a bad value (option or environment) is refused first
     home = existing_home(ctx)
-    # Forked now, before the supervisor's own modules: no thread runs yet, and the server
-    # imports the runner on one core while this process imports the rest on the other.
-    start_forkserver()
-    from engine.supervise.supervisor import Supervisor
-
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s ratchet supervise: %(message)s")
-    if ctx.find_root().obj.get("debug"):
-        logging.getLogger("ratchet").setLevel(logging.DEBUG)  # ours only: watchdog's debug lines are a flood
-    supervised = Home(home)
-    home_key(supervised)  # a missing or foreign sealing key stops it here, not in every worker
-    where = supervised.store.location
-    store = f"; journals in {where}" if where.startswith("postgresql:") else ""
-    logging.getLogger("ratchet.supervisor").info("home %s%s", home.absolute(), store)
-    metrics = _metrics(metrics_host, metrics_port) if metrics_port is not None else None
-    supervisor = Supervisor(supervised, workers=workers, machines_dir=MACHINES_DIR,
-                            rescan=rescan, grace=grace, job_timeout=job_timeout, metrics=metrics)
-    if supervisor.mailroom.retention is not None:
-        supervisor.mailroom.retention.keep = keep
-    supervisor.install_signal_handlers()
-    ctx.exit(supervisor.run(once=once))
+    metrics = functools.partial(_metrics, metrics_host, metrics_port) if metrics_port is not None else None
+    ctx.exit(supervising.supervise(home, debug=bool(ctx.find_root().obj.get("debug")), once=once, workers=workers,
+                                   rescan=rescan, grace=grace, job_timeout=job_timeout, quiet=quiet, metrics=metrics,
+                                   retention=keep if message_retention is not None else None))
 
 
 def _metrics(host: str, port: int) -> Metrics:

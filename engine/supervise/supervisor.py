@@ -48,6 +48,7 @@ from engine.supervise.agenda import Agenda
 from engine.supervise.children import Family
 from engine.supervise.claims import Claims
 from engine.supervise.forkserver import start_forkserver, stop_forkserver
+from engine.supervise.head_start import HeadStart, owes_advance
 from engine.supervise.jobs import Job, Result
 from engine.supervise.lane import MailLane
 from engine.supervise.mailroom import Mailroom
@@ -90,17 +91,21 @@ class Supervisor:
     # is only the ready set, the tickets it looked at, the stop flag and the stop requests.
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
-                 settle: float = 1.0, job_timeout: float = JOB_TIMEOUT, metrics: Metrics | None = None) -> None:
+                 settle: float = 1.0, job_timeout: float = JOB_TIMEOUT, metrics: Metrics | None = None,
+                 head_start: HeadStart | None = None) -> None:
         clock = clock or clock_from_env()
         self.home = home
         self.pacing = Pacing(rescan, grace, settle, tick=0.2 if isinstance(clock, FileClock) else 1.0)
-        self.pool = WorkerPool(workers, home.root, machines_dir=machines_dir)
+        # A head start's pool and table hold the recovered runs' jobs already (engine.supervise.head_start).
+        self.pool = WorkerPool(workers, home.root, machines_dir=machines_dir) if head_start is None else head_start.pool
         self.lane = MailLane(home.root, machines_dir=machines_dir)  # deliveries never wait for a free worker
         self.wake = Wakeup()
-        self.runs = RunTable(home)
+        self.runs = RunTable(home) if head_start is None else head_start.runs
         self.agenda = Agenda(clock)
         self.mailroom = Mailroom(home, self.runs)
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
+        for job in head_start.jobs if head_start is not None else ():
+            self.timeouts.handed_over(job.run_id)
         self.family = Family(home, self.runs)  # fan-out: children's ends to parents, unwanted children cancelled
         timers = home.store.timers  # a shared store: due deadlines are claimed, not taken from the agenda
         self.claims = (Claims(timers, clock, self.runs, every=rescan, held=home.store.held)
@@ -262,7 +267,7 @@ class Supervisor:
 
     def _consider(self, run_id: str) -> None:
         state = self.runs[run_id].state
-        owed = state.status == MOVING or (state.ended and state.todo is not None)  # e.g. on_cancel cut off
+        owed = owes_advance(state)  # moving, or an ended run owes its on_cancel (cut off)
         if owed and not self._held(run_id):
             self._ready[run_id] = None
         if state.status == "escalated" and state.escalation is not None and not self._held(run_id):

@@ -40,9 +40,9 @@ from engine.supervise.worker import serve
 log = logging.getLogger("ratchet.supervisor")
 
 # Only for multiprocessing's forkserver (the fallback): a worker started from the `ratchet`
-# console script re-runs that script (as __mp_main__), which imports engine.cli: loaded once
-# there, that costs a worker nothing.
-FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli"]
+# console script re-runs that script (as __mp_main__), which imports engine.cli.launch: loaded
+# once there, that costs a worker nothing.
+FALLBACK_PRELOAD = ["engine.supervise.worker", "engine.run.runner", "engine.cli.launch"]
 
 class Worker:
     """The supervisor's handle on one worker process and the job it holds."""
@@ -77,7 +77,6 @@ class WorkerPool:
         self.home_root = Path(home_root).resolve()
         self.machines_dir = Path(machines_dir).resolve()
         self._ctx = multiprocessing.get_context("forkserver")
-        self._ctx.set_forkserver_preload(FALLBACK_PRELOAD)
         self._lifeline_r, self._lifeline_w = self._ctx.Pipe(duplex=False)
         self.workers: list[Worker] = []
 
@@ -92,6 +91,7 @@ class WorkerPool:
         process: multiprocessing.process.BaseProcess | forkserver.ForkedProcess | None = forkserver.spawn(
             child.fileno(), self._lifeline_r.fileno(), str(self.home_root), str(self.machines_dir))
         if process is None:
+            self._ctx.set_forkserver_preload(FALLBACK_PRELOAD)  # only now: it imports multiprocessing.forkserver
             process = self._ctx.Process(
                 target=serve, args=(child, self._lifeline_r, str(self.home_root), str(self.machines_dir)),
                 name="ratchet-worker", daemon=True,
