@@ -106,15 +106,16 @@ def durable_steps(folder: Path, runs: int, steps: int, first: int = 0) -> dict:
     machine = write_machine(folder, steps)
     runner = Runner(Home(folder / "steps").ensure(), clock=FakeClock())
     with SyncCounter() as syncs:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for i in range(first, first + runs):
             rs = runner.launch(machine, {"i": i}, run_id=f"run{i:06d}")
             if rs.status != "finished":
                 raise RuntimeError(f"run {rs.run_id} did not finish")
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     return {"runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
             "durable_steps_per_s": round(runs * steps / elapsed, 1),
             "runs_per_s": round(runs / elapsed, 1),
+            "cpu_ms_per_step": round(cpu * 1000 / (runs * steps), 3),  # the process's, kernel time too
             # counted, not assumed: K+1 fdatasyncs and the folder fsync of each new journal
             "syncs_per_run": round(syncs.calls / runs, 3), "syncs_per_step": round(syncs.calls / (runs * steps), 3),
             "ms_per_step": round(elapsed * 1000 / (runs * steps), 3)}
@@ -128,16 +129,17 @@ def durable_steps_lanes(folder: Path, runs: int, steps: int, threads: int, first
     driver.drive([Launch(machine, {"i": i}, run_id=f"warm{threads}-{first + i:06d}") for i in range(threads)])
     jobs = [Launch(machine, {"i": i}, run_id=f"lane{threads}-{i:06d}") for i in range(first, first + runs)]
     with SyncCounter() as syncs:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         outcomes = driver.drive(jobs)
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
     for outcome in outcomes:
         if isinstance(outcome, BaseException) or outcome.status != "finished":
             raise RuntimeError(f"{threads} lanes: a run did not finish: {outcome!r}")
     return {"threads": threads, "runs": runs, "steps_per_run": steps, "seconds": round(elapsed, 3),
             "durable_steps_per_s": round(runs * steps / elapsed, 1),
             "syncs_per_run": round(syncs.calls / runs, 3), "syncs_per_step": round(syncs.calls / (runs * steps), 3),
-            "ms_per_step": round(elapsed * 1000 / (runs * steps), 3)}
+            "ms_per_step": round(elapsed * 1000 / (runs * steps), 3),
+            "cpu_ms_per_step": round(cpu * 1000 / (runs * steps), 3)}  # the process's, every thread's, kernel too
 
 
 STEPS_IN = """
@@ -235,6 +237,7 @@ def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare
         concurrent[f"{threads}_lanes"] = {
             "threads": threads, "durable_steps_per_s": spread(lane_rates),
             "syncs_per_step": statistics.median(m["syncs_per_step"] for m in measured),
+            "cpu_ms_per_step": spread([m["cpu_ms_per_step"] for m in measured]),
             "vs_bound": spread([m["durable_steps_per_s"] / (p / m["syncs_per_step"])
                                 for m, p in zip(measured, probes, strict=True)]),
             "vs_sequential": spread([t / o for t, o in zip(lane_rates, rates, strict=True)])}
@@ -254,6 +257,7 @@ def interleaved_rounds(folder: Path, runs: int, steps: int, rounds: int, compare
         "durable_steps": {"runs_per_round": runs, "steps_per_run": steps, "rounds": rounds,
                           "durable_steps_per_s": spread(rates),
                           "ms_per_step": spread([o["ms_per_step"] for o in ours]),
+                          "cpu_ms_per_step": spread([o.get("cpu_ms_per_step", 0.0) for o in ours]),
                           "syncs_per_run": spread([o["syncs_per_run"] for o in ours]), "syncs_per_step": per_step},
         "disk_bound": {
             "folder": "the journals' own runs/ folder, interleaved round by round",

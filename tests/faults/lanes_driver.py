@@ -7,19 +7,41 @@ Run i is `run-<i>` with the input {"customer", "amount_cents", "card"} the invoi
 reads (every 7th owes nothing, every 9th from the 5th has its card declined); a run that
 exists is advanced. The store is $RATCHET_STORE's. Prints one JSON list: per run
 [status, state, escalation reason], or ["raised", exception type, message].
-SIGTERM and SIGINT drain the lanes (Ratchet.run_here).
+SIGTERM and SIGINT drain the lanes (Ratchet.run_here). Each fake service call passes the
+crash point `after_<kind>` (e.g. `after_email.receipt`) after its effect and before it
+returns, so RATCHET_CRASH_AT=after_email.receipt:2 kills the process right after the second
+receipt sent, while the other lanes are wherever they are. With $DRAINED_MARKER set, that
+file is made once the driver has been drained (by the signal), so a test knows when.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.append(str(ROOT / "examples"))
+
+import fake_services  # noqa: E402
 
 from engine import Ratchet  # noqa: E402
 from engine.api import Launch  # noqa: E402
+from engine.faults import crash_point  # noqa: E402
+from engine.run.concurrent import Driver  # noqa: E402
+
+
+def install_crash_points() -> None:
+    """Wrap the fake services' one entry point: a crash point after each call's effect."""
+    real_call = fake_services._call
+
+    def call_then_maybe_die(kind, *args, **kwargs):
+        entry = real_call(kind, *args, **kwargs)  # the effect is in the ledger now
+        crash_point(f"after_{kind}")
+        return entry
+
+    fake_services._call = call_then_maybe_die
 
 
 def inputs(i: int) -> dict:
@@ -27,7 +49,21 @@ def inputs(i: int) -> dict:
             "card": "declined" if i % 9 == 4 else "visa"}
 
 
+def mark_drains(marker: Path) -> None:
+    """Make `marker` once the driver is drained (after the real drain: the lanes know by then)."""
+    real_drain = Driver.drain
+
+    def drain(self: Driver) -> None:
+        real_drain(self)
+        marker.touch()
+
+    Driver.drain = drain  # type: ignore[method-assign]
+
+
 def main(home: str, machine: str, count: int, threads: int) -> list:
+    install_crash_points()
+    if os.environ.get("DRAINED_MARKER"):
+        mark_drains(Path(os.environ["DRAINED_MARKER"]))
     ratchet = Ratchet(home=home, machines_dir=ROOT / "machines")
     jobs = [Launch(machine, inputs(i), run_id=f"run-{i:02d}") for i in range(count)]
     out = []

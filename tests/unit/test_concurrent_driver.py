@@ -224,3 +224,20 @@ def test_an_interrupt_of_the_waiting_thread_drains_the_lanes_before_it_propagate
                if isinstance(r, StepStarted)]
     assert len(started) == 2  # the two steps in hand, no other
     assert not [r for r in home.store.run_ids() if fold(home.store.read(r).records).in_flight]  # all journaled
+
+
+def test_run_here_gives_the_signals_back_as_they_were(tmp_path, machine):
+    """SIGINT and SIGTERM drain the lanes only while `run_here` drives: the caller's handlers
+    are back afterwards."""
+    import signal
+
+    def mine(signum, frame):
+        raise AssertionError("not called")
+
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        Ratchet(home=tmp_path / "h", clock=FakeClock(START)).run_here([Launch(machine, {"n": 1}, run_id="a")])
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, before)
