@@ -29,3 +29,17 @@ def pg_cluster():
 def pg_url(pg_cluster: Cluster) -> str:
     """A URL to the private server whose tables live in a new, empty schema."""
     return pg_cluster.fresh_schema()
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test that runs a supervisor or a driver in-process installs its signal handlers:
+    each test starts with the handlers the one before it found, so no test's Ctrl-C or
+    SIGTERM reaches a supervisor object another test left behind."""
+    import signal
+
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGIO)}
+    yield
+    for sig, handler in kept.items():
+        if handler is not None:
+            signal.signal(sig, handler)

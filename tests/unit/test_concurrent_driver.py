@@ -234,10 +234,11 @@ def test_run_here_gives_the_signals_back_as_they_were(tmp_path, machine):
     def mine(signum, frame):
         raise AssertionError("not called")
 
+    interrupt = signal.getsignal(signal.SIGINT)
     before = signal.signal(signal.SIGTERM, mine)
     try:
         Ratchet(home=tmp_path / "h", clock=FakeClock(START)).run_here([Launch(machine, {"n": 1}, run_id="a")])
         assert signal.getsignal(signal.SIGTERM) is mine
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGINT) is interrupt
     finally:
         signal.signal(signal.SIGTERM, before)
