@@ -82,4 +82,13 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
     supervisor.install_signal_handlers()
     for signum in stops:
         supervisor.stop(signum)  # its loop then starts nothing new and drains what the head start began
-    return supervisor.run(once=once)
+    try:
+        return supervisor.run(once=once)
+    except BaseException:
+        # Its start failed before its loop took the workers over (the inbox's watch, say): the head
+        # start's steps in hand finish, as in a graceful stop, rather than die with this process
+        # (a non-idempotent one would be escalated). After the loop's own drain this does nothing.
+        if head is not None:
+            head.abandon(grace)
+            stop_forkserver()
+        raise
