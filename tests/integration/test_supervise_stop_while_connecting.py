@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from waiting import wait_for
+
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 
 
@@ -55,3 +57,16 @@ def test_a_stop_while_the_store_connects_ends_the_supervisor(tmp_path, sig, code
     assert "Traceback" not in stderr, stderr
     if sig == signal.SIGINT:
         assert "Aborted!" in stderr, stderr
+    wait_for(lambda: not _ours(tmp_path), timeout=10, what="the fork server to end")  # nothing left behind
+
+
+def _ours(place: Path) -> list[int]:
+    """Processes with this test's folder on their command line (the supervisor's forks have it)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(place).encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
