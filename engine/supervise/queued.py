@@ -110,8 +110,9 @@ def _cell(text: str, width: int = CELL_WIDTH) -> str:
 
 
 def _queued(key: str, run_id: str, parsed: dict[str, Any], since: datetime, where: Where) -> Queued:
-    return Queued(key=key, run_id=run_id, asks=_asks(parsed), by=str(parsed.get("by") or "?"), since=since,
-                  where=where)
+    by = parsed.get("by")  # a string, or "?": str() of a YAML file's nested aliases could be 10^9 items long
+    return Queued(key=key, run_id=run_id, asks=_asks(parsed), by=by if isinstance(by, str) and by else "?",
+                  since=since, where=where)
 
 
 def _asks(message: dict[str, Any]) -> str:

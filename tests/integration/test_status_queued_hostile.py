@@ -53,3 +53,23 @@ def test_a_queued_cell_holds_printable_text_only() -> None:
     cell = said([{"age_s": 3, "asks": "approve\x1b]0;owned\x07", "by": "eve\r\x1b[1A"}], lambda s: f"{s} s")
     assert cell.isprintable(), repr(cell)
     assert cell == "queued 3 s: approve\\x1b]0;owned\\x07 by eve\\r\\x1b[1A", cell
+
+
+# 400 bytes whose `by` is 10^8 strings deep in aliases: the supervisor refuses the file (no
+# aliases), but status read it first, and str() of it never came back.
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 10)}]\n" for a, b in zip("abcdefg", "bcdefgh", strict=True)
+) + "run: r1\ntrigger: approve\nby: *h\n"
+
+
+def test_a_queued_yaml_bomb_leaves_status_quick_and_shows_no_sender(tmp_path: Path) -> None:
+    (tmp_path / "review.yaml").write_text(REVIEW)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_")} | {"RATCHET_HOME": str(tmp_path / "h")}
+    subprocess.run([RATCHET, "start", "review.yaml", "--id", "r1"], cwd=tmp_path, env=env, capture_output=True,
+                   text=True, timeout=120, check=True)
+    (tmp_path / "h" / "inbox" / "laughs.yaml").write_text(LAUGHS)
+    table = subprocess.run([RATCHET, "status"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0 and ": approve by ?" in table.stdout, table.stdout + table.stderr
+    [row] = json.loads(subprocess.run([RATCHET, "status", "r1", "--json"], cwd=tmp_path, env=env,
+                                      capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert [(q["asks"], q["by"]) for q in row["queued"]] == [("approve", "?")]
