@@ -42,12 +42,6 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
     # Forked now, before the supervisor's own modules: no thread runs yet, and the server
     # imports the runner on one core while this process goes on on the other.
     start_forkserver()
-    # Until the supervisor can stop gracefully, a SIGTERM or Ctrl-C is kept for it: from the head
-    # start on, workers hold runs, and a stop must let their steps finish (after the fork: the
-    # server keeps the default handlers).
-    stops: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _: stops.append(signum))
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s ratchet supervise: %(message)s")
     if debug:
@@ -56,8 +50,19 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
     where = supervised.store.location
     store = f"; journals in {where}" if where.startswith("postgresql:") else ""
     logging.getLogger("ratchet.supervisor").info("home %s%s", home.absolute(), store)
+    # Until the supervisor can stop gracefully, a SIGTERM or Ctrl-C is kept for it: from the head
+    # start on, workers hold runs, and a stop must let their steps finish (after the fork: the
+    # server keeps the default handlers; after the store is open: a stop while it connects ends it).
+    stops: list[int] = []
+    defaults = {sig: signal.signal(sig, lambda signum, _: stops.append(signum))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
     # Metrics fold every record the first scan reads: with them, the supervisor makes that scan itself.
     head = head_start(supervised, workers=workers, machines_dir=MACHINES_DIR) if metrics is None else None
+    if head is None:  # no worker holds a run: a stop until the loop's handlers acts at once, as before
+        for sig, handler in defaults.items():
+            signal.signal(sig, handler)
+        for signum in stops:
+            signal.raise_signal(signum)
     try:
         from engine.supervise.supervisor import Supervisor
 
@@ -77,4 +82,13 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
     supervisor.install_signal_handlers()
     for signum in stops:
         supervisor.stop(signum)  # its loop then starts nothing new and drains what the head start began
-    return supervisor.run(once=once)
+    try:
+        return supervisor.run(once=once)
+    except BaseException:
+        # Its start failed before its loop took the workers over (the inbox's watch, say): the head
+        # start's steps in hand finish, as in a graceful stop, rather than die with this process
+        # (a non-idempotent one would be escalated). After the loop's own drain this does nothing.
+        if head is not None:
+            head.abandon(grace)
+            stop_forkserver()
+        raise

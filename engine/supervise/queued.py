@@ -28,6 +28,7 @@ from engine.supervise.inbox import MAX_BYTES, SUFFIXES
 from journal.messages import message_box
 
 Where = Literal["inbox", "claimed", "row"]
+CELL_WIDTH = 40  # what a table cell shows of a queued message's trigger or sender at most
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,21 @@ def said(queued: list[dict[str, Any]], span: Any) -> str:
         return ""
     first = queued[0]
     more = f" (+{len(queued) - 1} more)" if len(queued) > 1 else ""
-    return f"queued {span(first['age_s'])}: {first['asks']} by {first['by']}{more}"
+    return f"queued {span(first['age_s'])}: {_cell(first['asks'])} by {_cell(first['by'])}{more}"
+
+
+def _cell(text: str, width: int = CELL_WIDTH) -> str:
+    """An inbox file's text for a table cell: it is anyone's and not validated yet, so a newline
+    must not forge a row nor an escape move the terminal's cursor (written as escapes), and a long
+    one is cut."""
+    clean = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return clean if len(clean) <= width else clean[: width - 1] + "…"
 
 
 def _queued(key: str, run_id: str, parsed: dict[str, Any], since: datetime, where: Where) -> Queued:
-    return Queued(key=key, run_id=run_id, asks=_asks(parsed), by=str(parsed.get("by") or "?"), since=since,
-                  where=where)
+    by = parsed.get("by")  # a string, or "?": str() of a YAML file's nested aliases could be 10^9 items long
+    return Queued(key=key, run_id=run_id, asks=_asks(parsed), by=by if isinstance(by, str) and by else "?",
+                  since=since, where=where)
 
 
 def _asks(message: dict[str, Any]) -> str:

@@ -2,11 +2,12 @@
 
 A message row that settled (delivered, or refused with its reason) is kept for people — what
 reached the database and how it ended — for `RATCHET_MESSAGE_RETENTION` (or `supervise
---message-retention`; a duration, 7d by default, 0s: not kept), counted on the engine's clock
-from when it settled. Then any supervisor sharing the store deletes it: at its start and at each
-rescan, up to BATCHES batches of BATCH rows, the oldest first (journal.pg_messages.expire: an
-indexed query, rows locked with SKIP LOCKED, so two supervisors split the work and never wait
-for each other). Queued rows are never deleted, however old.
+--message-retention`; a duration, 7d by default, 0s: not kept), from when it settled (the
+row's `settled_at`, the database server's clock) to the supervisor's now (the engine's clock:
+a host whose clock runs behind the server's keeps rows that much longer). Then any supervisor
+sharing the store deletes it: at its start and at each rescan, up to BATCHES batches of BATCH
+rows, the oldest first (journal.pg_messages.expire: an indexed query, rows locked with SKIP
+LOCKED, so two supervisors split the work and never wait for each other). Queued rows are never deleted, however old.
 
 Deleting a settled row never lets its message apply twice: the run's journal keeps the key of
 every message it applied or refused (`source_file`), and a delivery looks for it under the
