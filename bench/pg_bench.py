@@ -16,7 +16,7 @@ within a round.
    chain and inserts the lines), write transactions (transaction ids the server handed
    out: every commit that had to reach the disk), and every transaction the database
    counted, reads included (pg_stat_database; its counters may lag a little).
-3b. Ratchet in one process with T lanes (`--lanes 2,4,8`): engine.run.concurrent's driver,
+3b. Ratchet in one process with T lanes (`--lanes 2,4,8,16`): engine.run.concurrent's driver,
    T threads, each with its own Runner, sharing one Home and its store, taking the N runs
    in turn. Appends of several
    runs that wait at the same moment are committed together (journal/pg_group.py): its
@@ -35,7 +35,7 @@ within a round.
    one process, and with the largest T lanes: an `execute` outside a pipeline is one, a
    pipeline block is one.
 
-    python bench/pg_bench.py [--runs 300] [--steps 5] [--rounds 3] [--lanes 2,4,8] [--workers 2]
+    python bench/pg_bench.py [--runs 300] [--steps 5] [--rounds 3] [--lanes 2,4,8,16] [--workers 2]
                              [--no-supervisors] [--url postgresql://...]
 
 The ratios are taken within each round: "ratchet /" for one process, "ratchet best /" for
@@ -487,7 +487,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lanes", default="2,4,8", help="lane counts of the in-process measures (comma-separated)")
+    parser.add_argument("--lanes", default="2,4,8,16", help="lane counts of the in-process measures (comma-separated)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--more-workers", type=int, default=4, help="workers of the third supervised measure")
     parser.add_argument("--no-supervisors", dest="supervisors", action="store_false",
