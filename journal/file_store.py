@@ -191,6 +191,12 @@ class FileStore:
             return
         fsync_dir(target.parent)
 
+    def tidy_copies(self, kind: str) -> list[str]:
+        return []  # the side files are the files: no copies to tidy
+
+    def reserve(self, writers: int) -> None:
+        return None  # a writer is a file and its lock: nothing pooled
+
     # --- the archive (journal.file_archive) --------------------------------------------------
 
     def archive(self, run_id: str, *, head: str, on_step: Callable[[str], None] | None = None) -> str:

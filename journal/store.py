@@ -184,6 +184,17 @@ class Store(Protocol):
         """Where `publish(kind, name, ...)` puts it (what an `escalated` record names)."""
         ...
 
+    def tidy_copies(self, kind: str) -> list[str]:
+        """Where side files are shared rows with a file copy on the host that wrote them
+        (PostgreSQL), bring this host's copies of `kind` in line with the rows; the names
+        removed. Nothing to do where the side files are the files themselves."""
+        ...
+
+    def reserve(self, writers: int) -> None:
+        """Make room for `writers` writers open at once in this process (lanes of
+        engine.run.concurrent), where connections are pooled; nothing to do otherwise."""
+        ...
+
     # --- the archive: finished journals retired out of the runs ---------------------------
 
     def archive(self, run_id: str, *, head: str, on_step: Callable[[str], None] | None = None) -> str:

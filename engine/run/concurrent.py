@@ -81,9 +81,7 @@ class Driver:
         self.home = home if isinstance(home, Home) else Home(home)
         self.threads = threads
         self.clock = clock or clock_from_env()
-        reserve = getattr(self.home.store, "reserve", None)
-        if reserve is not None:  # a pooled store (PostgreSQL): room for every lane's writer and reads
-            reserve(threads)
+        self.home.store.reserve(threads)  # a pooled store (PostgreSQL): room for every lane's writer and reads
         self.runners = [Runner(self.home, clock=self.clock, machines_dir=Path(machines_dir), sealing=sealing)
                         for _ in range(threads)]
         self._drained = threading.Event()

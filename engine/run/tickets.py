@@ -72,8 +72,7 @@ def tidy_copies(store: Store) -> list[str]:
     """A store whose tickets are rows keeps a file copy on the host that escalated; when
     another host resolves the run, that copy is this host's to remove (PgStore.tidy_copies).
     Returns the run ids whose copy went. Nothing to do for a store of files."""
-    tidy = getattr(store, "tidy_copies", None)
-    return [name.removesuffix(".json") for name in tidy(KIND)] if tidy is not None else []
+    return [name.removesuffix(".json") for name in store.tidy_copies(KIND)]
 
 
 def open_ticket(store: Store, rs: RunState, record: Escalated, machine: RunnableMachine) -> None:
