@@ -106,8 +106,8 @@ class RatchetGroup(click.Group):
             return super().invoke(ctx)
         except click.UsageError as exc:  # unknown command, a command's bad option or argument
             raise _one_line_usage(exc) from exc
-        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
-            raise
+        except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt, BrokenPipeError):
+            raise  # BrokenPipeError: the reader left (`ratchet status | head`): click exits 1, quietly
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

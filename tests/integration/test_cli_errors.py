@@ -229,3 +229,18 @@ def test_console_script_usage_error_exits_2_and_debug_shows_the_traceback(clean_
     assert out.stderr == "ratchet: error: Missing option '--by'; see 'ratchet approve --help'\n"
     out = ratchet("--debug", "start", BROKEN, env=clean_env)
     assert out.returncode == 1 and "Traceback" in out.stderr and "DefinitionError" in out.stderr
+
+
+def test_a_reader_that_goes_away_is_not_an_error(clean_env: dict[str, str]) -> None:
+    """`ratchet status | head -1`: once the reader has gone, ratchet stops writing and says
+    nothing (it said "ratchet: error: [Errno 32] Broken pipe"); exit 1, as click has it."""
+    assert ratchet("run", "renewal_review", "--id", "r1", env=clean_env).returncode == 0
+    for args in (["status"], ["tail", "r1"], ["status", "--json"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first write: deterministic
+        try:
+            done = subprocess.run([RATCHET, *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                                  env=clean_env, cwd=ROOT, timeout=60)
+        finally:
+            os.close(write)
+        assert done.stderr == "" and done.returncode in (0, 1), (args, done.returncode, done.stderr)
