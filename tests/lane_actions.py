@@ -5,13 +5,15 @@ lanes append to at once, and hooks that make lanes meet inside their actions.
 raises `Refused` in the state named by the input's `fail_in` (the step's retries are
 exhausted: the run escalates), and `Crash`, a BaseException that escapes the runner as a
 crash would, in the state named by `die_in`. `MEET`, when set, is called at the start of
-every action of the state `first` (a barrier, an event).
+every action of the state `first` (a barrier, an event). `story` is what must match
+between two ways of driving a run.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 LOCK = threading.Lock()
 CALLS: list[tuple[str, str, str, str]] = []  # (run_id, state, idempotency key, thread name)
@@ -43,3 +45,15 @@ def work(ctx):
     if ctx.input.get("die_in") == ctx.state:
         raise Crash(f"{ctx.run_id}: died in {ctx.state}")
     return {ctx.state: ctx.input["n"]}
+
+
+def story(home: Any, run_id: str) -> tuple[list[str], tuple]:
+    """What must match between two ways of driving a run: its record types in order, and
+    where it stands (everything but times, hashes and signatures, which differ by home)."""
+    from engine.run.replay import fold  # only the tests that compare runs need them
+    from journal.records import record_type
+
+    records = home.store.read(run_id).records
+    rs = fold(records)
+    reason = rs.escalation.reason if rs.escalation else None
+    return [record_type(r) for r in records], (rs.status, rs.state, rs.data, reason, rs.outcome)

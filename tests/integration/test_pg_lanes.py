@@ -14,9 +14,8 @@ import pytest
 from engine.home import Home
 from engine.run.clock import FakeClock
 from engine.run.concurrent import Driver, Launch
-from engine.run.replay import RunState, fold
+from engine.run.replay import RunState
 from engine.run.runner import Runner
-from journal.records import record_type
 
 from pg_cluster import Cluster
 
@@ -56,13 +55,6 @@ def jobs(machine: Path, n: int) -> list[Launch]:
             for i in range(n)]
 
 
-def story(home: Home, run_id: str) -> tuple[list[str], tuple]:
-    records = home.store.read(run_id).records
-    rs = fold(records)
-    return [record_type(r) for r in records], (rs.status, rs.state, rs.data,
-                                               rs.escalation.reason if rs.escalation else None)
-
-
 def test_eight_lanes_on_postgresql_end_as_one_by_one(tmp_path, machine, pg_cluster: Cluster):
     laned = Home(tmp_path / "laned", store=pg_cluster.fresh_schema()).ensure()
     alone = Home(tmp_path / "alone", store=pg_cluster.fresh_schema()).ensure()
@@ -73,7 +65,7 @@ def test_eight_lanes_on_postgresql_end_as_one_by_one(tmp_path, machine, pg_clust
             runner.launch(job.machine, job.input, run_id=job.run_id)
         assert {o.status for o in outcomes if isinstance(o, RunState)} == {"waiting", "escalated"}
         for job in jobs(machine, 16):
-            assert story(laned, job.run_id) == story(alone, job.run_id), job.run_id
+            assert acts.story(laned, job.run_id) == acts.story(alone, job.run_id), job.run_id
             assert laned.store.verify(job.run_id).ok
     finally:
         laned.store.close()  # type: ignore[attr-defined]

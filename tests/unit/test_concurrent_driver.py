@@ -25,7 +25,6 @@ from engine.run.runner import Runner
 from engine.run.todo import Enter
 from journal import StepStarted
 from journal.errors import JournalLockedError
-from journal.records import record_type
 
 LANES = """
 name: lanes
@@ -66,15 +65,6 @@ def jobs_for(machine: Path, n: int) -> list[Launch]:
             for i in range(n)]
 
 
-def story(home: Home, run_id: str) -> tuple[list[str], tuple]:
-    """What must match between two ways of driving a run: its record types in order, and
-    where it stands (everything but times, hashes and signatures, which differ by home)."""
-    records = home.store.read(run_id).records
-    rs = fold(records)
-    reason = rs.escalation.reason if rs.escalation else None
-    return [record_type(r) for r in records], (rs.status, rs.state, rs.data, reason, rs.outcome)
-
-
 def test_runs_driven_by_eight_lanes_end_as_driven_one_by_one(tmp_path, machine):
     jobs = jobs_for(machine, 24)
     laned, alone = Home(tmp_path / "laned").ensure(), Home(tmp_path / "alone").ensure()
@@ -99,7 +89,7 @@ def test_runs_driven_by_eight_lanes_end_as_driven_one_by_one(tmp_path, machine):
         runner.advance(run_id)
 
     for job in jobs:
-        assert story(laned, job.run_id) == story(alone, job.run_id), job.run_id
+        assert acts.story(laned, job.run_id) == acts.story(alone, job.run_id), job.run_id
         assert laned.store.verify(job.run_id).ok
     # Each step ran once per run, with the run's own key, whichever lane ran it.
     keys = [key for _, _, key, _ in acts.CALLS]
