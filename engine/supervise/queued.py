@@ -70,19 +70,7 @@ def queued_keys(home: Home) -> frozenset[str]:
     """The keys of the queued messages only (names listed, no file read): what changes when a
     message is sent or filed (the dashboard looks at it every second)."""
     keys = {posted.posting.key for posted in box.queued_messages()} if (box := message_box(home.store)) else set()
-    for folder in (home.inbox, home.inbox_claimed):
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.endswith(SUFFIXES) and not entry.name.startswith("."):
-                keys.add(entry.name)
-            elif folder == home.inbox_claimed and entry.is_dir(follow_symlinks=False):
-                try:
-                    keys.update(name for name in os.listdir(entry.path) if name.endswith(SUFFIXES))
-                except OSError:
-                    continue
+    keys.update(name for name, _, _ in _message_files(home))
     return frozenset(keys)
 
 
@@ -145,7 +133,13 @@ def _parse(body: bytes, format_: str) -> dict[str, Any]:
 
 def _inbox_files(home: Home) -> list[tuple[str, dict[str, Any], datetime, Where]]:
     """(key, fields, time, where) of each message file in the inbox, claimed or not."""
-    files: list[tuple[str, dict[str, Any], datetime, Where]] = []
+    files = [_read(path, name, where) for name, path, where in _message_files(home)]
+    return [f for f in files if f[1]]
+
+
+def _message_files(home: Home) -> list[tuple[str, str, Where]]:
+    """(name, path, where) of each message file in the inbox and in the supervisors' claim boxes."""
+    found: list[tuple[str, str, Where]] = []
     for folder, where in ((home.inbox, "inbox"), (home.inbox_claimed, "claimed")):
         try:
             entries = list(os.scandir(folder))
@@ -159,10 +153,10 @@ def _inbox_files(home: Home) -> list[tuple[str, dict[str, Any], datetime, Where]
                     inner = list(os.scandir(entry.path))
                 except OSError:
                     continue
-                files.extend(_read(e.path, e.name, "claimed") for e in inner if e.name.endswith(SUFFIXES))
+                found.extend((e.name, e.path, "claimed") for e in inner if e.name.endswith(SUFFIXES))
             elif entry.name.endswith(SUFFIXES):
-                files.append(_read(entry.path, entry.name, where))  # type: ignore[arg-type]
-    return [f for f in files if f[1]]
+                found.append((entry.name, entry.path, where))  # type: ignore[arg-type]
+    return found
 
 
 def _read(path: str, key: str, where: Where) -> tuple[str, dict[str, Any], datetime, Where]:
