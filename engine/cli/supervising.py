@@ -71,23 +71,16 @@ def supervise(home: Path, *, debug: bool, once: bool, workers: int, rescan: floa
         home_key(supervised)
         supervisor = Supervisor(supervised, workers=workers, machines_dir=MACHINES_DIR, rescan=rescan, grace=grace,
                                 job_timeout=job_timeout, metrics=metrics() if metrics is not None else None,
-                                head_start=head)
-        if supervisor.mailroom.retention is not None:
-            supervisor.mailroom.retention.keep = keep
-    except BaseException:
-        if head is not None:
-            head.abandon(grace)
-            stop_forkserver()  # its workers are gone: the server too, reaped
-        raise
-    supervisor.install_signal_handlers()
-    for signum in stops:
-        supervisor.stop(signum)  # its loop then starts nothing new and drains what the head start began
-    try:
+                                head_start=head, message_retention=keep)
+        supervisor.install_signal_handlers()
+        for signum in stops:
+            supervisor.stop(signum)  # its loop then starts nothing new and drains what the head start began
         return supervisor.run(once=once)
     except BaseException:
-        # Its start failed before its loop took the workers over (the inbox's watch, say): the head
-        # start's steps in hand finish, as in a graceful stop, rather than die with this process
-        # (a non-idempotent one would be escalated). After the loop's own drain this does nothing.
+        # The start failed before the loop took the head start's workers over (the key, the inbox's
+        # watch, say): their steps in hand finish, as in a graceful stop, rather than die with this
+        # process (a non-idempotent one would be escalated); the server too is then reaped. After the
+        # loop's own drain this does nothing.
         if head is not None:
             head.abandon(grace)
             stop_forkserver()

@@ -82,7 +82,7 @@ class Letter:
 class Mailroom:
     """Claims, checks, queues per run, and files the inbox's files (`open` before use)."""
 
-    def __init__(self, home: Home, runs: RunTable) -> None:
+    def __init__(self, home: Home, runs: RunTable, *, retention: float | None = None) -> None:
         self.home = home
         self.runs = runs
         self.settle = 1.0  # a file unchanged this long counts as complete where leases are unavailable
@@ -94,7 +94,8 @@ class Mailroom:
         self._people: PeopleBook | None = None  # people.yaml, read with the first file (pydantic: not at start)
         box = message_box(home.store)
         self.postbox = Postbox(home, box) if box is not None else None  # messages as rows (PostgreSQL)
-        self.retention = Retention(box) if box is not None else None  # settled rows expire (PostgreSQL)
+        # Settled rows expire (PostgreSQL); `retention` seconds, None: RATCHET_MESSAGE_RETENTION at the first look.
+        self.retention = Retention(box, retention) if box is not None else None
 
     def warm_up(self) -> None:
         """Import what reading a file needs (the message and people.yaml models: pydantic,

@@ -92,7 +92,7 @@ class Supervisor:
     def __init__(self, home: Home, *, workers: int = 2, clock: Clock | None = None,
                  machines_dir: Path = Path("machines"), rescan: float = 5.0, grace: float = 10.0,
                  settle: float = 1.0, job_timeout: float = JOB_TIMEOUT, metrics: Metrics | None = None,
-                 head_start: HeadStart | None = None) -> None:
+                 head_start: HeadStart | None = None, message_retention: float | None = None) -> None:
         clock = clock or clock_from_env()
         self.home = home
         self.pacing = Pacing(rescan, grace, settle, tick=0.2 if isinstance(clock, FileClock) else 1.0)
@@ -102,7 +102,7 @@ class Supervisor:
         self.wake = Wakeup()
         self.runs = RunTable(home) if head_start is None else head_start.runs
         self.agenda = Agenda(clock)
-        self.mailroom = Mailroom(home, self.runs)
+        self.mailroom = Mailroom(home, self.runs, retention=message_retention)
         self.timeouts = StepTimeouts(clock, job_timeout=job_timeout)
         for job in head_start.jobs if head_start is not None else ():
             self.timeouts.handed_over(job.run_id)
