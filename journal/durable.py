@@ -8,9 +8,17 @@ file is either entirely there or not at all (fsync(2), rename(2)).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from journal.writer import fsync_dir
+
+
+def own_tmp(target: Path) -> Path:
+    """A dot-named temporary beside `target` that no other process or thread uses: two threads
+    of one process publishing the same name (lanes keeping a seal's side file) must not write
+    into one file, and folder listings skip it."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
 
 
 def publish(tmp: Path, target: Path, data: bytes, *, exclusive: bool = False, mode: int | None = None,

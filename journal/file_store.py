@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from journal.durable import publish
+from journal.durable import own_tmp, publish
 from journal.errors import JournalError, JournalNotFoundError
 from journal.file_archive import FileArchive, make_dirs
 from journal.follow import follow_lines
@@ -172,10 +171,7 @@ class FileStore:
     def publish(self, kind: str, name: str, data: bytes, *, sync: bool = True) -> str:
         target = self._side(kind, name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # One temporary name per thread: two lanes of one process publishing the same name
-        # (a seal's side file, kept after the lock is let go) must not write into one file.
-        tmp = target.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        return str(publish(tmp, target, data, sync=sync))
+        return str(publish(own_tmp(target), target, data, sync=sync))
 
     def fetch(self, kind: str, name: str) -> bytes | None:
         try:

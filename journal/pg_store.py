@@ -38,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from journal import pg_messages
-from journal.durable import publish
+from journal.durable import own_tmp, publish
 from journal.errors import JournalError, JournalLockedError, JournalNotFoundError, JournalReplacedError
 from journal.messages import MessageState, Posted, Posting
 from journal.pg_group import GroupCommit
@@ -536,7 +536,7 @@ class PgStore:
 def _write_copy(folder: Path, name: str, data: bytes, *, sync: bool) -> None:
     """This host's file copy of a side row, replaced atomically (a dot-named temporary first:
     `tidy_copies` and people's tools skip it)."""
-    publish(folder / f".{name}.{os.getpid()}.{threading.get_ident()}.tmp", folder / name, data, sync=sync)  # per thread
+    publish(own_tmp(folder / name), folder / name, data, sync=sync)
 
 
 def _drop_copy(folder: Path, name: str) -> None:
