@@ -83,10 +83,10 @@ class FileClock:
             raise ClockError(self.path, text) from exc
 
     def set(self, dt: datetime) -> None:
+        from journal.durable import own_tmp, publish  # only where the clock is moved (tests, operators)
+
         # Atomic replace, so a reader in another process never sees a half-written time.
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # per thread
-        tmp.write_text(iso(dt))
-        os.replace(tmp, self.path)
+        publish(own_tmp(self.path), self.path, iso(dt).encode(), sync=False)
 
     def advance(self, seconds: float) -> datetime:
         dt = self.now() + timedelta(seconds=seconds)
