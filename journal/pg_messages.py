@@ -60,6 +60,11 @@ def queued(store: PgStore) -> list[Posted]:
     return [_posted(row) for row in rows]
 
 
+def queued_keys(store: PgStore) -> list[str]:
+    """The keys of the messages not settled yet (no bodies: what a dashboard polls)."""
+    return [str(row[0]) for row in store._query("SELECT key FROM ratchet_messages WHERE state = 'queued'")]
+
+
 def settle(store: PgStore, key: str, accepted: bool, reason: str) -> bool:
     """Mark a queued message delivered or refused (False: settled already, or no such key)."""
     try:

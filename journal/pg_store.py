@@ -514,6 +514,9 @@ class PgStore:
     def queued_messages(self) -> list[Posted]:
         return pg_messages.queued(self)
 
+    def queued_message_keys(self) -> list[str]:
+        return pg_messages.queued_keys(self)
+
     def settle_message(self, key: str, accepted: bool, reason: str) -> bool:
         return pg_messages.settle(self, key, accepted, reason)
 

@@ -69,7 +69,7 @@ def queued_index(home: Home) -> dict[str, list[Queued]]:
 def queued_keys(home: Home) -> frozenset[str]:
     """The keys of the queued messages only (names listed, no file read): what changes when a
     message is sent or filed (the dashboard looks at it every second)."""
-    keys = {posted.posting.key for posted in box.queued_messages()} if (box := message_box(home.store)) else set()
+    keys = set(box.queued_message_keys()) if (box := message_box(home.store)) else set()
     keys.update(name for name, _, _ in _message_files(home))
     return frozenset(keys)
 

@@ -152,6 +152,15 @@ def test_expire_deletes_the_oldest_settled_rows_before_the_cutoff_and_never_a_qu
     assert sorted(rows(pg_url)) == ["queued-forged-time", "queued-old"]
 
 
+def test_the_queued_keys_are_the_queued_rows_only(store, pg_url):
+    """What the dashboard polls each second: the keys of the queued rows, none of the settled."""
+    settled_rows(pg_url, 3, datetime.fromisoformat("2026-01-01T00:00:00+00:00"))
+    insert_row(pg_url, "q1", "r1", {"run": "r1", "trigger": "approve", "by": "bob"})
+    insert_row(pg_url, "q2", "r2", {"run": "r2", "trigger": "reject", "by": "alice"})
+    assert sorted(store.queued_message_keys()) == ["q1", "q2"]
+    assert sorted(store.queued_message_keys()) == sorted(p.posting.key for p in store.queued_messages())
+
+
 def test_a_settled_row_must_have_its_time(store, pg_url):
     """A settled row with no settling time could never expire: the schema refuses it."""
     with pytest.raises(psycopg.errors.CheckViolation):
